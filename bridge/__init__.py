@@ -1,0 +1,1 @@
+"""The Matrix adapter: an application service acting as the desk bot and one ghost per visitor."""

@@ -1,0 +1,179 @@
+"""Stored desk messages go out to the homeserver, in order, exactly once.
+
+The worker reads pending messages from the store (never from memory), so messages survive a
+restart of refdesk and wait while the homeserver is down. Each send carries the transaction id
+``refdesk-<message id>``: if an answer is lost and the send is retried, the homeserver returns
+the first event instead of making a second one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.ghosts import GhostTemplate
+from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
+from rooms.desk import Desk
+from rooms.events import DeskEvent, MessageAdded
+from rooms.ids import RoomID
+from rooms.session import Message, Origin, Session
+
+log = logging.getLogger("refdesk.bridge.delivery")
+
+SESSION_STATE_EVENT = "org.refdesk.session"
+
+
+def txn_id_for(message: Message) -> str:
+    return f"refdesk-{message.id}"
+
+
+@dataclass
+class Deliverer:
+    desk: Desk
+    client: MatrixClient
+    ghosts: GhostTemplate
+    librarians: tuple[str, ...]
+    topic_labels: dict[str, str]
+    min_backoff: float = 0.5
+    max_backoff: float = 30.0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+    _ready_ghosts: set[str] = field(default_factory=set)
+    _task: asyncio.Task[None] | None = None
+
+    def on_desk_event(self, event: DeskEvent) -> None:
+        if isinstance(event, MessageAdded) and event.message.needs_delivery:
+            self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="refdesk-delivery")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        backoff = self.min_backoff
+        while True:
+            self._wake.clear()
+            try:
+                progressed, blocked = await self.deliver_pending()
+            except Exception:
+                log.exception("delivery round failed")
+                progressed, blocked = False, True
+            if blocked:
+                await self._sleep_or_wake(backoff, honour_wake=False)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            backoff = self.min_backoff
+            if not progressed:
+                await self._sleep_or_wake(60)
+
+    async def _sleep_or_wake(self, seconds: float, honour_wake: bool = True) -> None:
+        if not honour_wake:
+            await asyncio.sleep(seconds)
+            return
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def deliver_pending(self) -> tuple[bool, bool]:
+        """One pass over the outbox. Returns (anything delivered, some session blocked)."""
+        pending = await self.desk.pending_deliveries(limit=500)
+        if not pending:
+            return False, False
+        by_session: dict[str, list[Message]] = {}
+        for message in pending:
+            by_session.setdefault(message.session_id, []).append(message)
+        results = await asyncio.gather(
+            *(self._deliver_session(messages) for messages in by_session.values())
+        )
+        progressed = any(done for done, _ in results)
+        blocked = any(stuck for _, stuck in results)
+        return progressed, blocked
+
+    async def _deliver_session(self, messages: Iterable[Message]) -> tuple[bool, bool]:
+        """Deliver one session's messages in order; stop at the first failure."""
+        done = False
+        for message in messages:
+            try:
+                await self._deliver(message)
+                done = True
+            except (HomeserverUnavailable, MatrixError) as exc:
+                log.warning(
+                    "message %d of session %s not delivered yet: %s",
+                    message.id,
+                    message.session_id,
+                    exc,
+                )
+                return done, True
+        return done, False
+
+    async def _deliver(self, message: Message) -> None:
+        session = await self.desk.get_session(message.session_id)
+        if session.room_id is None:
+            if message.origin is not Origin.VISITOR:
+                # No room was ever needed (the visitor never wrote): nothing to tell anyone.
+                await self.desk.mark_delivered(message.id, None)
+                return
+            session = await self.ensure_room(session)
+        assert session.room_id is not None
+        if message.origin is Origin.VISITOR:
+            ghost = await self.ensure_ghost(session)
+            content = {"msgtype": "m.text", "body": message.body}
+            event_id = await self.client.send_message(
+                session.room_id, content, txn_id_for(message), user_id=ghost
+            )
+        else:
+            content = {"msgtype": "m.notice", "body": message.body}
+            event_id = await self.client.send_message(session.room_id, content, txn_id_for(message))
+        await self.desk.mark_delivered(message.id, event_id)
+
+    async def ensure_ghost(self, session: Session) -> str:
+        """Register the visitor's ghost and give it the visitor's name (idempotent)."""
+        mxid = self.ghosts.format(session.id)
+        if mxid not in self._ready_ghosts:
+            await self.client.register_ghost(self.ghosts.localpart(session.id))
+            await self.client.set_displayname(mxid, f"{session.form.name} (visitor)")
+            self._ready_ghosts.add(mxid)
+        return mxid
+
+    async def ensure_room(self, session: Session) -> Session:
+        """Create the session's room (found again by alias if a retry), ghost joined."""
+        ghost = await self.ensure_ghost(session)
+        form = session.form
+        topic_label = self.topic_labels.get(form.topic, form.topic)
+        details = [f"Topic: {topic_label}", f"Email: {form.email}"]
+        if form.member_number:
+            details.append(f"Member number: {form.member_number}")
+        details.append(f"Language: {form.language}")
+        state_content: dict[str, Any] = {
+            "session_id": session.id,
+            "name": form.name,
+            "email": form.email,
+            "member_number": form.member_number,
+            "topic": form.topic,
+            "language": form.language,
+            "page_url": form.page_url,
+            "started_at": session.created_at.isoformat(),
+        }
+        room_id = await self.client.create_room(
+            alias_localpart=self.ghosts.alias_localpart(session.id),
+            name=f"{form.name} · {topic_label}",
+            topic=" · ".join(details),
+            invite=[ghost, *self.librarians],
+            initial_state=[
+                {"type": SESSION_STATE_EVENT, "state_key": "", "content": state_content}
+            ],
+        )
+        await self.client.join(room_id, ghost)
+        log.info("session %s has room %s", session.id, room_id)
+        return await self.desk.attach_room(session.id, RoomID(room_id))

@@ -1,0 +1,196 @@
+"""Client-server API as the appservice: bearer ``as_token``, masquerading with ``?user_id=``.
+
+matrix-nio's sans-I/O ``Api`` builds each request (method, path, body); we send it with aiohttp,
+move the token from nio's query string into the Authorization header, and raise on every error
+so none is silently ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import aiohttp
+from nio import Api, RoomPreset, RoomVisibility
+from yarl import URL
+
+log = logging.getLogger("refdesk.bridge.matrix_api")
+
+_TOKEN_SLOT = "refdesk-token-slot"
+
+
+class MatrixError(Exception):
+    """The homeserver answered with an error (``status``, ``errcode``)."""
+
+    def __init__(self, status: int, errcode: str, error: str, retry_after_ms: int | None = None):
+        super().__init__(f"{status} {errcode}: {error}")
+        self.status = status
+        self.errcode = errcode
+        self.error = error
+        self.retry_after_ms = retry_after_ms
+
+    @property
+    def transient(self) -> bool:
+        return self.status >= 500 or self.status == 429
+
+
+class HomeserverUnavailable(Exception):
+    """The homeserver could not be reached (connection refused, timeout)."""
+
+
+class MatrixClient:
+    """One aiohttp session to the homeserver, acting as the bot or any ghost."""
+
+    def __init__(self, base_url: str, as_token: str, bot_mxid: str, timeout: float = 30) -> None:
+        self.base_url = URL(base_url)
+        self._as_token = as_token
+        self.bot_mxid = bot_mxid
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._http: aiohttp.ClientSession | None = None
+
+    async def open(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                timeout=self._timeout,
+                headers={"Authorization": f"Bearer {self._as_token}"},
+            )
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        user_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Send one request built by nio's ``Api``; returns the JSON body or raises."""
+        if self._http is None:
+            await self.open()
+        assert self._http is not None
+        url = URL(path, encoded=True)
+        query = {k: v for k, v in url.query.items() if k != "access_token"}
+        if user_id is not None and user_id != self.bot_mxid:
+            query["user_id"] = user_id
+        full = self.base_url.join(url.with_query(query))
+        data = body if isinstance(body, str | bytes) or body is None else json.dumps(body)
+        try:
+            async with self._http.request(
+                method, full, data=data, headers={"Content-Type": "application/json"}
+            ) as resp:
+                text = await resp.text()
+                status = resp.status
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise HomeserverUnavailable(f"{method} {url.path}: {exc!r}") from exc
+        try:
+            payload = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            payload = {"errcode": "M_UNKNOWN", "error": text[:200]}
+        if status >= 400:
+            raise MatrixError(
+                status,
+                str(payload.get("errcode", "M_UNKNOWN")),
+                str(payload.get("error", "")),
+                payload.get("retry_after_ms"),
+            )
+        return payload if isinstance(payload, dict) else {}
+
+    # The calls the bridge makes. Each is a thin wrapper over nio's request builder.
+
+    async def register_ghost(self, localpart: str) -> None:
+        """Register an appservice user; an existing one is fine (idempotent)."""
+        path = str(URL("/_matrix/client/v3/register"))
+        try:
+            await self.request(
+                "POST",
+                path,
+                {"type": "m.login.application_service", "username": localpart},
+            )
+        except MatrixError as exc:
+            if exc.errcode != "M_USER_IN_USE":
+                raise
+
+    async def set_displayname(self, user_id: str, name: str) -> None:
+        method, path, data = Api.profile_set_displayname(_TOKEN_SLOT, user_id, name)
+        await self.request(method, path, data, user_id=user_id)
+
+    async def get_displayname(self, user_id: str) -> str | None:
+        method, path = Api.profile_get_displayname(user_id, _TOKEN_SLOT)
+        try:
+            result = await self.request(method, path)
+        except MatrixError:
+            return None
+        name = result.get("displayname")
+        return name if isinstance(name, str) else None
+
+    async def create_room(
+        self,
+        *,
+        alias_localpart: str,
+        name: str,
+        topic: str,
+        invite: list[str],
+        initial_state: list[dict[str, Any]],
+    ) -> str:
+        """Create a room, or find the one a previous attempt created (by its alias).
+
+        The bot creates the room, so it is its creator (room v12: unlimited power) or holds
+        power 100 (older versions).
+        """
+        method, path, data = Api.room_create(
+            _TOKEN_SLOT,
+            visibility=RoomVisibility.private,
+            alias=alias_localpart,
+            name=name,
+            topic=topic,
+            federate=True,
+            preset=RoomPreset.private_chat,
+            invite=invite,
+            initial_state=initial_state,
+        )
+        try:
+            result = await self.request(method, path, data)
+            return str(result["room_id"])
+        except MatrixError as exc:
+            if exc.errcode != "M_ROOM_IN_USE":
+                raise
+        server = self.bot_mxid.split(":", 1)[1]
+        method, path = Api.room_resolve_alias(f"#{alias_localpart}:{server}")
+        result = await self.request(method, path)
+        room_id = str(result["room_id"])
+        # The earlier attempt may have stopped before its invites went out.
+        for user_id in invite:
+            try:
+                await self.invite(room_id, user_id)
+            except MatrixError as exc:
+                if exc.transient:
+                    raise
+        return room_id
+
+    async def join(self, room_id: str, user_id: str) -> None:
+        method, path = Api.join(_TOKEN_SLOT, room_id)
+        await self.request(method, path, {}, user_id=user_id)
+
+    async def invite(self, room_id: str, user_id: str) -> None:
+        method, path, data = Api.room_invite(_TOKEN_SLOT, room_id, user_id)
+        await self.request(method, path, data)
+
+    async def send_message(
+        self, room_id: str, content: dict[str, Any], txn_id: str, *, user_id: str | None = None
+    ) -> str:
+        """Send ``m.room.message``; the same ``txn_id`` never produces a second event."""
+        method, path, data = Api.room_send(_TOKEN_SLOT, room_id, "m.room.message", content, txn_id)
+        result = await self.request(method, path, data, user_id=user_id)
+        return str(result["event_id"])
+
+    async def recent_events(self, room_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        """The room's latest events, oldest first (for catching up after downtime)."""
+        method, path = Api.room_messages(_TOKEN_SLOT, room_id, direction="b", limit=limit)
+        result = await self.request(method, path)
+        chunk = result.get("chunk", [])
+        return list(reversed(chunk)) if isinstance(chunk, list) else []

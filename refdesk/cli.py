@@ -1,0 +1,147 @@
+"""The ``refdesk`` command: declarations and wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import yaml
+
+from bridge.registration import new_token, registration
+from refdesk.config import PLACEHOLDER, Config, ConfigError, load_config
+from refdesk.service import RefDesk
+
+log = logging.getLogger("refdesk")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # aiohttp's access log would record URLs; ours never carry secrets, but keep it quiet.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+async def _run_until_signal(desk: RefDesk, ready_message: str | None = None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await desk.start()
+    if ready_message:
+        print(ready_message, flush=True)
+    try:
+        await stop.wait()
+    finally:
+        print("\nStopping refdesk…", flush=True)
+        await desk.stop()
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(Path(args.file))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"{args.file}: OK (homeserver {config.homeserver.url}, "
+        f"{len(config.desk.librarians)} librarians, {len(config.desk.topics)} topics)"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(config.logging.level)
+    asyncio.run(
+        _run_until_signal(RefDesk(config), f"refdesk is running: {config.widget.public_url}")
+    )
+    return 0
+
+
+def cmd_generate_registration(args: argparse.Namespace) -> int:
+    path = Path(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        if exc.path in ("appservice.as_token", "appservice.hs_token"):
+            print(
+                f"config error: {exc}\n\nPut these fresh tokens in {path} and run again:\n"
+                f"  appservice:\n    as_token: {new_token()}\n    hs_token: {new_token()}",
+                file=sys.stderr,
+            )
+        else:
+            print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.output)
+    out.write_text(yaml.safe_dump(registration(config), sort_keys=False), encoding="utf-8")
+    out.chmod(0o600)
+    print(
+        f"Wrote {out}. Give it to the homeserver admin: add it to app_service_config_files "
+        "in homeserver.yaml and restart the homeserver."
+    )
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from refdesk.embedded import run_embedded
+
+    return run_embedded(
+        data_dir=Path(args.data_dir),
+        config_path=Path(args.config) if args.config else None,
+        widget_port=args.port,
+        homeserver_port=args.homeserver_port,
+        appservice_port=args.appservice_port,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="refdesk", description="Live-chat reference desk for libraries, on Matrix."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the desk with an embedded Synapse and demo librarians")
+    up.add_argument("--data-dir", default="refdesk-data", help="where everything is kept")
+    up.add_argument("--config", help="use this config instead of the generated one")
+    up.add_argument("--port", type=int, default=8080, help="widget server port (first run)")
+    up.add_argument("--homeserver-port", type=int, default=8008, help="Synapse port (first run)")
+    up.add_argument(
+        "--appservice-port", type=int, default=29330, help="appservice port (first run)"
+    )
+    up.set_defaults(func=cmd_up)
+
+    serve = sub.add_parser("serve", help="run against an existing homeserver")
+    serve.add_argument("--config", required=True)
+    serve.set_defaults(func=cmd_serve)
+
+    gen = sub.add_parser("generate-registration", help="write the appservice registration")
+    gen.add_argument("--config", required=True)
+    gen.add_argument("--output", default="registration.yaml")
+    gen.set_defaults(func=cmd_generate_registration)
+
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+__all__ = ["PLACEHOLDER", "Config", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

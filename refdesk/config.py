@@ -1,0 +1,314 @@
+"""Typed configuration, built once at start from one YAML file.
+
+Every problem is reported with its key path (``widget.listen_port: must be an integer``) so an
+admin can fix the file without reading code. The admin's file is never rewritten.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+PLACEHOLDER = "CHANGE_ME"
+_MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-\[\]:]+$")
+_LOCALPART = re.compile(r"^[a-z0-9._=\-/]+$")
+_TOPIC_ID = re.compile(r"^[a-z0-9_\-]{1,40}$")
+LANGUAGES = ("id", "en")
+
+
+class ConfigError(Exception):
+    """A config problem, with the key path it concerns."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}" if path else problem)
+        self.path = path
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class HomeserverConfig:
+    url: str
+    domain: str
+
+
+@dataclass(frozen=True)
+class AppserviceConfig:
+    id: str
+    listen_host: str
+    listen_port: int
+    url: str
+    as_token: str = field(repr=False)
+    hs_token: str = field(repr=False)
+    bot_localpart: str
+    bot_displayname: str
+    ghost_prefix: str
+
+
+@dataclass(frozen=True)
+class WidgetConfig:
+    listen_host: str
+    listen_port: int
+    public_url: str
+    allowed_origins: tuple[str, ...]
+    max_message_length: int
+
+
+@dataclass(frozen=True)
+class Topic:
+    id: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DeskConfig:
+    name: str
+    librarians: tuple[str, ...]
+    default_language: str
+    timezone: str
+    topics: tuple[Topic, ...]
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    path: Path
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str
+
+
+@dataclass(frozen=True)
+class Config:
+    homeserver: HomeserverConfig
+    appservice: AppserviceConfig
+    widget: WidgetConfig
+    desk: DeskConfig
+    database: DatabaseConfig
+    logging: LoggingConfig
+    source: Path | None = None
+
+    @property
+    def bot_mxid(self) -> str:
+        return f"@{self.appservice.bot_localpart}:{self.homeserver.domain}"
+
+
+DEFAULT_TOPICS: list[dict[str, Any]] = [
+    {
+        "id": "literature",
+        "label": {
+            "id": "Penelusuran literatur / informasi / data",
+            "en": "Literature, information or data search",
+        },
+    },
+    {"id": "membership", "label": {"id": "Keanggotaan", "en": "Membership"}},
+    {
+        "id": "eresources",
+        "label": {"id": "E-resources & akses daring", "en": "E-resources & online access"},
+    },
+    {"id": "complaint", "label": {"id": "Keluhan layanan", "en": "Service complaint"}},
+    {"id": "other", "label": {"id": "Lainnya", "en": "Other"}},
+]
+
+
+class _Reader:
+    """Walks the YAML tree and names the key path in every error."""
+
+    def __init__(self, data: Any, path: str = "") -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(path or "(top level)", "must be a mapping of keys to values")
+        self.data = data
+        self.path = path
+        self.seen: set[str] = set()
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def section(self, key: str, required: bool = True) -> _Reader:
+        self.seen.add(key)
+        if key not in self.data:
+            if required:
+                raise ConfigError(self._key(key), "is required")
+            return _Reader({}, self._key(key))
+        return _Reader(self.data[key], self._key(key))
+
+    def _get(self, key: str, default: Any) -> Any:
+        self.seen.add(key)
+        if key not in self.data or self.data[key] is None:
+            if default is _REQUIRED:
+                raise ConfigError(self._key(key), "is required")
+            return default
+        return self.data[key]
+
+    def text(self, key: str, default: Any = None, *, secret: bool = False) -> str:
+        value = self._get(key, _REQUIRED if default is None else default)
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(self._key(key), "must be a non-empty string")
+        if secret and (PLACEHOLDER in value or len(value) < 16):
+            raise ConfigError(
+                self._key(key),
+                "still holds a placeholder or is too short; "
+                "run `refdesk generate-registration` to create real tokens",
+            )
+        return value
+
+    def integer(self, key: str, default: Any = None, *, low: int, high: int) -> int:
+        value = self._get(key, _REQUIRED if default is None else default)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(self._key(key), f"must be an integer, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(self._key(key), f"must be between {low} and {high}, got {value}")
+        return value
+
+    def items(self, key: str, default: Any = None) -> list[Any]:
+        value = self._get(key, _REQUIRED if default is None else default)
+        if not isinstance(value, list):
+            raise ConfigError(self._key(key), "must be a list")
+        return value
+
+    def url(self, key: str, default: Any = None) -> str:
+        value = self.text(key, default)
+        if not re.match(r"^https?://[^\s/]+", value):
+            raise ConfigError(self._key(key), f"must be an http:// or https:// URL, got {value!r}")
+        return value.rstrip("/")
+
+    def check_unknown(self) -> None:
+        for key in self.data:
+            if key not in self.seen:
+                raise ConfigError(
+                    self._key(str(key)), "is not a known setting (check the spelling)"
+                )
+
+
+_REQUIRED = object()
+
+
+def _topics(reader: _Reader) -> tuple[Topic, ...]:
+    raw = reader.items("topics", DEFAULT_TOPICS)
+    if not raw:
+        raise ConfigError(reader._key("topics"), "must list at least one topic")
+    topics: list[Topic] = []
+    for index, item in enumerate(raw):
+        item_reader = _Reader(item, f"{reader._key('topics')}[{index}]")
+        topic_id = item_reader.text("id")
+        if not _TOPIC_ID.match(topic_id):
+            raise ConfigError(item_reader._key("id"), "must be 1-40 of a-z, 0-9, _ and -")
+        if any(t.id == topic_id for t in topics):
+            raise ConfigError(item_reader._key("id"), f"duplicate topic id {topic_id!r}")
+        labels = item_reader.section("label")
+        label_map = {lang: labels.text(lang) for lang in LANGUAGES}
+        labels.check_unknown()
+        item_reader.check_unknown()
+        topics.append(Topic(topic_id, label_map))
+    return tuple(topics)
+
+
+def parse_config(data: Any, source: Path | None = None) -> Config:
+    """Build a :class:`Config` from parsed YAML, or raise :class:`ConfigError`."""
+    root = _Reader(data)
+
+    hs = root.section("homeserver")
+    homeserver = HomeserverConfig(url=hs.url("url"), domain=hs.text("domain"))
+    hs.check_unknown()
+
+    asr = root.section("appservice")
+    appservice = AppserviceConfig(
+        id=asr.text("id", "refdesk"),
+        listen_host=asr.text("listen_host", "127.0.0.1"),
+        listen_port=asr.integer("listen_port", 29330, low=1, high=65535),
+        url=asr.url("url", "http://127.0.0.1:29330"),
+        as_token=asr.text("as_token", secret=True),
+        hs_token=asr.text("hs_token", secret=True),
+        bot_localpart=asr.text("bot_localpart", "refdesk"),
+        bot_displayname=asr.text("bot_displayname", "Reference desk"),
+        ghost_prefix=asr.text("ghost_prefix", "refdesk_v_"),
+    )
+    if appservice.as_token == appservice.hs_token:
+        raise ConfigError("appservice.hs_token", "must differ from appservice.as_token")
+    for key in ("bot_localpart", "ghost_prefix"):
+        if not _LOCALPART.match(getattr(appservice, key)):
+            raise ConfigError(f"appservice.{key}", "may only hold a-z, 0-9 and . _ = - /")
+    if appservice.bot_localpart.startswith(appservice.ghost_prefix):
+        raise ConfigError("appservice.bot_localpart", "must not start with appservice.ghost_prefix")
+    asr.check_unknown()
+
+    wr = root.section("widget", required=False)
+    origins = wr.items("allowed_origins", ["*"])
+    for index, origin in enumerate(origins):
+        if not isinstance(origin, str) or not (origin == "*" or re.match(r"^https?://", origin)):
+            raise ConfigError(
+                f"widget.allowed_origins[{index}]",
+                "must be '*' or an origin like https://lib.example",
+            )
+    widget = WidgetConfig(
+        listen_host=wr.text("listen_host", "127.0.0.1"),
+        listen_port=wr.integer("listen_port", 8080, low=1, high=65535),
+        public_url=wr.url("public_url", "http://localhost:8080"),
+        allowed_origins=tuple(o.rstrip("/") for o in origins),
+        max_message_length=wr.integer("max_message_length", 4000, low=1, high=65536),
+    )
+    wr.check_unknown()
+
+    dr = root.section("desk", required=False)
+    librarians = dr.items("librarians", [])
+    for index, mxid in enumerate(librarians):
+        if not isinstance(mxid, str) or not _MXID.match(mxid):
+            raise ConfigError(
+                f"desk.librarians[{index}]",
+                f"must be a Matrix user ID like @sari:example.org, got {mxid!r}",
+            )
+    default_language = dr.text("default_language", "id")
+    if default_language not in LANGUAGES:
+        raise ConfigError("desk.default_language", f"must be one of {', '.join(LANGUAGES)}")
+    timezone = dr.text("timezone", "Asia/Jakarta")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError("desk.timezone", f"unknown time zone {timezone!r}") from None
+    desk = DeskConfig(
+        name=dr.text("name", "Tanya Pustakawan"),
+        librarians=tuple(librarians),
+        default_language=default_language,
+        timezone=timezone,
+        topics=_topics(dr),
+    )
+    dr.check_unknown()
+
+    dbr = root.section("database", required=False)
+    db_path = Path(dbr.text("path", "refdesk.db"))
+    if source is not None and not db_path.is_absolute():
+        db_path = source.parent / db_path
+    database = DatabaseConfig(path=db_path)
+    dbr.check_unknown()
+
+    lr = root.section("logging", required=False)
+    level = lr.text("level", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("logging.level", "must be DEBUG, INFO, WARNING or ERROR")
+    lr.check_unknown()
+
+    root.check_unknown()
+    return Config(homeserver, appservice, widget, desk, database, LoggingConfig(level), source)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate a config file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError("", f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError("", f"{path}: not valid YAML{where}: {problem}") from None
+    return parse_config(data, source=path.resolve())

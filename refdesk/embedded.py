@@ -1,0 +1,186 @@
+"""``refdesk up``: the whole desk on one machine, with a local Synapse and demo librarians.
+
+Everything lives in one data directory; a second run reuses its config, accounts and rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bridge.registration import new_token, registration
+from refdesk.config import Config, ConfigError, load_config
+from refdesk.service import RefDesk
+
+DEMO_LIBRARIANS = (
+    ("sari", "Sari (Pustakawan)"),
+    ("dewi", "Dewi (Pustakawan)"),
+    ("agus", "Agus (Pustakawan)"),
+)
+
+
+def embedded_config_data(
+    *,
+    widget_port: int,
+    homeserver_port: int,
+    appservice_port: int,
+    librarians: list[str],
+    domain: str = "localhost",
+    database: str = "refdesk.db",
+) -> dict[str, Any]:
+    """A complete config for a desk on loopback (used by ``refdesk up`` and the tests)."""
+    return {
+        "homeserver": {"url": f"http://127.0.0.1:{homeserver_port}", "domain": domain},
+        "appservice": {
+            "id": "refdesk",
+            "listen_host": "127.0.0.1",
+            "listen_port": appservice_port,
+            "url": f"http://127.0.0.1:{appservice_port}",
+            "as_token": new_token(),
+            "hs_token": new_token(),
+            "bot_localpart": "refdesk",
+            "bot_displayname": "Reference desk",
+            "ghost_prefix": "refdesk_v_",
+        },
+        "widget": {
+            "listen_host": "127.0.0.1",
+            "listen_port": widget_port,
+            "public_url": f"http://localhost:{widget_port}",
+            "allowed_origins": ["*"],
+            "max_message_length": 4000,
+        },
+        "desk": {
+            "name": "Tanya Pustakawan",
+            "librarians": librarians,
+            "default_language": "id",
+            "timezone": "Asia/Jakarta",
+        },
+        "database": {"path": database},
+        "logging": {"level": "INFO"},
+    }
+
+
+def write_yaml(path: Path, data: Any, private: bool = True) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    if private:
+        path.chmod(0o600)
+
+
+def _demo_accounts(data_dir: Path) -> dict[str, str]:
+    """Demo librarian passwords, made once and kept in the data dir."""
+    path = data_dir / "demo-accounts.yaml"
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if all(local in loaded for local, _ in DEMO_LIBRARIANS):
+            return {str(k): str(v) for k, v in loaded.items()}
+    accounts = {local: secrets.token_urlsafe(9) for local, _ in DEMO_LIBRARIANS}
+    write_yaml(path, accounts)
+    return accounts
+
+
+def _prepare(
+    data_dir: Path,
+    config_path: Path | None,
+    widget_port: int,
+    homeserver_port: int,
+    appservice_port: int,
+) -> tuple[Config, Path]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if config_path is None:
+        config_path = data_dir / "refdesk.yaml"
+        if not config_path.exists():
+            write_yaml(
+                config_path,
+                embedded_config_data(
+                    widget_port=widget_port,
+                    homeserver_port=homeserver_port,
+                    appservice_port=appservice_port,
+                    librarians=[f"@{local}:localhost" for local, _ in DEMO_LIBRARIANS],
+                ),
+            )
+    config = load_config(config_path)
+    registration_path = data_dir / "registration.yaml"
+    write_yaml(registration_path, registration(config))
+    return config, registration_path
+
+
+def _banner(config: Config, homeserver_url: str, accounts: dict[str, str]) -> str:
+    lines = [
+        "",
+        "refdesk is running.",
+        f"  Demo library page (visitor widget): {config.widget.public_url}/demo",
+        f"  Homeserver for Element:             {homeserver_url}",
+        "  Librarian accounts (log in with Element, 'Sign in' → edit homeserver):",
+    ]
+    for local, _ in DEMO_LIBRARIANS:
+        mxid = f"@{local}:{config.homeserver.domain}"
+        if mxid in config.desk.librarians:
+            lines.append(f"    {mxid:<24} password: {accounts[local]}")
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+async def _up(config: Config, registration_path: Path, data_dir: Path) -> None:
+    from refdesk.cli import _setup_logging
+    from refdesk.homeserver import EmbeddedSynapse
+
+    _setup_logging(config.logging.level)
+    port = int(config.homeserver.url.rsplit(":", 1)[1].split("/")[0])
+    synapse = EmbeddedSynapse(
+        data_dir=data_dir / "synapse",
+        server_name=config.homeserver.domain,
+        port=port,
+        registration_files=[registration_path],
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"Starting Synapse on {synapse.url} (data in {synapse.data_dir})…", flush=True)
+    await synapse.start()
+    desk = RefDesk(config)
+    try:
+        accounts = _demo_accounts(data_dir)
+        for local, name in DEMO_LIBRARIANS:
+            await synapse.register_user(local, accounts[local], displayname=name)
+        await desk.start()
+        print(_banner(config, synapse.url, accounts), flush=True)
+        await stop.wait()
+    finally:
+        print("\nStopping refdesk and Synapse…", flush=True)
+        await desk.stop()
+        await synapse.stop()
+
+
+def run_embedded(
+    *,
+    data_dir: Path,
+    config_path: Path | None,
+    widget_port: int,
+    homeserver_port: int,
+    appservice_port: int,
+) -> int:
+    try:
+        config, registration_path = _prepare(
+            data_dir, config_path, widget_port, homeserver_port, appservice_port
+        )
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        import synapse  # noqa: F401
+    except ImportError:
+        print(
+            "refdesk up needs the embedded homeserver: pip install 'refdesk[embedded]'",
+            file=sys.stderr,
+        )
+        return 2
+    asyncio.run(_up(config, registration_path, data_dir.resolve()))
+    return 0

@@ -1,0 +1,62 @@
+"""Wires the store, the desk, the bridge and the widget server into one running service."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from bridge.service import Bridge
+from refdesk.config import Config
+from rooms.desk import Desk, DeskRules
+from rooms.store import Database, Store
+from widget_server.app import create_app
+
+log = logging.getLogger("refdesk")
+
+
+class RefDesk:
+    """One refdesk process: start() it, stop() it; it keeps nothing that the store does not."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.db = Database(config.database.path)
+        self.store = Store(self.db)
+        self.desk = Desk(
+            self.store,
+            DeskRules(
+                topics=tuple(t.id for t in config.desk.topics),
+                default_language=config.desk.default_language,
+                max_message_length=config.widget.max_message_length,
+            ),
+        )
+        self.bridge = Bridge(config, self.desk)
+        self._widget_runner: web.AppRunner | None = None
+
+    @property
+    def widget_url(self) -> str:
+        return self.config.widget.public_url
+
+    async def start(self) -> None:
+        await self.db.open()
+        await self.bridge.start()
+        app = create_app(self.config, self.desk)
+        self._widget_runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await self._widget_runner.setup()
+        wc = self.config.widget
+        await web.TCPSite(self._widget_runner, wc.listen_host, wc.listen_port).start()
+        log.info("widget server listening on %s:%d", wc.listen_host, wc.listen_port)
+
+    async def stop(self) -> None:
+        if self._widget_runner is not None:
+            await self._widget_runner.cleanup()
+            self._widget_runner = None
+        await self.bridge.stop()
+        await self.db.close()
+
+    async def __aenter__(self) -> RefDesk:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

@@ -1,0 +1,244 @@
+"""The desk: what visitors and librarians can do; every change is stored, then announced."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rooms.events import DeskEvent, MessageAdded, RoomAttached, SessionClosed, SessionStarted
+from rooms.ids import MessageID, RoomID, SessionID, UserID
+from rooms.session import (
+    CLIENT_ID_MAX,
+    Message,
+    Origin,
+    Session,
+    SessionState,
+    ValidationError,
+    VisitorForm,
+    hash_token,
+    new_session_id,
+    new_token,
+    token_matches,
+)
+from rooms.store import Store
+
+log = logging.getLogger("refdesk.rooms.desk")
+
+Clock = Callable[[], datetime]
+Listener = Callable[[DeskEvent], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class DeskError(Exception):
+    """A request the desk refuses; ``code`` is stable for API clients."""
+
+    code = "desk_error"
+
+
+class UnknownSession(DeskError):
+    code = "unknown_session"
+
+
+class InvalidToken(DeskError):
+    code = "invalid_token"
+
+
+class SessionClosedError(DeskError):
+    code = "session_closed"
+
+
+class MessageTooLong(DeskError):
+    code = "message_too_long"
+
+
+@dataclass(frozen=True)
+class DeskRules:
+    """The parts of the config the core needs, free of any adapter's settings."""
+
+    topics: tuple[str, ...]
+    languages: tuple[str, ...] = ("id", "en")
+    default_language: str = "id"
+    max_message_length: int = 4000
+
+
+# Desk notices shown to both sides, in the visitor's language.
+CLOSED_NOTICE = {
+    "visitor": {
+        "id": "Pengunjung mengakhiri percakapan.",
+        "en": "The visitor ended the chat.",
+    },
+    "librarian": {
+        "id": "Pustakawan mengakhiri percakapan.",
+        "en": "The librarian ended the chat.",
+    },
+}
+
+
+class Desk:
+    """Sessions and messages. Adapters call in; the desk announces events to its listeners."""
+
+    def __init__(self, store: Store, rules: DeskRules, clock: Clock = utcnow) -> None:
+        self.store = store
+        self.rules = rules
+        self.clock = clock
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        """Listeners run synchronously and must only schedule work (never block)."""
+        self._listeners.append(listener)
+
+    def _emit(self, event: DeskEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("desk listener failed on %s", type(event).__name__)
+
+    # visitor side
+
+    def validate_form(self, raw: dict[str, Any]) -> VisitorForm:
+        return VisitorForm.validate(
+            raw,
+            topics=set(self.rules.topics),
+            languages=self.rules.languages,
+            default_language=self.rules.default_language,
+        )
+
+    async def start_session(self, form: VisitorForm) -> tuple[Session, str]:
+        """Create a session; returns it with the visitor's bearer token (shown once)."""
+        token = new_token()
+        session = Session(
+            id=new_session_id(), state=SessionState.OPEN, form=form, created_at=self.clock()
+        )
+        await self.store.insert_session(session, hash_token(token))
+        log.info("session %s started (topic %s)", session.id, form.topic)
+        self._emit(SessionStarted(session))
+        return session, token
+
+    async def get_session(self, session_id: str) -> Session:
+        found = await self.store.get_session(session_id)
+        if found is None:
+            raise UnknownSession("No session with this id.")
+        return found[0]
+
+    async def authenticate(self, session_id: str, token: str) -> Session:
+        """The session if ``token`` is its credential; raises otherwise."""
+        found = await self.store.get_session(session_id)
+        if found is None:
+            raise UnknownSession("No session with this id.")
+        session, token_hash = found
+        if not token_matches(token, token_hash):
+            raise InvalidToken("This token is not valid for this session.")
+        return session
+
+    async def visitor_message(
+        self, session: Session, body: Any, client_id: Any
+    ) -> tuple[Message, bool]:
+        """Store a visitor message (idempotent by ``client_id``); returns (message, created)."""
+        problems: dict[str, str] = {}
+        if not isinstance(body, str) or not body.strip():
+            problems["body"] = "required"
+        if not isinstance(client_id, str) or not 1 <= len(client_id) <= CLIENT_ID_MAX:
+            problems["client_id"] = f"required, 1 to {CLIENT_ID_MAX} characters"
+        if problems:
+            raise ValidationError(problems)
+        assert isinstance(body, str) and isinstance(client_id, str)
+        body = body.strip()
+        if len(body) > self.rules.max_message_length:
+            raise MessageTooLong(
+                f"A message may be at most {self.rules.max_message_length} characters."
+            )
+        message = Message(
+            id=MessageID(0),
+            session_id=session.id,
+            origin=Origin.VISITOR,
+            body=body,
+            created_at=self.clock(),
+            sender_name=session.form.name,
+            client_id=client_id,
+            needs_delivery=True,
+        )
+        current = await self.get_session(session.id)
+        if not current.is_open:
+            # A retry of a message stored before the session closed still gets its answer.
+            existing = await self.store.message_by_client_id(session.id, client_id)
+            if existing is None:
+                raise SessionClosedError("This chat has ended.")
+            return existing, False
+        stored, created = await self.store.insert_message(message)
+        if created:
+            self._emit(MessageAdded(stored))
+        return stored, created
+
+    async def messages_after(
+        self, session_id: SessionID, after: int, limit: int = 200
+    ) -> list[Message]:
+        return await self.store.messages_after(session_id, max(0, after), limit)
+
+    async def end_session(self, session_id: SessionID, by: str) -> Session:
+        """Close a session (idempotent) and leave a notice for both sides."""
+        session = await self.get_session(session_id)
+        if not session.is_open:
+            return session
+        texts = CLOSED_NOTICE["librarian" if by != "visitor" else "visitor"]
+        notice = Message(
+            id=MessageID(0),
+            session_id=session_id,
+            origin=Origin.DESK,
+            body=texts.get(session.form.language, texts["en"]),
+            created_at=self.clock(),
+            needs_delivery=by == "visitor",
+        )
+        stored = await self.store.close_session(session_id, self.clock(), by, notice)
+        closed = await self.get_session(session_id)
+        if stored is not None:
+            log.info("session %s closed by %s", session_id, by)
+            self._emit(MessageAdded(stored))
+            self._emit(SessionClosed(closed))
+        return closed
+
+    # librarian side (called by the chat-network adapter)
+
+    async def session_for_room(self, room_id: str) -> Session | None:
+        return await self.store.session_by_room(room_id)
+
+    async def attach_room(self, session_id: SessionID, room_id: RoomID) -> Session:
+        await self.store.attach_room(session_id, room_id)
+        session = await self.get_session(session_id)
+        self._emit(RoomAttached(session))
+        return session
+
+    async def librarian_message(
+        self, session: Session, sender_id: UserID, sender_name: str, body: str, remote_id: str
+    ) -> Message | None:
+        """Store a librarian's reply (idempotent by ``remote_id``); None if seen before."""
+        message = Message(
+            id=MessageID(0),
+            session_id=session.id,
+            origin=Origin.LIBRARIAN,
+            body=body,
+            created_at=self.clock(),
+            sender_name=sender_name,
+            sender_id=sender_id,
+            remote_id=remote_id,
+        )
+        stored, created = await self.store.insert_message(message)
+        if not created:
+            return None
+        self._emit(MessageAdded(stored))
+        return stored
+
+    async def pending_deliveries(self, limit: int = 100) -> list[Message]:
+        return await self.store.pending_deliveries(limit)
+
+    async def mark_delivered(self, message_id: MessageID, remote_id: str | None) -> None:
+        await self.store.mark_delivered(message_id, remote_id, self.clock())
+
+    async def open_sessions_with_rooms(self) -> list[Session]:
+        return await self.store.open_sessions_with_rooms()

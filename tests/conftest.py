@@ -1,0 +1,113 @@
+"""Shared fixtures: one real Synapse per test session, one refdesk that tests may restart."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from bridge.registration import registration
+from refdesk.config import Config, load_config
+from refdesk.embedded import embedded_config_data, write_yaml
+from refdesk.homeserver import EmbeddedSynapse, free_port
+from refdesk.service import RefDesk
+from tests.helpers import Librarian, Visitor
+
+LIBRARIANS = ("sari", "dewi", "agus")
+PASSWORD = "correct horse battery staple"
+
+
+@dataclass
+class Stack:
+    """The running system under test: Synapse, refdesk, and how to reach both."""
+
+    synapse: EmbeddedSynapse
+    config: Config
+    config_path: Path
+    refdesk: RefDesk | None = None
+    log_records: list[logging.LogRecord] = field(default_factory=list)
+
+    @property
+    def widget_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.widget.listen_port}"
+
+    @property
+    def domain(self) -> str:
+        return self.config.homeserver.domain
+
+    def mxid(self, localpart: str) -> str:
+        return f"@{localpart}:{self.domain}"
+
+    async def start_refdesk(self) -> RefDesk:
+        assert self.refdesk is None
+        self.refdesk = RefDesk(self.config)
+        await self.refdesk.start()
+        return self.refdesk
+
+    async def stop_refdesk(self) -> None:
+        if self.refdesk is not None:
+            await self.refdesk.stop()
+            self.refdesk = None
+
+    @property
+    def desk(self) -> RefDesk:
+        assert self.refdesk is not None, "refdesk is stopped"
+        return self.refdesk
+
+
+@pytest.fixture(scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+    root = tmp_path_factory.mktemp("stack")
+    hs_port, as_port, widget_port = free_port(), free_port(), free_port()
+    data = embedded_config_data(
+        widget_port=widget_port,
+        homeserver_port=hs_port,
+        appservice_port=as_port,
+        librarians=[f"@{name}:localhost" for name in LIBRARIANS],
+    )
+    data["logging"]["level"] = "DEBUG"
+    config_path = root / "refdesk.yaml"
+    write_yaml(config_path, data)
+    config = load_config(config_path)
+    registration_path = root / "registration.yaml"
+    write_yaml(registration_path, registration(config))
+    synapse = EmbeddedSynapse(
+        data_dir=root / "synapse",
+        server_name="localhost",
+        port=hs_port,
+        registration_files=[registration_path],
+    )
+    await synapse.start()
+    for name in LIBRARIANS:
+        await synapse.register_user(name, PASSWORD, displayname=f"{name.capitalize()} Librarian")
+    stack = Stack(synapse=synapse, config=config, config_path=config_path)
+    await stack.start_refdesk()
+    try:
+        yield stack
+    finally:
+        await stack.stop_refdesk()
+        await synapse.stop()
+
+
+@pytest.fixture(scope="session")
+async def librarians(stack: Stack) -> AsyncIterator[dict[str, Librarian]]:
+    clients = {}
+    for name in LIBRARIANS:
+        clients[name] = await Librarian.login(stack.synapse.url, stack.mxid(name), PASSWORD)
+    try:
+        yield clients
+    finally:
+        for client in clients.values():
+            await client.close()
+
+
+@pytest.fixture
+async def visitor(stack: Stack) -> AsyncIterator[Visitor]:
+    v = Visitor(stack.widget_url)
+    try:
+        yield v
+    finally:
+        await v.close()

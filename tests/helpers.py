@@ -1,0 +1,196 @@
+"""Test actors: a librarian on a real Matrix client (matrix-nio), a visitor on the widget API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from nio import AsyncClient, JoinError, LoginResponse, RoomSendResponse, SyncResponse
+
+
+@dataclass
+class Seen:
+    room_id: str
+    sender: str
+    body: str
+    msgtype: str
+    event_id: str
+    source: dict[str, Any]
+
+
+@dataclass
+class Librarian:
+    client: AsyncClient
+    timeline: list[Seen] = field(default_factory=list)
+    invites: set[str] = field(default_factory=set)
+    next_batch: str | None = None
+
+    @classmethod
+    async def login(cls, homeserver: str, mxid: str, password: str) -> Librarian:
+        client = AsyncClient(homeserver, mxid)
+        resp = await client.login(password, device_name="refdesk-tests")
+        assert isinstance(resp, LoginResponse), resp
+        librarian = cls(client)
+        await librarian.sync(timeout_ms=0)
+        return librarian
+
+    @property
+    def user_id(self) -> str:
+        return str(self.client.user_id)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def sync(self, timeout_ms: int = 1000) -> None:
+        resp = await self.client.sync(timeout=timeout_ms, since=self.next_batch, full_state=False)
+        assert isinstance(resp, SyncResponse), resp
+        self.next_batch = resp.next_batch
+        for room_id in resp.rooms.invite:
+            self.invites.add(room_id)
+        for room_id, room in resp.rooms.join.items():
+            self.invites.discard(room_id)
+            for event in room.timeline.events:
+                content = event.source.get("content", {})
+                self.timeline.append(
+                    Seen(
+                        room_id=room_id,
+                        sender=event.sender,
+                        body=str(content.get("body", "")),
+                        msgtype=str(content.get("msgtype", event.source.get("type"))),
+                        event_id=event.event_id,
+                        source=event.source,
+                    )
+                )
+
+    async def wait_for(self, predicate: Callable[[Seen], bool], timeout: float = 30) -> Seen:
+        deadline = time.monotonic() + timeout
+        while True:
+            for seen in self.timeline:
+                if predicate(seen):
+                    return seen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.user_id} did not see the expected event in {timeout}s")
+            await self.sync()
+
+    async def wait_for_invite(self, room_id: str | None = None, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            for candidate in self.invites:
+                if room_id is None or candidate == room_id:
+                    return candidate
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.user_id} got no invite in {timeout}s")
+            await self.sync()
+
+    async def join(self, room_id: str) -> None:
+        resp = await self.client.join(room_id)
+        assert not isinstance(resp, JoinError), resp
+        self.invites.discard(room_id)
+
+    async def send(self, room_id: str, body: str, msgtype: str = "m.text") -> str:
+        resp = await self.client.room_send(
+            room_id, "m.room.message", {"msgtype": msgtype, "body": body}
+        )
+        assert isinstance(resp, RoomSendResponse), resp
+        return resp.event_id
+
+    def bodies(self, room_id: str, sender: str | None = None) -> list[str]:
+        return [
+            s.body
+            for s in self.timeline
+            if s.room_id == room_id
+            and s.source.get("type") == "m.room.message"
+            and (sender is None or s.sender == sender)
+        ]
+
+
+class Visitor:
+    """A visitor driving the visitor API directly (the browser tests drive the real widget)."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = aiohttp.ClientSession()
+        self.session_id: str | None = None
+        self.token: str | None = None
+        self.cursor = 0
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        token: str | bool | None = True,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any]:
+        headers = {}
+        if token is True and self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        elif isinstance(token, str):
+            headers["Authorization"] = f"Bearer {token}"
+        kwargs: dict[str, Any] = {"headers": headers}
+        if raw is not None:
+            kwargs["data"] = raw
+            headers["Content-Type"] = "application/json"
+        elif body is not None:
+            kwargs["json"] = body
+        async with self.http.request(method, self.base_url + path, **kwargs) as resp:
+            try:
+                data = await resp.json(content_type=None)
+            except ValueError:
+                data = await resp.text()
+            return resp.status, data
+
+    async def start(self, **fields: Any) -> dict[str, Any]:
+        form = {"name": "Budi", "email": "budi@example.org", "topic": "literature", **fields}
+        status, data = await self.request("POST", "/api/sessions", form, token=False)
+        assert status == 201, (status, data)
+        self.session_id = data["session"]["id"]
+        self.token = data["token"]
+        return data
+
+    async def send(self, body: str, client_id: str | None = None) -> dict[str, Any]:
+        status, data = await self.request(
+            "POST",
+            f"/api/sessions/{self.session_id}/messages",
+            {"body": body, "client_id": client_id or uuid.uuid4().hex},
+        )
+        assert status in (200, 201), (status, data)
+        return data["message"]
+
+    async def messages(self, after: int = 0, wait: int = 0) -> dict[str, Any]:
+        status, data = await self.request(
+            "GET", f"/api/sessions/{self.session_id}/messages?after={after}&wait={wait}"
+        )
+        assert status == 200, (status, data)
+        return data
+
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 30
+    ) -> dict[str, Any]:
+        """Long-poll until a message matching ``predicate`` arrives (any time in the history)."""
+        deadline = time.monotonic() + timeout
+        after = 0
+        seen: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            data = await self.messages(after=after, wait=5)
+            seen.extend(data["messages"])
+            after = data["cursor"]
+            for message in seen:
+                if predicate(message):
+                    return message
+            await asyncio.sleep(0)
+        raise AssertionError(f"visitor did not get the expected message; saw {seen}")
+
+    async def end(self) -> dict[str, Any]:
+        status, data = await self.request("POST", f"/api/sessions/{self.session_id}/end", {})
+        assert status == 200, (status, data)
+        return data["session"]

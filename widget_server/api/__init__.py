@@ -1,0 +1,104 @@
+"""The visitor API: one module per resource, shared state in typed app keys."""
+
+from __future__ import annotations
+
+import json
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from refdesk.config import Config
+from rooms.desk import Desk
+from rooms.session import Message, Session
+from widget_server.errors import ApiError
+from widget_server.hub import SessionSignals
+
+
+@dataclass(frozen=True)
+class WidgetContext:
+    desk: Desk
+    signals: SessionSignals
+    config: Config
+    sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+
+
+CONTEXT = web.AppKey("refdesk_context", WidgetContext)
+
+
+def context(request: web.Request) -> WidgetContext:
+    return request.app[CONTEXT]
+
+
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object, or a 400 that says what is wrong."""
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise
+    if not raw:
+        raise ApiError(400, "bad_json", "The request needs a JSON body.")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "bad_json", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "bad_json", "The request body must be a JSON object.")
+    return data
+
+
+def bearer_token(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        raise ApiError(401, "missing_token", "This request needs the session token.")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "missing_token", "Use the header 'Authorization: Bearer <token>'.")
+    return token.strip()
+
+
+async def authenticated_session(request: web.Request) -> Session:
+    token = bearer_token(request)
+    return await context(request).desk.authenticate(request.match_info["session_id"], token)
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    form = session.form
+    return {
+        "id": session.id,
+        "state": session.state.value,
+        "created_at": session.created_at.isoformat(),
+        "closed_at": session.closed_at.isoformat() if session.closed_at else None,
+        "visitor": {
+            "name": form.name,
+            "email": form.email,
+            "member_number": form.member_number,
+            "topic": form.topic,
+            "language": form.language,
+        },
+    }
+
+
+def message_json(message: Message) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "origin": message.origin.value,
+        "sender_name": message.sender_name,
+        "body": message.body,
+        "created_at": message.created_at.isoformat(),
+        "client_id": message.client_id,
+    }
+
+
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"'{name}' must be an integer.") from None
+    if not low <= value <= high:
+        raise ApiError(400, "bad_parameter", f"'{name}' must be between {low} and {high}.")
+    return value

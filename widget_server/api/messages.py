@@ -1,0 +1,61 @@
+"""Messages: send one (idempotent by client_id), list them after a cursor (optionally waiting)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from widget_server.api import (
+    authenticated_session,
+    context,
+    int_param,
+    json_body,
+    message_json,
+    session_json,
+)
+
+routes = web.RouteTableDef()
+
+MAX_WAIT = 30
+
+
+@routes.post("/api/sessions/{session_id}/messages")
+async def send_message(request: web.Request) -> web.Response:
+    session = await authenticated_session(request)
+    raw = await json_body(request)
+    message, created = await context(request).desk.visitor_message(
+        session, raw.get("body"), raw.get("client_id")
+    )
+    return web.json_response({"message": message_json(message)}, status=201 if created else 200)
+
+
+@routes.get("/api/sessions/{session_id}/messages")
+async def list_messages(request: web.Request) -> web.Response:
+    session = await authenticated_session(request)
+    after = int_param(request, "after", 0, 0, 2**62)
+    wait = int_param(request, "wait", 0, 0, MAX_WAIT)
+    limit = int_param(request, "limit", 200, 1, 500)
+    ctx = context(request)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        signal = ctx.signals.current(session.id)
+        messages = await ctx.desk.messages_after(session.id, after, limit)
+        current = await ctx.desk.get_session(session.id)
+        remaining = deadline - loop.time()
+        if messages or not current.is_open or current.state != session.state or remaining <= 0:
+            break
+        try:
+            await asyncio.wait_for(signal.wait(), remaining)
+        except TimeoutError:
+            pass
+        session = current
+    cursor = messages[-1].id if messages else after
+    return web.json_response(
+        {
+            "messages": [message_json(m) for m in messages],
+            "cursor": cursor,
+            "session": session_json(current),
+        }
+    )

@@ -1,0 +1,54 @@
+"""Sessions: start one, read it, end it."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from widget_server.api import (
+    authenticated_session,
+    context,
+    json_body,
+    session_json,
+)
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/config")
+async def get_widget_config(request: web.Request) -> web.Response:
+    config = context(request).config
+    return web.json_response(
+        {
+            "desk_name": config.desk.name,
+            "default_language": config.desk.default_language,
+            "languages": list(context(request).desk.rules.languages),
+            "topics": [{"id": t.id, "label": t.labels} for t in config.desk.topics],
+            "max_message_length": config.widget.max_message_length,
+            "fields": {"member_number": True},
+        },
+        headers={"Cache-Control": "no-cache"},
+    )
+
+
+@routes.post("/api/sessions")
+async def create_session(request: web.Request) -> web.Response:
+    desk = context(request).desk
+    raw = await json_body(request)
+    raw.pop("user_agent", None)
+    user_agent = request.headers.get("User-Agent")
+    form = desk.validate_form({**raw, "user_agent": user_agent} if user_agent else raw)
+    session, token = await desk.start_session(form)
+    return web.json_response({"session": session_json(session), "token": token}, status=201)
+
+
+@routes.get("/api/sessions/{session_id}")
+async def get_session(request: web.Request) -> web.Response:
+    session = await authenticated_session(request)
+    return web.json_response({"session": session_json(session)})
+
+
+@routes.post("/api/sessions/{session_id}/end")
+async def end_session(request: web.Request) -> web.Response:
+    session = await authenticated_session(request)
+    closed = await context(request).desk.end_session(session.id, by="visitor")
+    return web.json_response({"session": session_json(closed)})

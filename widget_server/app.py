@@ -1,0 +1,116 @@
+"""The widget server's aiohttp application: routes, CORS, security headers, static files."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from refdesk.config import Config
+from rooms.desk import Desk
+from widget_server.api import CONTEXT, WidgetContext, messages, sessions, ws
+from widget_server.errors import Handler, error_middleware
+from widget_server.hub import SessionSignals
+
+log = logging.getLogger("refdesk.widget_server")
+
+STATIC = Path(__file__).parent / "static"
+OPENAPI = Path(__file__).parent / "openapi.json"
+# Bodies are short JSON documents; 64 KiB leaves room for a long message and rejects abuse early.
+MAX_BODY = 64 * 1024
+
+
+def _cors_middleware(allowed: tuple[str, ...]) -> web.middleware:  # type: ignore[valid-type]
+    any_origin = "*" in allowed
+
+    @web.middleware
+    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        is_api = request.path.startswith("/api/")
+        allowed_origin = origin if origin and (any_origin or origin in allowed) else None
+        if is_api and request.method == "OPTIONS" and origin:
+            if not allowed_origin:
+                return web.json_response(
+                    {"error": "origin_not_allowed", "message": "This site may not embed the desk."},
+                    status=403,
+                )
+            response: web.StreamResponse = web.Response(status=204)
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            response.headers["Access-Control-Max-Age"] = "600"
+        else:
+            response = await handler(request)
+        if is_api and allowed_origin:
+            response.headers["Access-Control-Allow-Origin"] = allowed_origin
+            response.headers["Vary"] = "Origin"
+        return response
+
+    return cors
+
+
+@web.middleware
+async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+async def _widget_js(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(
+        STATIC / "widget.js",
+        headers={"Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-cache"},
+    )
+
+
+async def _demo(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(
+        STATIC / "demo.html",
+        headers={
+            "Content-Type": "text/html; charset=utf-8",
+            # The demo page proves the widget needs nothing but its own origin.
+            "Content-Security-Policy": (
+                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                "connect-src 'self' ws: wss:; img-src 'self' data:"
+            ),
+        },
+    )
+
+
+async def _openapi(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(OPENAPI, headers={"Content-Type": "application/json"})
+
+
+async def _root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound("/demo")
+
+
+async def _close_sockets(app: web.Application) -> None:
+    for socket in list(app[CONTEXT].sockets):
+        await socket.close(code=1001, message=b"server shutting down")
+
+
+def create_app(config: Config, desk: Desk) -> web.Application:
+    signals = SessionSignals()
+    desk.subscribe(signals.on_desk_event)
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[
+            _security_headers,
+            _cors_middleware(config.widget.allowed_origins),
+            error_middleware,
+        ],
+    )
+    app[CONTEXT] = WidgetContext(desk=desk, signals=signals, config=config)
+    app.on_shutdown.append(_close_sockets)
+    app.add_routes(sessions.routes)
+    app.add_routes(messages.routes)
+    app.add_routes(ws.routes)
+    app.router.add_get("/api/openapi.json", _openapi)
+    app.router.add_get("/widget.js", _widget_js)
+    app.router.add_get("/demo", _demo)
+    app.router.add_get("/", _root)
+    return app
