@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from nio import Api, RoomPreset, RoomVisibility
@@ -114,6 +116,11 @@ class MatrixClient:
         except MatrixError as exc:
             if exc.errcode != "M_USER_IN_USE":
                 raise
+
+    async def ping(self, appservice_id: str) -> None:
+        """Ask the homeserver to call us back; a success makes it resend waiting transactions."""
+        path = f"/_matrix/client/v1/appservice/{quote(appservice_id, safe='')}/ping"
+        await self.request("POST", path, {"transaction_id": f"refdesk-ping-{int(time.time())}"})
 
     async def set_displayname(self, user_id: str, name: str) -> None:
         method, path, data = Api.profile_set_displayname(_TOKEN_SLOT, user_id, name)

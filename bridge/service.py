@@ -64,13 +64,16 @@ class Bridge:
             log.error("bridge task failed", exc_info=task.exception())
 
     async def _prepare_bot(self) -> None:
-        """Give the bot its display name once the homeserver is reachable."""
+        """Once the homeserver is reachable: ping it (so it resends transactions it holds for
+        us at once, instead of after its back-off) and give the bot its display name."""
         delay = 1.0
         while True:
             try:
+                await self.client.ping(self.config.appservice.id)
                 await self.client.set_displayname(
                     self.config.bot_mxid, self.config.appservice.bot_displayname
                 )
+                log.info("homeserver reached; the desk bot is %s", self.config.bot_mxid)
                 return
             except (HomeserverUnavailable, MatrixError) as exc:
                 log.info("homeserver not ready for the bot yet (%s); retrying", exc)
