@@ -1,0 +1,645 @@
+/* refdesk visitor widget (ASCII only: host pages may use any charset): one <script src=".../widget.js" async> tag, no dependencies,
+   no third-party requests. Talks to the visitor API of its own origin (docs/API-CONTRACT.md). */
+(function () {
+  'use strict';
+  if (window.__refdesk || !window.fetch || !document.head || !document.head.attachShadow) return;
+  window.__refdesk = 1;
+  var me = document.currentScript || [].slice.call(document.querySelectorAll('script[src*="widget.js"]')).pop();
+  if (!me) return;
+  var API = new URL(me.src, location.href).origin;
+  var KEY = 'refdesk:' + API, OKEY = KEY + ':open';
+  var dataLang = (me.getAttribute('data-language') || '').toLowerCase().slice(0, 2);
+  var dataOpen = me.getAttribute('data-open') === 'true';
+
+  var T = {
+    id: {
+      title: 'Tanya Pustakawan', launch: 'Obrolan dengan pustakawan', min: 'Kecilkan jendela obrolan',
+      intro: 'Ada pertanyaan? Isi data singkat ini dan pustakawan kami akan membalas di sini.',
+      name: 'Nama', email: 'Email', member_number: 'Nomor anggota (opsional)', topic: 'Pertanyaan tentang',
+      question: 'Pertanyaan Anda', req: '* wajib diisi', start: 'Mulai obrolan',
+      privacy: 'Data Anda hanya dipakai untuk menjawab pertanyaan ini.',
+      e_req: 'Wajib diisi.', e_email: 'Alamat email tidak valid.', e_long: 'Terlalu panjang (maks. %s karakter).',
+      e_topic: 'Pilih topik dari daftar.', e_bad: 'Tidak valid.',
+      e_net: 'Tidak dapat terhubung. Periksa koneksi Anda lalu coba lagi.',
+      e_busy: 'Terlalu banyak permintaan. Coba lagi sebentar lagi.', e_gen: 'Terjadi kesalahan. Silakan coba lagi.',
+      expired: 'Obrolan sebelumnya sudah tidak tersedia. Silakan mulai obrolan baru.',
+      conv: 'Percakapan', msg: 'Pesan', ph: 'Tulis pesan\u2026', send: 'Kirim', end: 'Akhiri',
+      endL: 'Akhiri obrolan', endQ: 'Akhiri obrolan ini?', yes: 'Ya, akhiri', no: 'Batal',
+      ended: 'Obrolan telah berakhir. Terima kasih!', again: 'Percakapan baru',
+      sending: 'Mengirim\u2026', failed: 'Tidak terkirim', tooLong: 'Pesan terlalu panjang', conn: 'Menyambungkan\u2026',
+      reconn: 'Koneksi terputus. Menyambungkan ulang\u2026', lib: 'Pustakawan', you: 'Anda', from: 'Pesan baru dari %s', unread: '%s pesan baru'
+    },
+    en: {
+      title: 'Ask a Librarian', launch: 'Chat with a librarian', min: 'Minimise chat window',
+      intro: 'Have a question? Fill in these short details and a librarian will reply here.',
+      name: 'Name', email: 'Email', member_number: 'Member number (optional)', topic: 'Question about',
+      question: 'Your question', req: '* required', start: 'Start chat',
+      privacy: 'Your details are only used to answer this question.',
+      e_req: 'This field is required.', e_email: 'Enter a valid email address.', e_long: 'Too long (max. %s characters).',
+      e_topic: 'Choose a topic from the list.', e_bad: 'Not valid.',
+      e_net: 'Could not connect. Check your connection and try again.',
+      e_busy: 'Too many requests. Please try again in a moment.', e_gen: 'Something went wrong. Please try again.',
+      expired: 'Your previous chat is no longer available. Please start a new one.',
+      conv: 'Conversation', msg: 'Message', ph: 'Type a message\u2026', send: 'Send', end: 'End chat',
+      endL: 'End chat', endQ: 'End this chat?', yes: 'Yes, end it', no: 'Cancel',
+      ended: 'Chat ended. Thank you!', again: 'New conversation',
+      sending: 'Sending\u2026', failed: 'Not sent', tooLong: 'Message too long', conn: 'Connecting\u2026',
+      reconn: 'Connection lost. Reconnecting\u2026', lib: 'Librarian', you: 'You', from: 'New message from %s', unread: '%s new messages'
+    }
+  };
+
+  function load(k) { try { return JSON.parse(localStorage.getItem(k)); } catch (e) { return null; } }
+  function save(k, v) { try { if (v == null) localStorage.removeItem(k); else localStorage.setItem(k, JSON.stringify(v)); } catch (e) { /* storage off */ } }
+
+  var st = load(KEY);
+  if (!st || !st.session_id || !st.token) st = null;
+  else { st.cursor = +st.cursor || 0; st.outbox = st.outbox || []; }
+  var navId = /^(id|in)\b/i.test(navigator.language || '');
+  var lang = T[dataLang] ? dataLang : st && T[st.language] ? st.language : navId ? 'id' : null;
+  var cfg = null, closed = false, isOpen = false, unread = 0;
+  function t(k, a) { var s = T[lang || 'id'][k] || k; return a == null ? s : s.replace('%s', a); }
+  function persist() { if (st) save(KEY, st); }
+
+  /* ---------- DOM ---------- */
+  function h(tag, a, kids) {
+    var e = document.createElement(tag);
+    for (var k in a || {}) {
+      var v = a[k];
+      if (v == null || v === false) continue;
+      if (k === 'text') e.textContent = v;
+      else if (k.slice(0, 2) === 'on') e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? '' : v);
+    }
+    (kids || []).forEach(function (c) { if (c) e.appendChild(c); });
+    return e;
+  }
+  function icon(down) { // built with DOM calls, not innerHTML: fine under Trusted Types
+    var NS = 'http://www.w3.org/2000/svg', sv = document.createElementNS(NS, 'svg'), pa = document.createElementNS(NS, 'path');
+    var at = down ? { fill: 'none', stroke: 'currentColor', 'stroke-width': '2.5', 'stroke-linecap': 'round', d: 'M6 9l6 6 6-6' }
+      : { fill: 'currentColor', d: 'M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01z' };
+    sv.setAttribute('viewBox', '0 0 24 24'); sv.setAttribute('aria-hidden', 'true');
+    for (var k in at) (k === 'd' ? pa : sv).setAttribute(k, at[k]);
+    sv.appendChild(pa);
+    return sv;
+  }
+  var CSS = ':host{all:initial}*{box-sizing:border-box}' +
+    '.w{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",Ubuntu,"Helvetica Neue",Arial,sans-serif;color:#1c2b31;-webkit-text-size-adjust:100%}' +
+    '[hidden]{display:none!important}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}' +
+    'button{font:inherit;cursor:pointer;min-height:44px;border-radius:8px}button:disabled{opacity:.6;cursor:default}' +
+    ':focus-visible{outline:3px solid #e0a526;outline-offset:2px}' +
+    '.l{position:fixed;right:20px;bottom:20px;z-index:2147483000;width:60px;height:60px;border-radius:50%;border:0;background:#0d5868;color:#fff;box-shadow:0 4px 14px rgba(0,0,0,.28);display:flex;align-items:center;justify-content:center}' +
+    '.l:hover{background:#094552}.l svg{width:30px;height:30px}' +
+    '.bd{position:absolute;top:-3px;right:-3px;min-width:22px;height:22px;padding:0 6px;border-radius:11px;background:#b3261e;color:#fff;font-size:12px;font-weight:700;line-height:22px}' +
+    '.p{position:fixed;right:20px;bottom:92px;z-index:2147483001;width:360px;height:560px;max-height:calc(100vh - 112px);background:#fff;border-radius:14px;box-shadow:0 12px 40px rgba(0,0,0,.28);display:flex;flex-direction:column;overflow:hidden}' +
+    '@media (max-width:479px){.p{left:0;top:0;right:0;bottom:0;width:auto;height:100%;max-height:none;border-radius:0}.o .l{display:none}}' +
+    '@media (prefers-reduced-motion:no-preference){.p{animation:rdin .18s ease-out}@keyframes rdin{from{opacity:0;transform:translateY(10px)}}}' +
+    '.hd{display:flex;align-items:center;gap:6px;padding:6px 6px 6px 16px;background:#0d5868;color:#fff;flex:none}' +
+    '.hd h2{flex:1;margin:0;font-size:17px;font-weight:600;outline:0}' +
+    '.hb{min-width:44px;border:0;background:transparent;color:#fff;display:flex;align-items:center;justify-content:center}.hb svg{width:24px;height:24px}' +
+    '.hb:hover{background:rgba(255,255,255,.16)}.ed{border:1px solid rgba(255,255,255,.55);padding:0 12px;font-size:14px}' +
+    '.cs{padding:6px 16px;background:#fff3d1;color:#5c4300;font-size:13px;flex:none}' +
+    'form{flex:1;overflow-y:auto;padding:16px;margin:0}form p{margin:0 0 12px}.f{margin:0 0 12px}' +
+    '.in{color:#3d4f57}.nt{font-size:12px;color:#5a6a72}form .pv{margin:10px 0 0}' +
+    'label{display:block;font-weight:600;font-size:14px;margin:0 0 4px}' +
+    'input,select,textarea{display:block;width:100%;font:inherit;font-size:16px;padding:9px 12px;border:1px solid #8fa3ac;border-radius:8px;background:#fff;color:inherit;min-height:44px;margin:0}' +
+    'textarea{resize:vertical}[aria-invalid=true]{border-color:#b3261e;box-shadow:0 0 0 1px #b3261e}' +
+    '.fe{color:#b3261e;font-size:13px;margin:4px 0 0}.ee{color:#b3261e;font-size:14px}' +
+    '.pr{background:#0d5868;color:#fff;border:0;padding:0 18px;font-weight:600}.pr:hover{background:#094552}' +
+    '.sc2{background:#fff;color:#0d5868;border:1px solid #0d5868;padding:0 16px}' +
+    'form .pr{width:100%}' +
+    '.c{flex:1;display:flex;flex-direction:column;min-height:0}' +
+    '.sc{flex:1;overflow-y:auto;padding:12px;background:#f4f7f8;overscroll-behavior:contain}' +
+    '.ml{display:flex;flex-direction:column;gap:10px}.m{display:flex;flex-direction:column;max-width:85%;align-self:flex-start}' +
+    '.m.visitor{align-self:flex-end;align-items:flex-end}.m.desk{align-self:center;text-align:center;max-width:92%;align-items:center}' +
+    '.b{padding:8px 12px;border-radius:16px;white-space:pre-wrap;overflow-wrap:anywhere}' +
+    '.visitor .b{background:#0d5868;color:#fff;border-bottom-right-radius:4px}.visitor .b a{color:#fff}' +
+    '.librarian .b{background:#fff;border:1px solid #d5dfe3;border-bottom-left-radius:4px}.b a{color:#0a4d8c}' +
+    '.desk .b{color:#53636b;font-size:13px;padding:2px 8px}' +
+    '.wh{font-size:12px;font-weight:600;color:#0d5868;margin:0 0 2px 6px}' +
+    '.mt{font-size:11px;color:#5f6f77;margin:2px 6px 0}.mt span{margin-left:6px}.x .mt span{color:#b3261e}.x .b{opacity:.7}' +
+    '.cm{display:flex;gap:8px;padding:8px;border-top:1px solid #d5dfe3;align-items:flex-end;flex:none;padding-bottom:max(8px,env(safe-area-inset-bottom))}' +
+    '.cm textarea{resize:none;max-height:120px;line-height:1.35}' +
+    '.eb,.cf{padding:12px 16px;border-top:1px solid #d5dfe3;text-align:center;flex:none;padding-bottom:max(12px,env(safe-area-inset-bottom))}' +
+    '.eb p,.cf p{margin:0 0 10px;color:#3d4f57}.cf{background:#fbf0ef}.cf button{margin:0 4px}' +
+    '@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important;scroll-behavior:auto!important}}';
+
+  var root, launcher, badge, panel, title, statusEl, form, formErr, chat, list, scroller, composer, input, sendBtn,
+    endBtn, confirmBar, endBar, live, topicSel;
+  function build() {
+    var host = document.createElement('refdesk-widget');
+    host.style.setProperty('all', 'initial', 'important');
+    host.style.setProperty('display', 'block', 'important');
+    var sh = host.attachShadow({ mode: 'open' });
+    try { // a constructed sheet is not an inline style, so strict host-page CSPs allow it
+      var sheet = new CSSStyleSheet();
+      sheet.replaceSync(CSS);
+      sh.adoptedStyleSheets = [sheet];
+    } catch (e) { sh.appendChild(h('style', { text: CSS })); }
+    root = h('div', { class: 'w' });
+    sh.appendChild(root);
+    launcher = h('button', { type: 'button', class: 'l', 'data-refdesk': 'launcher', 'aria-expanded': 'false', 'aria-controls': 'rd-panel', onclick: function () { setOpen(!isOpen, true); } });
+    badge = h('span', { class: 'bd', 'aria-hidden': 'true', hidden: true });
+    launcher.appendChild(icon(false));
+    launcher.appendChild(badge);
+
+    title = h('h2', { id: 'rd-title', tabindex: '-1' });
+    endBtn = h('button', { type: 'button', class: 'hb ed', 'data-refdesk': 'end', 'data-t': 'end', 'data-tl': 'endL', hidden: true, onclick: askEnd });
+    var minBtn = h('button', { type: 'button', class: 'hb', 'data-tl': 'min', onclick: function () { setOpen(false, true); } });
+    minBtn.appendChild(icon(true));
+    statusEl = h('div', { class: 'cs', role: 'status', 'data-refdesk': 'status', hidden: true });
+
+    // pre-chat form
+    function field(name, tag, a, lab) {
+      a.name = name; a.id = 'rd-' + name; a['aria-describedby'] = 'rd-e-' + name;
+      var el = h(tag, a);
+      if (tag === 'textarea') el.rows = 3;
+      el.addEventListener('invalid', function (e) { e.preventDefault(); fieldError(name, el.validity.typeMismatch ? t('e_email') : el.validity.tooLong ? t('e_long', el.maxLength) : t('e_req')); });
+      el.addEventListener('input', function () { fieldError(name, ''); });
+      return h('div', { class: 'f', 'data-f': name }, [
+        h('label', { for: 'rd-' + name, 'data-t': lab || name }), el,
+        h('p', { class: 'fe', id: 'rd-e-' + name, 'data-refdesk': 'field-error', 'data-field': name, hidden: true })]);
+    }
+    topicSel = h('select', { name: 'topic', id: 'rd-topic', required: true, 'aria-describedby': 'rd-e-topic' });
+    topicSel.addEventListener('change', function () { fieldError('topic', ''); });
+    formErr = h('p', { class: 'ee', role: 'alert', 'data-refdesk': 'form-error', hidden: true });
+    form = h('form', { 'data-refdesk': 'form', novalidate: true, 'aria-labelledby': 'rd-title' }, [
+      h('p', { class: 'in', 'data-t': 'intro' }),
+      h('p', { class: 'nt', 'data-t': 'req' }),
+      field('name', 'input', { type: 'text', required: true, maxlength: '80', autocomplete: 'name' }, 'name'),
+      field('email', 'input', { type: 'email', required: true, maxlength: '254', autocomplete: 'email', inputmode: 'email' }),
+      field('member_number', 'input', { type: 'text', maxlength: '40', autocomplete: 'off' }),
+      h('div', { class: 'f', 'data-f': 'topic' }, [h('label', { for: 'rd-topic', 'data-t': 'topic' }), topicSel,
+        h('p', { class: 'fe', id: 'rd-e-topic', 'data-refdesk': 'field-error', 'data-field': 'topic', hidden: true })]),
+      field('question', 'textarea', { maxlength: '4000' }),
+      formErr,
+      h('button', { type: 'submit', class: 'pr', 'data-refdesk': 'start', 'data-t': 'start' }),
+      h('p', { class: 'nt pv', 'data-t': 'privacy' })]);
+    // mark required labels
+    form.querySelectorAll('[required]').forEach(function (el) { var l = form.querySelector('label[for="' + el.id + '"]'); l.setAttribute('data-req', ''); });
+    form.addEventListener('submit', submitForm);
+
+    // conversation
+    list = h('div', { class: 'ml', 'data-refdesk': 'messages' });
+    scroller = h('div', { class: 'sc', tabindex: '0', role: 'region', 'data-tl': 'conv' }, [list]);
+    input = h('textarea', { 'data-refdesk': 'input', rows: '1', maxlength: '4000', 'data-tp': 'ph', 'data-tl': 'msg' });
+    input.addEventListener('keydown', function (e) {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) { e.preventDefault(); sendInput(); }
+    });
+    input.addEventListener('input', grow);
+    sendBtn = h('button', { type: 'button', class: 'pr', 'data-refdesk': 'send', 'data-t': 'send', onclick: sendInput });
+    composer = h('div', { class: 'cm' }, [input, sendBtn]);
+    confirmBar = h('div', { class: 'cf', role: 'group', 'aria-labelledby': 'rd-cq', hidden: true }, [
+      h('p', { id: 'rd-cq', 'data-t': 'endQ' }),
+      h('button', { type: 'button', class: 'pr', 'data-refdesk': 'end-confirm', 'data-t': 'yes', onclick: doEnd }),
+      h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'end-cancel', 'data-t': 'no', onclick: function () { confirmBar.hidden = true; composer.hidden = false; endBtn.focus(); } })]);
+    endBar = h('div', { class: 'eb', hidden: true }, [
+      h('p', { 'data-refdesk': 'ended', 'data-t': 'ended' }),
+      h('button', { type: 'button', class: 'pr', 'data-refdesk': 'new', 'data-t': 'again', onclick: newConversation })]);
+    chat = h('div', { class: 'c', hidden: true }, [scroller, confirmBar, composer, endBar]);
+    live = h('div', { class: 'sr', 'aria-live': 'polite' });
+
+    panel = h('section', { class: 'p', id: 'rd-panel', 'data-refdesk': 'panel', role: 'dialog', 'aria-labelledby': 'rd-title', hidden: true }, [
+      h('div', { class: 'hd' }, [title, endBtn, minBtn]), statusEl, form, chat, live]);
+    panel.addEventListener('keydown', function (e) { if (e.key === 'Escape') { setOpen(false, true); } });
+    root.appendChild(panel);
+    root.appendChild(launcher);
+    document.body.appendChild(host);
+    if (window.visualViewport) visualViewport.addEventListener('resize', fitViewport);
+  }
+
+  function fitViewport() { // keep the composer above the on-screen keyboard on phones
+    var vv = window.visualViewport, small = window.innerWidth < 480;
+    panel.style.height = small && vv ? vv.height + 'px' : '';
+    panel.style.top = small && vv ? vv.offsetTop + 'px' : '';
+  }
+  function grow() { input.style.height = 'auto'; input.style.height = Math.min(input.scrollHeight + 2, 120) + 'px'; }
+
+  function applyTexts() {
+    panel.setAttribute('lang', lang || 'id');
+    root.querySelectorAll('[data-t]').forEach(function (e) { e.textContent = t(e.getAttribute('data-t')) + (e.hasAttribute('data-req') ? ' *' : ''); });
+    root.querySelectorAll('[data-tl]').forEach(function (e) { e.setAttribute('aria-label', t(e.getAttribute('data-tl'))); });
+    root.querySelectorAll('[data-tp]').forEach(function (e) { e.setAttribute('placeholder', t(e.getAttribute('data-tp'))); });
+    title.textContent = (cfg && cfg.desk_name) || (st && st.desk_name) || t('title');
+    launcher.setAttribute('aria-label', t('launch') + (unread ? ' (' + t('unread', unread) + ')' : ''));
+    if (cfg) fillTopics();
+  }
+  function fillTopics() {
+    var cur = topicSel.value;
+    topicSel.textContent = '';
+    (cfg.topics || []).forEach(function (tp) {
+      var lb = tp.label, text = typeof lb === 'string' ? lb : lb && (lb[lang] || lb.en || lb.id || lb[Object.keys(lb)[0]]);
+      topicSel.appendChild(h('option', { value: tp.id, text: text || tp.id }));
+    });
+    if (cur) topicSel.value = cur;
+    form.querySelector('[data-f=member_number]').hidden = !!cfg.fields && cfg.fields.member_number === false;
+    var max = cfg.max_message_length || 4000;
+    input.maxLength = max; form.elements.question.maxLength = max;
+  }
+
+  function setOpen(open, user) {
+    isOpen = open;
+    panel.hidden = !open;
+    root.classList.toggle('o', open);
+    launcher.setAttribute('aria-expanded', String(open));
+    launcher.replaceChild(icon(open), launcher.firstChild);
+    save(OKEY, open ? 1 : 0);
+    if (open) {
+      unread = 0; updateBadge();
+      if (!st && !cfg) showForm();
+      else scrollDown(true);
+      fitViewport();
+      if (user) focusView();
+    } else if (user) launcher.focus();
+  }
+  function focusView() {
+    var wide = window.innerWidth >= 480;
+    if (!st) { if (wide && cfg) form.elements.name.focus(); else title.focus(); }
+    else if (wide && !closed) input.focus();
+    else title.focus();
+  }
+  function updateBadge() {
+    badge.hidden = !unread; badge.textContent = unread > 9 ? '9+' : unread;
+    launcher.setAttribute('aria-label', t('launch') + (unread ? ' (' + t('unread', unread) + ')' : ''));
+  }
+  var statusTimer;
+  function setStatus(key) { // key null = connected
+    clearTimeout(statusTimer);
+    if (!key) { statusEl.hidden = true; return; }
+    statusTimer = setTimeout(function () { statusEl.textContent = t(key); statusEl.hidden = false; }, key === 'conn' ? 700 : 0);
+  }
+
+  /* ---------- HTTP ---------- */
+  function api(method, path, body, secs, ctl) {
+    ctl = ctl || (window.AbortController ? new AbortController() : null);
+    var tm = ctl && setTimeout(function () { ctl.abort(); }, (secs || 20) * 1000);
+    var hd = { Accept: 'application/json' };
+    if (body) hd['Content-Type'] = 'application/json';
+    if (st && path.indexOf('/api/sessions/') === 0) hd.Authorization = 'Bearer ' + st.token;
+    return fetch(API + path, { method: method, headers: hd, body: body ? JSON.stringify(body) : undefined, credentials: 'omit', cache: 'no-store', signal: ctl ? ctl.signal : undefined })
+      .then(function (r) {
+        return r.json().catch(function () { return {}; }).then(function (d) { clearTimeout(tm); return { s: r.status, d: d || {} }; });
+      }, function (e) { clearTimeout(tm); throw e; });
+  }
+  function sp(p) { return '/api/sessions/' + encodeURIComponent(st.session_id) + (p || ''); }
+  function authFail(s) { return s === 401 || s === 403 || s === 404; }
+
+  /* ---------- pre-chat form ---------- */
+  var cfgLoading;
+  function loadConfig() {
+    if (cfg) return Promise.resolve(cfg);
+    if (!cfgLoading) {
+      cfgLoading = api('GET', '/api/config').then(function (r) {
+        cfgLoading = null;
+        if (r.s !== 200) throw new Error('config');
+        cfg = r.d;
+        if (!lang) lang = T[cfg.default_language] ? cfg.default_language : 'id';
+        applyTexts();
+        return cfg;
+      }, function (e) { cfgLoading = null; throw e; });
+    }
+    return cfgLoading;
+  }
+  function showForm(note) {
+    chat.hidden = true; endBtn.hidden = true; form.hidden = false; setStatus(null);
+    showFormErr(note || '');
+    if (!cfg) {
+      var b = form.querySelector('[data-refdesk=start]'); b.disabled = true;
+      loadConfig().then(function () { b.disabled = false; if (isOpen && window.innerWidth >= 480) form.elements.name.focus(); },
+        function () { b.disabled = false; showFormErr(t('e_net')); });
+    }
+  }
+  function showFormErr(msg) { formErr.textContent = msg; formErr.hidden = !msg; }
+  function fieldError(name, msg) {
+    var el = form.querySelector('[data-refdesk=field-error][data-field="' + name + '"]'), inp = form.elements[name];
+    if (!el) return false;
+    el.textContent = msg; el.hidden = !msg;
+    if (inp) { if (msg) inp.setAttribute('aria-invalid', 'true'); else inp.removeAttribute('aria-invalid'); }
+    return true;
+  }
+  function serverProblem(p) {
+    p = String(p || '');
+    var m = /at most (\d+)/.exec(p);
+    return p === 'required' ? t('e_req') : /email/.test(p) ? t('e_email') : m ? t('e_long', m[1]) : /topic/.test(p) ? t('e_topic') : p || t('e_bad');
+  }
+  var busy = false;
+  function submitForm(e) {
+    e.preventDefault();
+    if (busy) return;
+    showFormErr('');
+    ['name', 'email', 'member_number', 'topic', 'question'].forEach(function (n) { fieldError(n, ''); });
+    if (!cfg) { showForm(); return; }
+    if (!form.checkValidity()) { var bad = form.querySelector(':invalid'); if (bad) bad.focus(); return; }
+    var F = form.elements, btn = form.querySelector('[data-refdesk=start]');
+    var body = { name: F.name.value.trim(), email: F.email.value.trim(), member_number: F.member_number.value.trim() || null, topic: F.topic.value, page_url: location.href.slice(0, 2000) };
+    if (!cfg.languages || cfg.languages.indexOf(lang) >= 0) body.language = lang;
+    busy = true; btn.disabled = true;
+    api('POST', '/api/sessions', body).then(function (r) {
+      if ((r.s === 201 || r.s === 200) && r.d.session && r.d.token) {
+        st = { session_id: r.d.session.id, token: r.d.token, cursor: 0, language: lang, desk_name: cfg.desk_name, max: cfg.max_message_length, outbox: [] };
+        persist();
+        var q = F.question.value.trim();
+        form.reset();
+        startChat(r.d.session, 0);
+        if (q) queue(q);
+        if (window.innerWidth >= 480) input.focus(); else title.focus();
+      } else if (r.s === 422 && r.d.fields) {
+        var first = null, rest = [];
+        Object.keys(r.d.fields).forEach(function (k) {
+          if (fieldError(k, serverProblem(r.d.fields[k]))) first = first || form.elements[k];
+          else rest.push(k + ': ' + r.d.fields[k]);
+        });
+        if (rest.length) showFormErr(rest.join('; '));
+        if (first) first.focus();
+      } else showFormErr(t(r.s === 429 ? 'e_busy' : 'e_gen'));
+    }, function () { showFormErr(t('e_net')); }).then(function () { busy = false; btn.disabled = false; });
+  }
+
+  /* ---------- conversation ---------- */
+  var byId = {}, byCid = {}, seenCursor = 0;
+  function startChat(session, since, later) {
+    form.hidden = true; chat.hidden = false; endBtn.hidden = false; confirmBar.hidden = true;
+    closed = false; endBar.hidden = true; composer.hidden = false;
+    list.textContent = ''; byId = {}; byCid = {};
+    if (st.max) input.maxLength = st.max;
+    seenCursor = since; first = true; fails = 0; delay = 1000;
+    mode = Date.now() - (st.poll || 0) < 36e5 ? 'poll' : 'ws'; // WebSocket failed here recently: skip it
+    applyTexts();
+    st.outbox.forEach(function (o) { render({ origin: 'visitor', body: o.body, client_id: o.client_id, created_at: o.at }, 'sending'); });
+    if (session) onSession(session);
+    if (!closed && !later) connect();
+  }
+  function fmtTime(iso) {
+    var d = new Date(iso || Date.now());
+    if (isNaN(d)) d = new Date();
+    var nl = navigator.language || '', loc = lang === 'id' ? 'id-ID' : /^en/i.test(nl) ? nl : 'en-GB';
+    try {
+      var s = d.toLocaleTimeString(loc, { hour: 'numeric', minute: '2-digit' });
+      return d.toDateString() === new Date().toDateString() ? s : d.toLocaleDateString(loc, { day: 'numeric', month: 'short' }) + ' ' + s;
+    } catch (e) { return d.toTimeString().slice(0, 5); }
+  }
+  var URL_RE = /\bhttps?:\/\/[^\s<>"]+/gi;
+  function fillText(el, text) { // text nodes + safe <a>: never HTML
+    var i = 0, m;
+    URL_RE.lastIndex = 0;
+    while ((m = URL_RE.exec(text))) {
+      var u = m[0];
+      while (/[.,;:!?'")\]}*]$/.test(u)) {
+        var c = u.slice(-1);
+        if (c === ')' && u.split('(').length > u.split(')').length - 1) break;
+        u = u.slice(0, -1);
+      }
+      var ok = false;
+      try { ok = /^https?:$/.test(new URL(u).protocol); } catch (e) { /* not a url */ }
+      if (!ok) continue;
+      if (m.index > i) el.appendChild(document.createTextNode(text.slice(i, m.index)));
+      el.appendChild(h('a', { href: u, target: '_blank', rel: 'noopener noreferrer nofollow', text: u }));
+      i = m.index + u.length;
+      URL_RE.lastIndex = i;
+    }
+    if (i < text.length) el.appendChild(document.createTextNode(text.slice(i)));
+  }
+  function render(m, status) {
+    var o = m.origin === 'librarian' || m.origin === 'desk' ? m.origin : 'visitor';
+    var el = h('div', { class: 'm ' + o, 'data-refdesk': 'message', 'data-origin': o });
+    if (o === 'librarian') el.appendChild(h('div', { class: 'wh', 'data-refdesk': 'sender', text: m.sender_name || t('lib') }));
+    if (o === 'visitor') el.appendChild(h('span', { class: 'sr', text: t('you') + ': ' }));
+    var b = h('div', { class: 'b', 'data-refdesk': 'body' });
+    fillText(b, String(m.body == null ? '' : m.body));
+    el._st = h('span');
+    el.appendChild(b);
+    el.appendChild(h('div', { class: 'mt' }, [h('time', { datetime: m.created_at || '', text: fmtTime(m.created_at) }), el._st]));
+    if (m.client_id) { el._cid = m.client_id; byCid[m.client_id] = el; }
+    var stick = o === 'visitor' || scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+    if (m.id != null) setId(el, m.id); else list.appendChild(el);
+    mark(el, status);
+    scrollDown(stick);
+    return el;
+  }
+  function mark(el, status) {
+    el._st.textContent = status === 'sending' ? t('sending') : status ? t(status) : '';
+    el.classList.toggle('x', status === 'failed' || status === 'tooLong');
+  }
+  function setId(el, id) {
+    if (el._id != null) return;
+    el._id = id; byId[id] = el; el.setAttribute('data-id', id);
+    var n = list.lastElementChild; // keep id order; pending (no id) ones stay last
+    while (n && (n === el || n._id == null || n._id > id)) n = n.previousElementSibling;
+    list.insertBefore(el, n ? n.nextElementSibling : list.firstElementChild);
+  }
+  function scrollDown(yes) { if (yes) scroller.scrollTop = scroller.scrollHeight; }
+  function dropOutbox(cid) {
+    if (!st) return;
+    var n = st.outbox.length;
+    st.outbox = st.outbox.filter(function (o) { return o.client_id !== cid; });
+    if (n !== st.outbox.length) persist();
+  }
+  function acked(cid, m) { // our own message is stored
+    dropOutbox(cid);
+    var el = byCid[cid];
+    if (!el) return m && !byId[m.id] ? render(m) : null;
+    if (m && m.id != null) { if (byId[m.id] && byId[m.id] !== el) { byId[m.id].remove(); } setId(el, m.id); }
+    mark(el, '');
+  }
+  function onMessage(m) { // from the stream: the only thing that moves the cursor
+    if (!m || m.id == null) return;
+    if (m.id > st.cursor) { st.cursor = m.id; persist(); }
+    if (byId[m.id]) return;
+    if (m.client_id && byCid[m.client_id]) return acked(m.client_id, m);
+    render(m);
+    if (m.origin !== 'visitor' && m.id > seenCursor) {
+      live.textContent = m.origin === 'librarian' ? t('from', m.sender_name || t('lib')) + ': ' + m.body : m.body;
+      if (!isOpen) { unread++; updateBadge(); }
+    }
+  }
+  function onSession(s) {
+    if (!s) return;
+    if (s.state === 'closed' && !closed) {
+      closed = true; stop();
+      composer.hidden = true; confirmBar.hidden = true; endBtn.hidden = true; endBar.hidden = false; setStatus(null);
+      if (st) { st.outbox.forEach(function (o) { var el = byCid[o.client_id]; if (el) mark(el, 'failed'); }); st.outbox = []; persist(); }
+      scrollDown(true);
+    }
+  }
+  function queue(text) {
+    var o = { client_id: uuid(), body: text, at: new Date().toISOString() };
+    st.outbox.push(o); persist();
+    render({ origin: 'visitor', body: text, client_id: o.client_id, created_at: o.at }, 'sending');
+    flush();
+  }
+  function sendInput() {
+    var v = input.value.trim();
+    if (!v || !st || closed) return;
+    input.value = ''; grow();
+    queue(v);
+    input.focus();
+  }
+  function sendError(cid, code) {
+    var el = byCid[cid];
+    if (code === 'too_many_requests' || code === 'internal_error') { setTimeout(function () { resendAll(); flush(); }, 5000); return; }
+    dropOutbox(cid);
+    if (el) mark(el, code === 'message_too_long' ? 'tooLong' : 'failed');
+    if (code === 'session_closed') refreshSession();
+  }
+  function refreshSession() {
+    api('GET', sp()).then(function (r) { if (r.s === 200) onSession(r.d.session); else if (authFail(r.s)) expire(); }, function () {});
+  }
+  function askEnd() { confirmBar.firstChild.textContent = t('endQ'); composer.hidden = true; confirmBar.hidden = false; confirmBar.querySelector('[data-refdesk=end-confirm]').focus(); }
+  function doEnd() {
+    var b = confirmBar.querySelector('[data-refdesk=end-confirm]'), q = confirmBar.firstChild;
+    b.disabled = true;
+    api('POST', sp('/end')).then(function (r) {
+      if (r.s === 200) onSession(r.d.session); else if (authFail(r.s)) expire(); else q.textContent = t('e_gen');
+    }, function () { q.textContent = t('e_net'); }).then(function () {
+      b.disabled = false;
+      if (closed) endBar.querySelector('[data-refdesk=new]').focus();
+    });
+  }
+  function forget() { stop(); st = null; save(KEY, null); closed = false; list.textContent = ''; byId = {}; byCid = {}; }
+  function expire() { forget(); showForm(t('expired')); }
+  function newConversation() { forget(); showForm(); focusView(); }
+  function uuid() {
+    var c = window.crypto;
+    if (c && c.randomUUID) try { return c.randomUUID(); } catch (e) { /* insecure context */ }
+    var b = new Uint8Array(16), i;
+    if (c && c.getRandomValues) c.getRandomValues(b); else for (i = 0; i < 16; i++) b[i] = Math.random() * 256 | 0;
+    b[6] = b[6] & 15 | 64; b[8] = b[8] & 63 | 128;
+    var x = [].map.call(b, function (v) { return (v + 256).toString(16).slice(1); }).join('');
+    return x.slice(0, 8) + '-' + x.slice(8, 12) + '-' + x.slice(12, 16) + '-' + x.slice(16, 20) + '-' + x.slice(20);
+  }
+
+  /* ---------- transport: WebSocket, falling back to long polling ---------- */
+  var mode = 'ws', ws = null, gen = 0, up = false, first = true, fails = 0, delay = 1000, retryT, pingT, pongT, pollCtl, posting = false;
+  function stop() {
+    gen++; up = false;
+    clearTimeout(retryT); clearInterval(pingT); clearTimeout(pongT);
+    if (ws) { try { ws.close(1000); } catch (e) { /* already closed */ } ws = null; }
+    if (pollCtl) { pollCtl.abort(); pollCtl = null; }
+    posting = false;
+  }
+  function retry() { // connection lost or failed: back off 1s, 2s, 4s ... 30s
+    stop();
+    if (!st || closed) return;
+    setStatus(first ? 'conn' : 'reconn');
+    retryT = setTimeout(connect, delay);
+    delay = Math.min(delay * 2, 30000);
+  }
+  function connected() { up = true; fails = 0; delay = 1000; setStatus(null); }
+  function connect() {
+    stop();
+    if (!st || closed) return;
+    if (mode === 'poll') return poll(gen);
+    if (first || !statusEl.hidden) setStatus(first ? 'conn' : 'reconn');
+    var g = gen, ready = false, sock;
+    try { sock = ws = new WebSocket(API.replace(/^http/, 'ws') + sp('/ws')); } catch (e) { return wsFailed(); }
+    var readyT = setTimeout(function () { if (g === gen && !ready) wsFailed(); }, 10000);
+    sock.onopen = function () { if (g === gen) sock.send(JSON.stringify({ type: 'hello', token: st.token, after: first ? 0 : st.cursor })); };
+    sock.onmessage = function (ev) {
+      if (g !== gen) return;
+      var f; try { f = JSON.parse(ev.data); } catch (e) { return; }
+      if (f.type === 'ready') {
+        ready = true; first = false; clearTimeout(readyT); connected();
+        onSession(f.session);
+        resendAll(); flush();
+        pingT = setInterval(ping, 25000);
+      } else if (f.type === 'message') onMessage(f.message);
+      else if (f.type === 'ack') acked(f.client_id, f.message);
+      else if (f.type === 'session') onSession(f.session);
+      else if (f.type === 'pong') clearTimeout(pongT);
+      else if (f.type === 'error' && f.client_id) sendError(f.client_id, f.error);
+      else if (f.type === 'error' && f.error === 'session_closed') refreshSession();
+    };
+    sock.onclose = function (ev) {
+      if (g !== gen) return;
+      clearTimeout(readyT);
+      if (ev.code >= 4401 && ev.code <= 4404) return expire();
+      if (ready) retry(); else wsFailed();
+    };
+  }
+  function wsFailed() {
+    if (navigator.onLine !== false && ++fails >= 2) { mode = 'poll'; st.poll = Date.now(); persist(); delay = 1000; stop(); return poll(gen); }
+    retry();
+  }
+  function ping() { // a dead socket (phone changed networks) shows up as a missing pong
+    var g = gen;
+    if (!wsSend({ type: 'ping' })) return;
+    clearTimeout(pongT);
+    pongT = setTimeout(function () { if (g === gen) retry(); }, 10000);
+  }
+  function wsSend(f) { if (ws && ws.readyState === 1) { ws.send(JSON.stringify(f)); return true; } return false; }
+  function resendAll() { st && st.outbox.forEach(function (o) { o.sent = 0; }); }
+  function flush() {
+    if (!st || closed || !up) return;
+    if (mode === 'ws') st.outbox.forEach(function (o) { if (o.sent !== gen && wsSend({ type: 'send', client_id: o.client_id, body: o.body })) o.sent = gen; });
+    else post(gen);
+  }
+  function post(g) { // long-poll mode: send the outbox in order over HTTP
+    if (posting || !st || !st.outbox.length) return;
+    posting = true;
+    var o = st.outbox[0];
+    api('POST', sp('/messages'), { body: o.body, client_id: o.client_id }).then(function (r) {
+      if (g !== gen) return;
+      posting = false;
+      if (r.s === 200 || r.s === 201) acked(o.client_id, r.d.message);
+      else if (authFail(r.s)) return expire();
+      else if (r.s === 429 || r.s >= 500) return setTimeout(function () { if (g === gen) post(g); }, 5000);
+      else sendError(o.client_id, r.d.error || (r.s === 409 ? 'session_closed' : 'bad'));
+      post(g);
+    }, function () { if (g === gen) { posting = false; retry(); } });
+  }
+  function poll(g) {
+    if (g !== gen || !st || closed) return;
+    if (first) setStatus('conn');
+    var t0 = Date.now(), wait = first ? 0 : 25;
+    pollCtl = window.AbortController ? new AbortController() : null;
+    api('GET', sp('/messages?after=' + (first ? 0 : st.cursor) + '&wait=' + wait + '&limit=500'), null, wait + 15, pollCtl).then(function (r) {
+      if (g !== gen) return;
+      if (authFail(r.s)) return expire();
+      if (r.s !== 200) return retry();
+      first = false; connected();
+      (r.d.messages || []).forEach(onMessage);
+      if (+r.d.cursor > st.cursor) { st.cursor = +r.d.cursor; persist(); }
+      onSession(r.d.session);
+      if (closed) return;
+      post(g);
+      var quick = !(r.d.messages || []).length && Date.now() - t0 < 1000 && wait;
+      setTimeout(function () { poll(g); }, quick ? 1000 : 0);
+    }, function () { if (g === gen) retry(); });
+  }
+  function wake() {
+    if (!st || closed || document.visibilityState === 'hidden') return;
+    if (!up) { delay = 1000; connect(); } else if (mode === 'ws') ping();
+  }
+  window.addEventListener('online', wake);
+  document.addEventListener('visibilitychange', wake);
+  window.addEventListener('storage', function (e) { // another tab ended or replaced the conversation
+    if (e.key !== KEY) return;
+    var n = load(KEY);
+    if (st && (!n || n.session_id !== st.session_id)) { forget(); if (n && n.token) { st = n; st.outbox = st.outbox || []; resume(); } else showForm(); }
+  });
+
+  /* ---------- start ---------- */
+  function resume() { // a stored session: show it, check it, load the whole history
+    var sid = st.session_id;
+    startChat(null, st.cursor, true);
+    setStatus('conn');
+    api('GET', sp()).then(function (r) {
+      if (!st || st.session_id !== sid) return;
+      if (authFail(r.s)) return expire();
+      if (r.s === 200 && r.d.session) {
+        var v = r.d.session.visitor;
+        if (!T[dataLang] && v && T[v.language] && v.language !== lang) { lang = v.language; applyTexts(); }
+        onSession(r.d.session);
+        if (closed) return api('GET', sp('/messages?after=0&limit=500')).then(function (m) { if (m.s === 200) (m.d.messages || []).forEach(onMessage); scrollDown(true); }, function () {});
+      }
+      connect();
+    }, function () { if (st && st.session_id === sid) connect(); });
+  }
+  function init() {
+    build();
+    applyTexts();
+    var o = load(OKEY);
+    if (st) resume();
+    if (o === 1 || (o == null && dataOpen)) setOpen(true, false);
+  }
+  if (document.body) init(); else document.addEventListener('DOMContentLoaded', init);
+}());
