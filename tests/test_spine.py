@@ -41,13 +41,8 @@ async def test_room_appears_on_first_message_not_before(
     assert session.room_id is None  # an idle visitor costs the homeserver nothing
 
     await visitor.send("Halo, bagaimana cara membuat kartu anggota?")
-    room_id = await sari.wait_for_invite()
-    for _ in range(50):
-        session = await stack.desk.desk.get_session(visitor.session_id)
-        if session.room_id:
-            break
-        await asyncio.sleep(0.1)
-    assert session.room_id == room_id
+    room_id = await room_of(stack, visitor.session_id)
+    await sari.wait_for_invite(room_id)
     await sari.join(room_id)
 
     # The room carries the visitor's details: name, topic line and a state event.
