@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.desk_room import DeskRooms
 from bridge.ghosts import GhostTemplate
 from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
 from rooms.desk import Desk
@@ -35,7 +36,7 @@ class Deliverer:
     desk: Desk
     client: MatrixClient
     ghosts: GhostTemplate
-    librarians: tuple[str, ...]
+    rooms: DeskRooms
     topic_labels: dict[str, str]
     min_backoff: float = 0.5
     max_backoff: float = 30.0
@@ -169,9 +170,11 @@ class Deliverer:
             alias_localpart=self.ghosts.alias_localpart(session.id),
             name=f"{form.name} · {topic_label}",
             topic=" · ".join(details),
-            invite=[ghost, *self.librarians],
+            # Only librarians on duty are rung; the others can join from the Space.
+            invite=[ghost, *(await self.desk.queue.on_duty())],
             initial_state=[
-                {"type": SESSION_STATE_EVENT, "state_key": "", "content": state_content}
+                {"type": SESSION_STATE_EVENT, "state_key": "", "content": state_content},
+                {"type": "m.room.join_rules", "state_key": "", "content": self.rooms.join_rule()},
             ],
         )
         await self.client.join(room_id, ghost)

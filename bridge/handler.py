@@ -6,112 +6,202 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from nio import Event, RoomMemberEvent, RoomMessage, RoomMessageMedia, RoomMessageText
-
+from bridge.commands import Context, dispatch
+from bridge.desk_room import DeskRooms
+from bridge.formatting import notice, text_and_html
 from bridge.ghosts import GhostTemplate
 from bridge.matrix_api import MatrixClient
 from rooms.desk import Desk
-from rooms.ids import UserID
+from rooms.ids import SessionID, UserID
 from rooms.session import Session
 
 log = logging.getLogger("refdesk.bridge.handler")
 
-HELP = (
-    "Commands in a session room:\n"
-    "!help: this list\n"
-    "!close: end the chat (the visitor is told)\n"
-    "Anything else you write here reaches the visitor."
-)
+TEXT_TYPES = ("m.text", "m.notice", "m.emote")
+MEDIA_TYPES = ("m.image", "m.file", "m.audio", "m.video")
 
 
 @dataclass
 class EventHandler:
-    """Turns one homeserver event into at most one desk action. Safe to run twice per event."""
+    """Turns one homeserver event into desk actions. Safe to run twice for the same event."""
 
     desk: Desk
     client: MatrixClient
     ghosts: GhostTemplate
     bot_mxid: str
-    _names: dict[tuple[str, str], str] = field(default_factory=dict)
+    rooms: DeskRooms
+    canned: dict[str, dict[str, str]] = field(default_factory=dict)
+    timezone: str = "Asia/Jakarta"
+    _names: dict[str, str] = field(default_factory=dict)
 
     def _ours(self, sender: str) -> bool:
         return sender == self.bot_mxid or self.ghosts.is_ghost(sender)
 
     async def handle(self, raw: dict[str, Any]) -> None:
-        """Handle one event dict (transaction or /messages format)."""
+        """Handle one room event (transaction or /messages format)."""
         room_id = raw.get("room_id")
         sender = raw.get("sender")
         event_id = raw.get("event_id")
-        if not isinstance(room_id, str) or not isinstance(sender, str):
+        kind = raw.get("type")
+        if not (isinstance(room_id, str) and isinstance(sender, str) and isinstance(event_id, str)):
             return
-        if raw.get("type") == "m.room.member":
-            self._remember_name(raw)
+        content = raw.get("content")
+        if not isinstance(content, dict):
             return
-        if self._ours(sender) or not isinstance(event_id, str):
+        if kind == "m.room.member":
+            await self._member(room_id, sender, raw, content)
             return
-        event = Event.parse_event(raw)
-        if not isinstance(event, RoomMessage):
+        if self._ours(sender):
+            return
+        if kind == "m.reaction":
+            await self._reaction(room_id, sender, event_id, content)
+        elif kind == "m.room.redaction":
+            redacts = raw.get("redacts") or content.get("redacts")
+            if isinstance(redacts, str):
+                await self.desk.message_deleted(redacts)
+        elif kind == "m.room.message":
+            await self._message(room_id, sender, event_id, content)
+
+    async def _message(
+        self, room_id: str, sender: str, event_id: str, content: dict[str, Any]
+    ) -> None:
+        relates = content.get("m.relates_to")
+        if isinstance(relates, dict) and relates.get("rel_type") == "m.replace":
+            await self._edit(sender, relates, content)
             return
         session = await self.desk.session_for_room(room_id)
+        body = content.get("body")
+        if not isinstance(body, str):
+            return
+        if body.startswith("!"):
+            if session is None and room_id != self.rooms.desk_room_id:
+                if not self.desk.queue.is_librarian(sender):
+                    return  # a room we were invited to by someone who is not staff
+            if await self.desk.store.record_event(event_id, self.desk.clock()):
+                await self._command(room_id, sender, event_id, session, body)
+            return
         if session is None:
             return
-        if isinstance(event, RoomMessageText) and event.body.startswith("!"):
-            if await self.desk.store.record_event(event_id, self.desk.clock()):
-                await self._command(session, event)
+        msgtype = content.get("msgtype")
+        html: str | None = None
+        if msgtype in TEXT_TYPES:
+            body, html = text_and_html(content)
+        elif msgtype in MEDIA_TYPES:
+            body, html = f"[{body}]", None
+        elif not body:
             return
-        body = self._body(event)
-        if body is None:
-            return
-        name = await self._display_name(room_id, sender)
-        message = await self.desk.librarian_message(
-            session, UserID(sender), name, body, remote_id=event_id
+        name = await self.display_name(sender)
+        await self.desk.librarian_message(
+            session, UserID(sender), name, body, remote_id=event_id, html=html
         )
-        if message is not None:
-            log.debug("librarian message %s stored as %d", event_id, message.id)
 
-    @staticmethod
-    def _body(event: RoomMessage) -> str | None:
-        source = event.source.get("content", {})
-        relates = source.get("m.relates_to") or {}
-        if relates.get("rel_type") == "m.replace":
-            return None  # edits are mirrored in a later version; the original stands
-        if isinstance(event, RoomMessageText):
-            return event.body
-        if isinstance(event, RoomMessageMedia):
-            return f"[{event.body}]"
-        body = source.get("body")
-        return body if isinstance(body, str) and body else None
-
-    def _remember_name(self, raw: dict[str, Any]) -> None:
-        try:
-            member = RoomMemberEvent.from_dict(raw)
-        except Exception:
+    async def _edit(self, sender: str, relates: dict[str, Any], content: dict[str, Any]) -> None:
+        original_id = relates.get("event_id")
+        new = content.get("m.new_content")
+        if not isinstance(original_id, str) or not isinstance(new, dict):
             return
-        if isinstance(member, RoomMemberEvent) and member.membership == "join":
-            name = member.content.get("displayname")
-            if isinstance(name, str) and name:
-                self._names[(member.source["room_id"], member.state_key)] = name
+        original = await self.desk.store.message_by_remote_id(original_id)
+        if original is None or original.sender_id != sender:
+            return  # only the author may edit what the visitor sees
+        body, html = text_and_html(new)
+        await self.desk.librarian_edit(original_id, body, html)
 
-    async def _display_name(self, room_id: str, user_id: str) -> str:
-        cached = self._names.get((room_id, user_id))
+    async def _reaction(
+        self, room_id: str, sender: str, event_id: str, content: dict[str, Any]
+    ) -> None:
+        """A reaction to a queue notice in the desk room claims that session."""
+        if room_id != self.rooms.desk_room_id:
+            return
+        relates = content.get("m.relates_to")
+        if not isinstance(relates, dict) or relates.get("rel_type") != "m.annotation":
+            return
+        target = relates.get("event_id")
+        session_id = (
+            await self.rooms.session_for_notice(target) if isinstance(target, str) else None
+        )
+        if session_id is None or not self.desk.queue.is_librarian(sender):
+            return
+        if not await self.desk.store.record_event(event_id, self.desk.clock()):
+            return
+        name = await self.display_name(sender)
+        result = await self.desk.queue.claim(SessionID(session_id), UserID(sender), name)
+        if not result.won and result.session.owner != sender:
+            who = result.session.owner_name or "nobody (it is closed)"
+            await self.rooms.say(
+                f"{name}: {result.session.form.name} is already served by {who}.",
+                [],
+                f"refdesk-r-{event_id}",
+            )
+
+    async def _member(
+        self, room_id: str, sender: str, raw: dict[str, Any], content: dict[str, Any]
+    ) -> None:
+        user_id = raw.get("state_key")
+        membership = content.get("membership")
+        if not isinstance(user_id, str):
+            return
+        name = content.get("displayname")
+        if membership == "join" and isinstance(name, str) and name:
+            self._names[user_id] = name
+        if user_id == self.bot_mxid and membership == "invite":
+            # A librarian opens a direct chat with the bot for !duty and !queue.
+            if self.desk.queue.is_librarian(sender):
+                await self.client.join(room_id, self.bot_mxid)
+            return
+        if membership not in ("leave", "ban") or self._ours(user_id):
+            return
+        session = await self.desk.session_for_room(room_id)
+        if session is not None and session.is_open and session.owner == user_id:
+            await self.desk.queue.requeue(session.id, UserID(user_id), reason="owner_left")
+
+    async def _command(
+        self, room_id: str, sender: str, event_id: str, session: Session | None, body: str
+    ) -> None:
+        ctx = Context(
+            desk=self.desk,
+            client=self.client,
+            room_id=room_id,
+            sender=UserID(sender),
+            sender_name=await self.display_name(sender),
+            event_id=event_id,
+            session=session,
+            canned=self.canned,
+            names=self.display_name,
+            timezone=self.timezone,
+        )
+        reply = await dispatch(ctx, body)
+        if reply:
+            await self.client.send_message(
+                room_id, notice(reply), txn_id=f"refdesk-reply-{event_id}"
+            )
+
+    async def display_name(self, user_id: str) -> str:
+        cached = self._names.get(user_id)
         if cached:
             return cached
         name = await self.client.get_displayname(user_id) or user_id.split(":")[0].lstrip("@")
-        self._names[(room_id, user_id)] = name
+        self._names[user_id] = name
         return name
 
-    async def _command(self, session: Session, event: RoomMessageText) -> None:
-        assert session.room_id is not None
-        word = event.body.split(maxsplit=1)[0].lower()
-        if word == "!close":
-            closed = await self.desk.end_session(session.id, by="librarian")
-            reply = "Chat closed." if closed.closed_by == "librarian" else "This chat was closed."
-        elif word == "!help":
-            reply = HELP
-        else:
-            reply = f"Unknown command {word[:40]}. Type !help for the list."
-        await self.client.send_message(
-            session.room_id,
-            {"msgtype": "m.notice", "body": reply},
-            txn_id=f"refdesk-reply-{event.event_id}",
-        )
+    # ephemeral events: typing and read receipts
+
+    async def handle_ephemeral(self, edu: dict[str, Any]) -> None:
+        room_id = edu.get("room_id")
+        content = edu.get("content")
+        if not isinstance(room_id, str) or not isinstance(content, dict):
+            return
+        kind = edu.get("type")
+        if kind not in ("m.typing", "m.receipt"):
+            return
+        session = await self.desk.session_for_room(room_id)
+        if session is None or not session.is_open:
+            return
+        if kind == "m.typing":
+            users = [u for u in content.get("user_ids", []) if isinstance(u, str)]
+            names = [await self.display_name(u) for u in users if not self._ours(u)]
+            await self.desk.librarian_typing(session, tuple(names))
+            return
+        for event_id, receipts in content.items():
+            readers = (receipts or {}).get("m.read", {}) if isinstance(receipts, dict) else {}
+            if any(isinstance(u, str) and not self._ours(u) for u in readers):
+                await self.desk.librarian_read(session, event_id)

@@ -143,6 +143,7 @@ class MatrixClient:
         topic: str,
         invite: list[str],
         initial_state: list[dict[str, Any]],
+        space: bool = False,
     ) -> str:
         """Create a room, or find the one a previous attempt created (by its alias).
 
@@ -159,6 +160,7 @@ class MatrixClient:
             preset=RoomPreset.private_chat,
             invite=invite,
             initial_state=initial_state,
+            space=space,
         )
         try:
             result = await self.request(method, path, data)
@@ -194,6 +196,53 @@ class MatrixClient:
         method, path, data = Api.room_send(_TOKEN_SLOT, room_id, "m.room.message", content, txn_id)
         result = await self.request(method, path, data, user_id=user_id)
         return str(result["event_id"])
+
+    async def kick(self, room_id: str, user_id: str, reason: str) -> None:
+        """Remove a member, or withdraw a pending invitation."""
+        method, path, data = Api.room_kick(_TOKEN_SLOT, room_id, user_id, reason)
+        await self.request(method, path, data)
+
+    async def members(self, room_id: str) -> dict[str, str]:
+        """Current membership of each user in the room (join, invite, leave, ban)."""
+        path = f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/members"
+        result = await self.request("GET", path)
+        members: dict[str, str] = {}
+        for event in result.get("chunk", []):
+            if isinstance(event, dict) and isinstance(event.get("state_key"), str):
+                members[event["state_key"]] = str(event.get("content", {}).get("membership"))
+        return members
+
+    async def put_state(
+        self, room_id: str, event_type: str, content: dict[str, Any], state_key: str = ""
+    ) -> str:
+        method, path, data = Api.room_put_state(
+            _TOKEN_SLOT, room_id, event_type, content, state_key
+        )
+        result = await self.request(method, path, data)
+        return str(result.get("event_id", ""))
+
+    async def typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
+        method, path, data = Api.room_typing(
+            _TOKEN_SLOT, room_id, user_id, typing, timeout=timeout_ms
+        )
+        await self.request(method, path, data, user_id=user_id)
+
+    async def read_receipt(self, room_id: str, event_id: str, user_id: str) -> None:
+        path = (
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/receipt/m.read/"
+            f"{quote(event_id, safe='')}"
+        )
+        await self.request("POST", path, {}, user_id=user_id)
+
+    async def resolve_alias(self, alias: str) -> str | None:
+        method, path = Api.room_resolve_alias(alias)
+        try:
+            result = await self.request(method, path)
+        except MatrixError as exc:
+            if exc.errcode == "M_NOT_FOUND":
+                return None
+            raise
+        return str(result["room_id"])
 
     async def recent_events(self, room_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """The room's latest events, oldest first (for catching up after downtime)."""

@@ -33,7 +33,13 @@ def registration(config: Config) -> dict[str, Any]:
                     "regex": f"@{re.escape(asc.bot_localpart)}:{re.escape(ghosts.domain)}",
                 },
             ],
-            "aliases": [{"exclusive": True, "regex": ghosts.alias_regex()}],
+            "aliases": [
+                {"exclusive": True, "regex": ghosts.alias_regex()},
+                {
+                    "exclusive": True,
+                    "regex": f"#{re.escape(asc.bot_localpart)}_.*:{re.escape(ghosts.domain)}",
+                },
+            ],
             "rooms": [],
         },
         "receive_ephemeral": True,

@@ -11,9 +11,11 @@ from aiohttp import web
 
 from bridge.appservice import AppserviceServer
 from bridge.delivery import Deliverer
+from bridge.desk_room import DeskRooms
 from bridge.ghosts import GhostTemplate
 from bridge.handler import EventHandler
 from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
+from bridge.reactor import Reactor
 from refdesk.config import Config
 from rooms.desk import Desk
 
@@ -27,17 +29,38 @@ class Bridge:
         asc = config.appservice
         self.ghosts = GhostTemplate(asc.ghost_prefix, config.homeserver.domain)
         self.client = MatrixClient(config.homeserver.url, asc.as_token, config.bot_mxid)
-        self.handler = EventHandler(desk, self.client, self.ghosts, config.bot_mxid)
-        self.server = AppserviceServer(asc.hs_token, desk, self.ghosts, self.handler.handle)
         lang = config.desk.default_language
-        self.deliverer = Deliverer(
+        topic_labels = {t.id: t.labels.get(lang, t.id) for t in config.desk.topics}
+        staff = tuple(dict.fromkeys((*config.desk.librarians, *config.desk.supervisors)))
+        self.rooms = DeskRooms(
+            self.client,
+            desk.store,
+            alias_prefix=f"{asc.bot_localpart}_",
+            desk_name=config.desk.name,
+            members=staff,
+            timezone=config.desk.timezone,
+            topic_labels=topic_labels,
+        )
+        self.handler = EventHandler(
             desk,
             self.client,
             self.ghosts,
-            config.desk.librarians,
-            {t.id: t.labels.get(lang, t.id) for t in config.desk.topics},
+            config.bot_mxid,
+            self.rooms,
+            canned=config.desk.canned,
+            timezone=config.desk.timezone,
         )
+        self.server = AppserviceServer(
+            asc.hs_token,
+            desk,
+            self.ghosts,
+            self.handler.handle,
+            on_ephemeral=self.handler.handle_ephemeral,
+        )
+        self.deliverer = Deliverer(desk, self.client, self.ghosts, self.rooms, topic_labels)
+        self.reactor = Reactor(desk, self.client, self.ghosts, self.rooms, config.desk.supervisors)
         desk.subscribe(self.deliverer.on_desk_event)
+        desk.subscribe(self.reactor.on_desk_event)
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -49,9 +72,8 @@ class Bridge:
         site = web.TCPSite(self._runner, asc.listen_host, asc.listen_port)
         await site.start()
         log.info("appservice listening on %s:%d", asc.listen_host, asc.listen_port)
-        self.deliverer.start()
-        self._spawn(self._prepare_bot())
-        self._spawn(self.catch_up())
+        self.reactor.start()
+        self._spawn(self._prepare())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
@@ -63,17 +85,21 @@ class Bridge:
         if not task.cancelled() and task.exception() is not None:
             log.error("bridge task failed", exc_info=task.exception())
 
-    async def _prepare_bot(self) -> None:
-        """Once the homeserver is reachable: ping it (so it resends transactions it holds for
-        us at once, instead of after its back-off) and give the bot its display name."""
+    async def _prepare(self) -> None:
+        """Once the homeserver is reachable: give the bot its name, make sure the Space and the
+        desk room exist, then start delivering, ping the homeserver (so it resends transactions
+        it held for us at once, instead of after its back-off) and catch up."""
         delay = 1.0
         while True:
             try:
-                await self.client.ping(self.config.appservice.id)
                 await self.client.set_displayname(
                     self.config.bot_mxid, self.config.appservice.bot_displayname
                 )
+                await self.rooms.ensure()
                 log.info("homeserver reached; the desk bot is %s", self.config.bot_mxid)
+                self.deliverer.start()
+                await self.client.ping(self.config.appservice.id)
+                await self.catch_up()
                 return
             except (HomeserverUnavailable, MatrixError) as exc:
                 log.info("homeserver not ready for the bot yet (%s); retrying", exc)
@@ -107,6 +133,7 @@ class Bridge:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.deliverer.stop()
+        await self.reactor.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

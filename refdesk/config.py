@@ -71,6 +71,9 @@ class DeskConfig:
     default_language: str
     timezone: str
     topics: tuple[Topic, ...]
+    supervisors: tuple[str, ...] = ()
+    escalate_after: int = 120
+    canned: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,39 @@ def _topics(reader: _Reader) -> tuple[Topic, ...]:
     return tuple(topics)
 
 
+def _user_ids(reader: _Reader, key: str) -> list[str]:
+    values = reader.items(key, [])
+    for index, mxid in enumerate(values):
+        if not isinstance(mxid, str) or not _MXID.match(mxid):
+            raise ConfigError(
+                f"{reader._key(key)}[{index}]",
+                f"must be a Matrix user ID like @sari:example.org, got {mxid!r}",
+            )
+    return values
+
+
+def _canned(reader: _Reader) -> dict[str, dict[str, str]]:
+    """Canned answers: ``key: text`` or ``key: {id: text, en: text}``."""
+    reader.seen.add("canned")
+    raw = reader.data.get("canned") or {}
+    path = reader._key("canned")
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "must map short keys to answer texts")
+    canned: dict[str, dict[str, str]] = {}
+    for key, value in raw.items():
+        if not isinstance(key, str) or not _TOPIC_ID.match(key):
+            raise ConfigError(f"{path}.{key}", "keys must be 1-40 of a-z, 0-9, _ and -")
+        if isinstance(value, str) and value.strip():
+            canned[key] = {lang: value for lang in LANGUAGES}
+        elif isinstance(value, dict):
+            item = _Reader(value, f"{path}.{key}")
+            canned[key] = {lang: item.text(lang) for lang in LANGUAGES}
+            item.check_unknown()
+        else:
+            raise ConfigError(f"{path}.{key}", "must be a text or {id: text, en: text}")
+    return canned
+
+
 def parse_config(data: Any, source: Path | None = None) -> Config:
     """Build a :class:`Config` from parsed YAML, or raise :class:`ConfigError`."""
     root = _Reader(data)
@@ -257,13 +293,8 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     wr.check_unknown()
 
     dr = root.section("desk", required=False)
-    librarians = dr.items("librarians", [])
-    for index, mxid in enumerate(librarians):
-        if not isinstance(mxid, str) or not _MXID.match(mxid):
-            raise ConfigError(
-                f"desk.librarians[{index}]",
-                f"must be a Matrix user ID like @sari:example.org, got {mxid!r}",
-            )
+    librarians = _user_ids(dr, "librarians")
+    supervisors = _user_ids(dr, "supervisors")
     default_language = dr.text("default_language", "id")
     if default_language not in LANGUAGES:
         raise ConfigError("desk.default_language", f"must be one of {', '.join(LANGUAGES)}")
@@ -278,6 +309,9 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         default_language=default_language,
         timezone=timezone,
         topics=_topics(dr),
+        supervisors=tuple(supervisors),
+        escalate_after=dr.integer("escalate_after", 120, low=1, high=86400),
+        canned=_canned(dr),
     )
     dr.check_unknown()
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from aiohttp import web
@@ -9,6 +11,7 @@ from aiohttp import web
 from bridge.service import Bridge
 from refdesk.config import Config
 from rooms.desk import Desk, DeskRules
+from rooms.queue import QueueRules
 from rooms.store import Database, Store
 from widget_server.app import create_app
 
@@ -28,10 +31,16 @@ class RefDesk:
                 topics=tuple(t.id for t in config.desk.topics),
                 default_language=config.desk.default_language,
                 max_message_length=config.widget.max_message_length,
+                queue=QueueRules(
+                    librarians=config.desk.librarians,
+                    supervisors=config.desk.supervisors,
+                    escalate_after=config.desk.escalate_after,
+                ),
             ),
         )
         self.bridge = Bridge(config, self.desk)
         self._widget_runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     @property
     def widget_url(self) -> str:
@@ -46,8 +55,24 @@ class RefDesk:
         wc = self.config.widget
         await web.TCPSite(self._widget_runner, wc.listen_host, wc.listen_port).start()
         log.info("widget server listening on %s:%d", wc.listen_host, wc.listen_port)
+        self._ticker = asyncio.create_task(self._tick(), name="refdesk-ticker")
+
+    async def _tick(self) -> None:
+        """The desk's clock: escalates chats nobody has claimed in time."""
+        period = min(5.0, self.config.desk.escalate_after / 4)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.desk.queue.tick()
+            except Exception:
+                log.exception("desk tick failed")
 
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
         if self._widget_runner is not None:
             await self._widget_runner.cleanup()
             self._widget_runner = None

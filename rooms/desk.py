@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from rooms.events import DeskEvent, MessageAdded, RoomAttached, SessionClosed, SessionStarted
+from rooms.events import (
+    EventBus,
+    Listener,
+    MessageAdded,
+    MessageUpdated,
+    ReadUpTo,
+    RoomAttached,
+    SessionClosed,
+    SessionQueued,
+    SessionStarted,
+    Typing,
+)
 from rooms.ids import MessageID, RoomID, SessionID, UserID
+from rooms.queue import Queue, QueueRules
 from rooms.session import (
     CLIENT_ID_MAX,
     Message,
@@ -24,11 +36,11 @@ from rooms.session import (
     token_matches,
 )
 from rooms.store import Store
+from rooms.texts import text
 
 log = logging.getLogger("refdesk.rooms.desk")
 
 Clock = Callable[[], datetime]
-Listener = Callable[[DeskEvent], None]
 
 
 def utcnow() -> datetime:
@@ -65,19 +77,7 @@ class DeskRules:
     languages: tuple[str, ...] = ("id", "en")
     default_language: str = "id"
     max_message_length: int = 4000
-
-
-# Desk notices shown to both sides, in the visitor's language.
-CLOSED_NOTICE = {
-    "visitor": {
-        "id": "Pengunjung mengakhiri percakapan.",
-        "en": "The visitor ended the chat.",
-    },
-    "librarian": {
-        "id": "Pustakawan mengakhiri percakapan.",
-        "en": "The librarian ended the chat.",
-    },
-}
+    queue: QueueRules = field(default_factory=QueueRules)
 
 
 class Desk:
@@ -87,18 +87,13 @@ class Desk:
         self.store = store
         self.rules = rules
         self.clock = clock
-        self._listeners: list[Listener] = []
+        self.bus = EventBus()
+        self.queue = Queue(store, self.bus, rules.queue, clock)
+        self._emit = self.bus.emit
 
     def subscribe(self, listener: Listener) -> None:
         """Listeners run synchronously and must only schedule work (never block)."""
-        self._listeners.append(listener)
-
-    def _emit(self, event: DeskEvent) -> None:
-        for listener in self._listeners:
-            try:
-                listener(event)
-            except Exception:
-                log.exception("desk listener failed on %s", type(event).__name__)
+        self.bus.subscribe(listener)
 
     # visitor side
 
@@ -171,9 +166,11 @@ class Desk:
             if existing is None:
                 raise SessionClosedError("This chat has ended.")
             return existing, False
-        stored, created = await self.store.insert_message(message)
+        stored, created = await self.store.insert_message(message, enqueue_at=self.clock())
         if created:
             self._emit(MessageAdded(stored))
+            if current.queued_at is None and current.owner is None:
+                self._emit(SessionQueued(await self.get_session(session.id), "new"))
         return stored, created
 
     async def messages_after(
@@ -181,27 +178,46 @@ class Desk:
     ) -> list[Message]:
         return await self.store.messages_after(session_id, max(0, after), limit)
 
-    async def end_session(self, session_id: SessionID, by: str) -> Session:
-        """Close a session (idempotent) and leave a notice for both sides."""
+    async def end_session(self, session_id: SessionID, by: str, note: str | None = None) -> Session:
+        """Close a session (idempotent) and leave a notice for both sides.
+
+        ``by`` is ``visitor`` or the closing librarian's user id.
+        """
         session = await self.get_session(session_id)
         if not session.is_open:
             return session
-        texts = CLOSED_NOTICE["librarian" if by != "visitor" else "visitor"]
+        key = "closed_by_visitor" if by == "visitor" else "closed_by_librarian"
         notice = Message(
             id=MessageID(0),
             session_id=session_id,
             origin=Origin.DESK,
-            body=texts.get(session.form.language, texts["en"]),
+            body=text(key, session.form.language),
             created_at=self.clock(),
             needs_delivery=by == "visitor",
         )
         stored = await self.store.close_session(session_id, self.clock(), by, notice)
         closed = await self.get_session(session_id)
         if stored is not None:
-            log.info("session %s closed by %s", session_id, by)
+            log.info(
+                "session %s closed by %s", session_id, "visitor" if by == "visitor" else "librarian"
+            )
+            if note:
+                await self.store.add_note(session_id, by, note, self.clock())
             self._emit(MessageAdded(stored))
-            self._emit(SessionClosed(closed))
+            self._emit(SessionClosed(closed, note))
         return closed
+
+    async def visitor_typing(self, session: Session, typing: bool) -> None:
+        if session.is_open:
+            self._emit(Typing(session.id, "visitor", typing))
+
+    async def visitor_read(self, session: Session, up_to: int) -> Message | None:
+        """The visitor has seen messages up to ``up_to`` (a message id)."""
+        message = await self.store.message(up_to)
+        if message is None or message.session_id != session.id:
+            return None
+        self._emit(ReadUpTo(session.id, "visitor", message))
+        return message
 
     # librarian side (called by the chat-network adapter)
 
@@ -215,14 +231,28 @@ class Desk:
         return session
 
     async def librarian_message(
-        self, session: Session, sender_id: UserID, sender_name: str, body: str, remote_id: str
+        self,
+        session: Session,
+        sender_id: UserID,
+        sender_name: str,
+        body: str,
+        remote_id: str,
+        html: str | None = None,
     ) -> Message | None:
-        """Store a librarian's reply (idempotent by ``remote_id``); None if seen before."""
+        """Store a librarian's reply (idempotent by ``remote_id``); None if seen before.
+
+        The first librarian to reply in a waiting session claims it.
+        """
+        if await self.store.message_by_remote_id(remote_id) is not None:
+            return None
+        if session.is_open and session.owner is None and self.queue.is_librarian(sender_id):
+            await self.queue.claim(session.id, sender_id, sender_name)
         message = Message(
             id=MessageID(0),
             session_id=session.id,
             origin=Origin.LIBRARIAN,
             body=body,
+            html=html,
             created_at=self.clock(),
             sender_name=sender_name,
             sender_id=sender_id,
@@ -233,6 +263,38 @@ class Desk:
             return None
         self._emit(MessageAdded(stored))
         return stored
+
+    async def librarian_edit(
+        self, remote_id: str, body: str, html: str | None = None
+    ) -> Message | None:
+        updated = await self.store.update_message(
+            remote_id, body=body, html=html, edited_at=self.clock()
+        )
+        if updated is not None:
+            self._emit(MessageUpdated(updated))
+        return updated
+
+    async def message_deleted(self, remote_id: str) -> Message | None:
+        updated = await self.store.update_message(remote_id, deleted_at=self.clock())
+        if updated is not None:
+            self._emit(MessageUpdated(updated))
+        return updated
+
+    async def librarian_typing(self, session: Session, names: tuple[str, ...]) -> None:
+        self._emit(Typing(session.id, "librarian", bool(names), names))
+
+    async def librarian_read(self, session: Session, remote_id: str) -> Message | None:
+        """A librarian's read receipt on a visitor message (found by its remote id)."""
+        message = await self.store.message_by_remote_id(remote_id)
+        if message is None or message.session_id != session.id:
+            return None
+        if await self.store.set_read_up_to(session.id, message.id):
+            self._emit(ReadUpTo(session.id, "librarian", message))
+        return message
+
+    async def add_note(self, session: Session, author: UserID, body: str) -> None:
+        """An internal note: kept with the session, never shown to the visitor."""
+        await self.store.add_note(session.id, author, body, self.clock())
 
     async def pending_deliveries(self, limit: int = 100) -> list[Message]:
         return await self.store.pending_deliveries(limit)

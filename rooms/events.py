@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from rooms.ids import SessionID, UserID
 from rooms.session import Message, Session
+
+log = logging.getLogger("refdesk.rooms.events")
 
 
 @dataclass(frozen=True)
@@ -20,8 +25,16 @@ class MessageAdded:
 
 
 @dataclass(frozen=True)
+class MessageUpdated:
+    """A stored message was edited or deleted (it keeps its id, gets a new ``seq``)."""
+
+    message: Message
+
+
+@dataclass(frozen=True)
 class SessionClosed:
     session: Session
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -29,4 +42,91 @@ class RoomAttached:
     session: Session
 
 
-DeskEvent = SessionStarted | MessageAdded | SessionClosed | RoomAttached
+@dataclass(frozen=True)
+class SessionQueued:
+    """The session (re)entered the queue: ring the librarians on duty.
+
+    ``reason``: ``new`` (first message), ``released``, ``owner_left``, ``off_duty``.
+    """
+
+    session: Session
+    reason: str
+    previous_owner: UserID | None = None
+
+
+@dataclass(frozen=True)
+class SessionClaimed:
+    session: Session
+    by: UserID
+
+
+@dataclass(frozen=True)
+class SessionTransferred:
+    session: Session
+    from_owner: UserID
+    to: UserID
+
+
+@dataclass(frozen=True)
+class SessionEscalated:
+    session: Session
+    position: int
+
+
+@dataclass(frozen=True)
+class DutyChanged:
+    user_id: UserID
+    on_duty: bool
+
+
+@dataclass(frozen=True)
+class Typing:
+    """Someone is typing (or stopped). ``side``: ``visitor`` or ``librarian``."""
+
+    session_id: SessionID
+    side: str
+    typing: bool
+    names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ReadUpTo:
+    """``side`` has read the other side's messages up to message ``message_id``."""
+
+    session_id: SessionID
+    side: str
+    message: Message
+
+
+DeskEvent = (
+    SessionStarted
+    | MessageAdded
+    | MessageUpdated
+    | SessionClosed
+    | RoomAttached
+    | SessionQueued
+    | SessionClaimed
+    | SessionTransferred
+    | SessionEscalated
+    | DutyChanged
+    | Typing
+    | ReadUpTo
+)
+Listener = Callable[[DeskEvent], None]
+
+
+class EventBus:
+    """Synchronous fan-out; listeners only schedule work and must never block."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def emit(self, event: DeskEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("desk listener failed on %s", type(event).__name__)

@@ -131,6 +131,15 @@ def token_matches(token: str, token_hash: str) -> bool:
     return hmac.compare_digest(hash_token(token), token_hash)
 
 
+class Status(enum.StrEnum):
+    """Where a session stands in the desk's flow."""
+
+    NEW = "new"  # the visitor has not written yet: no room, not in the queue
+    WAITING = "waiting"  # in the queue, ringing, nobody has claimed it
+    CLAIMED = "claimed"  # a librarian owns it
+    CLOSED = "closed"
+
+
 @dataclass(frozen=True)
 class Session:
     id: SessionID
@@ -140,10 +149,24 @@ class Session:
     closed_at: datetime | None = None
     closed_by: str | None = None
     room_id: RoomID | None = None
+    owner: UserID | None = None
+    owner_name: str | None = None
+    claimed_at: datetime | None = None
+    queued_at: datetime | None = None
+    escalated_at: datetime | None = None
+    read_up_to: int = 0
 
     @property
     def is_open(self) -> bool:
         return self.state is SessionState.OPEN
+
+    @property
+    def status(self) -> Status:
+        if not self.is_open:
+            return Status.CLOSED
+        if self.owner is not None:
+            return Status.CLAIMED
+        return Status.WAITING if self.queued_at is not None else Status.NEW
 
 
 @dataclass(frozen=True)
@@ -159,3 +182,7 @@ class Message:
     remote_id: str | None = None
     needs_delivery: bool = False
     delivered_at: datetime | None = None
+    seq: int = 0
+    html: str | None = None
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None

@@ -52,7 +52,8 @@ class Librarian:
         self.next_batch = resp.next_batch
         for room_id in resp.rooms.invite:
             self.invites.add(room_id)
-        for room_id, room in resp.rooms.join.items():
+        rooms = [*resp.rooms.join.items(), *resp.rooms.leave.items()]
+        for room_id, room in rooms:
             self.invites.discard(room_id)
             for event in room.timeline.events:
                 content = event.source.get("content", {})

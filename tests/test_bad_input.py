@@ -102,8 +102,11 @@ async def test_websocket_send_ack_and_push(stack: Stack, visitor: Visitor) -> No
         await ws.send_json({"type": "send", "client_id": "w1", "body": "via websocket"})
         await ws.send_json({"type": "send", "client_id": "w2", "body": ""})
         await ws.send_json({"type": "ping"})
-        frames = [await ws.receive_json(timeout=5) for _ in range(5)]
+        frames = [await ws.receive_json(timeout=5) for _ in range(6)]
     kinds = [f["type"] for f in frames]
+    # The first message puts the session in the queue, and the widget is told where it stands.
+    view = next(f["session"] for f in frames if f["type"] == "session")
+    assert view["status"] == "waiting" and view["queue_position"] >= 1
     assert kinds.count("ack") == 2 and kinds.count("message") == 1 and "pong" in kinds
     acks = [f for f in frames if f["type"] == "ack"]
     assert acks[0]["message"]["id"] == acks[1]["message"]["id"]

@@ -102,8 +102,10 @@ async def test_visitor_and_librarian_chat_in_the_browser(
         await page.goto("about:blank")
         await sari.send(room_id, "Ya, bawa KTP dan kartu lama.")
         await page.goto(f"{stack.widget_url}/demo")
-        await expect(bubbles(page)).to_have_count(4)
-        texts = await page.locator("[data-refdesk=message] [data-refdesk=body]").all_inner_texts()
+        await expect(bubbles(page, "librarian")).to_have_count(2)
+        await expect(bubbles(page, "visitor")).to_have_count(2)
+        chat = page.locator("[data-refdesk=message]:not([data-origin=desk]) [data-refdesk=body]")
+        texts = await chat.all_inner_texts()
         assert texts == [
             "Bagaimana cara memperpanjang kartu anggota?",
             "Selamat siang, Budi. Kartu bisa diperpanjang di loket 2.",
@@ -111,7 +113,12 @@ async def test_visitor_and_librarian_chat_in_the_browser(
             "Ya, bawa KTP dan kartu lama.",
         ]
         ids = await bubbles(page).evaluate_all("els => els.map(e => Number(e.dataset.id))")
-        assert ids == sorted(ids) and len(set(ids)) == 4
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        # The desk told the visitor who serves them when Sari answered.
+        desk_lines = await page.locator(
+            "[data-refdesk=message][data-origin=desk] [data-refdesk=body]"
+        ).all_inner_texts()
+        assert "Sari Librarian sekarang melayani Anda." in desk_lines
 
         # The visitor ends the chat: the room gets the notice, the widget offers a new one.
         await page.locator("[data-refdesk=end]").click()
@@ -167,7 +174,7 @@ async def test_network_loss_and_blocked_websocket(
         polls: list[str] = []
         page.on("request", lambda r: polls.append(r.url) if "wait=" in r.url else None)
         await page.reload()
-        await expect(bubbles(page)).to_have_count(3)
+        await expect(bubbles(page, "visitor")).to_have_count(2)
         await dewi.send(room_id, "Reply over long polling")
         await expect(bubbles(page, "librarian")).to_have_count(2, timeout=40_000)
         await page.locator("[data-refdesk=input]").fill("Sent over plain HTTP")

@@ -1,21 +1,37 @@
-"""Wakes the visitor connections of a session when the desk stores something for it."""
+"""Wakes the visitor connections of a session when something changes for it.
+
+No message is held here: connections read the store after they wake. The hub keeps only what
+is never stored: which librarians are typing right now.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
-from rooms.events import DeskEvent, MessageAdded, SessionClosed
+from rooms.events import (
+    DeskEvent,
+    MessageAdded,
+    MessageUpdated,
+    ReadUpTo,
+    SessionClaimed,
+    SessionClosed,
+    SessionEscalated,
+    SessionQueued,
+    SessionTransferred,
+    Typing,
+)
 
 
 class SessionSignals:
     """One asyncio.Event per watched session, replaced each time it fires.
 
     A waiter takes the current event *before* reading the store, so nothing stored in between
-    can be missed; then it reads the store again. No message is held in memory here.
+    can be missed; then it reads the store again.
     """
 
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
+        self.typing: dict[str, tuple[str, ...]] = {}
 
     def current(self, session_id: str) -> asyncio.Event:
         event = self._events.get(session_id)
@@ -29,10 +45,29 @@ class SessionSignals:
             event.set()
 
     def on_desk_event(self, event: DeskEvent) -> None:
-        if isinstance(event, MessageAdded):
+        if isinstance(event, MessageAdded | MessageUpdated):
             self.fire(event.message.session_id)
         elif isinstance(event, SessionClosed):
+            self.typing.pop(event.session.id, None)
+            self._queue_changed()
+        elif isinstance(event, SessionQueued | SessionClaimed):
+            self._queue_changed()
+        elif isinstance(event, SessionTransferred | SessionEscalated):
             self.fire(event.session.id)
+        elif isinstance(event, Typing) and event.side == "librarian":
+            if event.names:
+                self.typing[event.session_id] = event.names
+            else:
+                self.typing.pop(event.session_id, None)
+            self.fire(event.session_id)
+        elif isinstance(event, ReadUpTo) and event.side == "librarian":
+            self.fire(event.session_id)
+
+    def _queue_changed(self) -> None:
+        # Queue positions of every waiting visitor may have moved: wake all watchers; each
+        # compares its session view with what it last sent and stays quiet if nothing changed.
+        for session_id in list(self._events):
+            self.fire(session_id)
 
     def watched(self) -> int:
         return len(self._events)

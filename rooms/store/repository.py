@@ -39,6 +39,12 @@ def _session(row: aiosqlite.Row) -> Session:
         closed_at=_dt(row["closed_at"]),
         closed_by=row["closed_by"],
         room_id=RoomID(row["room_id"]) if row["room_id"] else None,
+        owner=UserID(row["owner"]) if row["owner"] else None,
+        owner_name=row["owner_name"],
+        claimed_at=_dt(row["claimed_at"]),
+        queued_at=_dt(row["queued_at"]),
+        escalated_at=_dt(row["escalated_at"]),
+        read_up_to=row["read_up_to"],
     )
 
 
@@ -57,15 +63,21 @@ def _message(row: aiosqlite.Row) -> Message:
         remote_id=row["remote_id"],
         needs_delivery=bool(row["needs_delivery"]),
         delivered_at=_dt(row["delivered_at"]),
+        seq=row["seq"],
+        html=row["html"],
+        edited_at=_dt(row["edited_at"]),
+        deleted_at=_dt(row["deleted_at"]),
     )
 
 
 _MESSAGE_INSERT = """
-    INSERT INTO messages (session_id, origin, body, sender_name, sender_id, client_id,
-                          remote_id, needs_delivery, created_at)
-    VALUES (:session_id, :origin, :body, :sender_name, :sender_id, :client_id,
-            :remote_id, :needs_delivery, :created_at)
+    INSERT INTO messages (session_id, origin, body, html, sender_name, sender_id, client_id,
+                          remote_id, needs_delivery, created_at, seq)
+    VALUES (:session_id, :origin, :body, :html, :sender_name, :sender_id, :client_id,
+            :remote_id, :needs_delivery, :created_at,
+            (SELECT COALESCE(MAX(seq), 0) + 1 FROM messages))
 """
+_NEXT_SEQ = "(SELECT COALESCE(MAX(seq), 0) + 1 FROM messages)"
 
 
 class Store:
@@ -152,7 +164,10 @@ class Store:
     async def _insert_message(self, conn: aiosqlite.Connection, message: Message) -> Message:
         cur = await conn.execute(_MESSAGE_INSERT, self._message_params(message))
         assert cur.lastrowid is not None
-        return Message(**{**message.__dict__, "id": MessageID(cur.lastrowid)})
+        async with conn.execute("SELECT * FROM messages WHERE id = ?", (cur.lastrowid,)) as c:
+            row = await c.fetchone()
+        assert row is not None
+        return _message(row)
 
     @staticmethod
     def _message_params(message: Message) -> dict[str, Any]:
@@ -160,6 +175,7 @@ class Store:
             "session_id": message.session_id,
             "origin": message.origin.value,
             "body": message.body,
+            "html": message.html,
             "sender_name": message.sender_name,
             "sender_id": message.sender_id,
             "client_id": message.client_id,
@@ -168,16 +184,76 @@ class Store:
             "created_at": _ts(message.created_at),
         }
 
-    async def insert_message(self, message: Message) -> tuple[Message, bool]:
+    async def insert_message(
+        self, message: Message, *, enqueue_at: datetime | None = None
+    ) -> tuple[Message, bool]:
         """Store a message; a repeated client_id or remote_id returns the stored one.
 
+        ``enqueue_at`` puts a session that is not in the queue yet into it (first message).
         Returns ``(message, created)``.
         """
         async with self.db.transaction() as conn:
             existing = await self._find_duplicate(conn, message)
             if existing is not None:
                 return existing, False
+            if enqueue_at is not None:
+                await conn.execute(
+                    """
+                    UPDATE sessions SET queued_at = :at
+                    WHERE id = :id AND queued_at IS NULL AND owner IS NULL
+                    """,
+                    {"id": message.session_id, "at": _ts(enqueue_at)},
+                )
             return await self._insert_message(conn, message), True
+
+    async def update_message(
+        self,
+        remote_id: str,
+        *,
+        body: str | None = None,
+        html: str | None = None,
+        edited_at: datetime | None = None,
+        deleted_at: datetime | None = None,
+    ) -> Message | None:
+        """Edit or delete a message found by its remote id; it moves to the end of the stream."""
+        async with self.db.transaction() as conn:
+            if deleted_at is not None:
+                sql = f"""
+                    UPDATE messages SET body = '', html = NULL, deleted_at = :deleted_at,
+                           seq = {_NEXT_SEQ}
+                    WHERE remote_id = :remote_id AND deleted_at IS NULL
+                """
+            else:
+                sql = f"""
+                    UPDATE messages SET body = :body, html = :html, edited_at = :edited_at,
+                           seq = {_NEXT_SEQ}
+                    WHERE remote_id = :remote_id AND deleted_at IS NULL
+                """
+            params = {
+                "remote_id": remote_id,
+                "body": body,
+                "html": html,
+                "edited_at": _ts(edited_at),
+                "deleted_at": _ts(deleted_at),
+            }
+            cur = await conn.execute(sql, params)
+            if cur.rowcount == 0:
+                return None
+            async with conn.execute(
+                "SELECT * FROM messages WHERE remote_id = ?", (remote_id,)
+            ) as c:
+                row = await c.fetchone()
+        return _message(row) if row else None
+
+    async def message_by_remote_id(self, remote_id: str) -> Message | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM messages WHERE remote_id = :r", {"r": remote_id}
+        )
+        return _message(row) if row else None
+
+    async def message(self, message_id: int) -> Message | None:
+        row = await self.db.fetchone("SELECT * FROM messages WHERE id = :id", {"id": message_id})
+        return _message(row) if row else None
 
     async def _find_duplicate(self, conn: aiosqlite.Connection, message: Message) -> Message | None:
         if message.client_id is not None:
@@ -202,7 +278,8 @@ class Store:
     async def messages_after(self, session_id: SessionID, after: int, limit: int) -> list[Message]:
         rows = await self.db.fetchall(
             """
-            SELECT * FROM messages WHERE session_id = :s AND id > :after ORDER BY id LIMIT :limit
+            SELECT * FROM messages WHERE session_id = :s AND seq > :after
+            ORDER BY seq LIMIT :limit
             """,
             {"s": session_id, "after": after, "limit": limit},
         )
@@ -263,3 +340,146 @@ class Store:
                 {"id": event_id, "at": _ts(at)},
             )
             return cur.rowcount == 1
+
+    # queue and owner
+
+    async def _update_session(self, sql: str, params: dict[str, Any]) -> bool:
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(sql, params)
+            return cur.rowcount > 0
+
+    async def claim(self, session_id: SessionID, owner: str, owner_name: str, at: datetime) -> bool:
+        """Make ``owner`` the owner if nobody is; True for exactly one caller."""
+        return await self._update_session(
+            """
+            UPDATE sessions SET owner = :owner, owner_name = :name, claimed_at = :at,
+                   queued_at = COALESCE(queued_at, :at)
+            WHERE id = :id AND state = 'open' AND owner IS NULL
+            """,
+            {"id": session_id, "owner": owner, "name": owner_name, "at": _ts(at)},
+        )
+
+    async def transfer(
+        self, session_id: SessionID, from_owner: str, to: str, to_name: str, at: datetime
+    ) -> bool:
+        return await self._update_session(
+            """
+            UPDATE sessions SET owner = :to, owner_name = :name, claimed_at = :at
+            WHERE id = :id AND state = 'open' AND owner = :from_owner
+            """,
+            {"id": session_id, "from_owner": from_owner, "to": to, "name": to_name, "at": _ts(at)},
+        )
+
+    async def requeue(self, session_id: SessionID, owner: str, at: datetime) -> bool:
+        return await self._update_session(
+            """
+            UPDATE sessions SET owner = NULL, owner_name = NULL, claimed_at = NULL,
+                   queued_at = :at, escalated_at = NULL
+            WHERE id = :id AND state = 'open' AND owner = :owner
+            """,
+            {"id": session_id, "owner": owner, "at": _ts(at)},
+        )
+
+    async def mark_escalated(self, session_id: SessionID, at: datetime) -> bool:
+        return await self._update_session(
+            """
+            UPDATE sessions SET escalated_at = :at
+            WHERE id = :id AND state = 'open' AND owner IS NULL AND escalated_at IS NULL
+            """,
+            {"id": session_id, "at": _ts(at)},
+        )
+
+    async def set_read_up_to(self, session_id: SessionID, message_id: int) -> bool:
+        return await self._update_session(
+            "UPDATE sessions SET read_up_to = :m WHERE id = :id AND read_up_to < :m",
+            {"id": session_id, "m": message_id},
+        )
+
+    async def waiting_sessions(self) -> list[Session]:
+        rows = await self.db.fetchall(
+            """
+            SELECT * FROM sessions
+            WHERE state = 'open' AND owner IS NULL AND queued_at IS NOT NULL
+            ORDER BY queued_at, id
+            """
+        )
+        return [_session(row) for row in rows]
+
+    async def open_sessions(self) -> list[Session]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM sessions WHERE state = 'open' AND queued_at IS NOT NULL "
+            "ORDER BY queued_at, id"
+        )
+        return [_session(row) for row in rows]
+
+    async def sessions_owned_by(self, owner: str) -> list[Session]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM sessions WHERE state = 'open' AND owner = :o ORDER BY claimed_at",
+            {"o": owner},
+        )
+        return [_session(row) for row in rows]
+
+    async def queue_position(self, session: Session) -> int | None:
+        if session.owner is not None or session.queued_at is None or not session.is_open:
+            return None
+        row = await self.db.fetchone(
+            """
+            SELECT COUNT(*) FROM sessions
+            WHERE state = 'open' AND owner IS NULL AND queued_at IS NOT NULL
+              AND (queued_at < :at OR (queued_at = :at AND id <= :id))
+            """,
+            {"at": _ts(session.queued_at), "id": session.id},
+        )
+        return int(row[0]) if row else None
+
+    # roster
+
+    async def duty(self) -> dict[str, bool]:
+        rows = await self.db.fetchall("SELECT user_id, on_duty FROM roster")
+        return {row["user_id"]: bool(row["on_duty"]) for row in rows}
+
+    async def set_duty(self, user_id: str, on_duty: bool, at: datetime) -> bool:
+        """Record a duty change; False when nothing changed."""
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                "SELECT on_duty FROM roster WHERE user_id = ?", (user_id,)
+            ) as cur:
+                row = await cur.fetchone()
+            if row is not None and bool(row["on_duty"]) == on_duty:
+                return False
+            await conn.execute(
+                """
+                INSERT INTO roster (user_id, on_duty, changed_at) VALUES (:u, :d, :at)
+                ON CONFLICT (user_id) DO UPDATE SET on_duty = :d, changed_at = :at
+                """,
+                {"u": user_id, "d": int(on_duty), "at": _ts(at)},
+            )
+            return True
+
+    # notes and adapter state
+
+    async def add_note(self, session_id: SessionID, author: str, body: str, at: datetime) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO notes (session_id, author, body, created_at) VALUES (:s, :a, :b, :at)",
+                {"s": session_id, "a": author, "b": body, "at": _ts(at)},
+            )
+
+    async def notes(self, session_id: SessionID) -> list[tuple[str, str, datetime]]:
+        rows = await self.db.fetchall(
+            "SELECT author, body, created_at FROM notes WHERE session_id = :s ORDER BY id",
+            {"s": session_id},
+        )
+        return [(r["author"], r["body"], _dt(r["created_at"]) or datetime.min) for r in rows]
+
+    async def get_state(self, key: str) -> str | None:
+        row = await self.db.fetchone("SELECT value FROM adapter_state WHERE key = :k", {"k": key})
+        return str(row["value"]) if row else None
+
+    async def set_state(self, key: str, value: str) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO adapter_state (key, value) VALUES (:k, :v) "
+                "ON CONFLICT (key) DO UPDATE SET value = :v",
+                {"k": key, "v": value},
+            )

@@ -63,11 +63,27 @@ async def authenticated_session(request: web.Request) -> Session:
     return await context(request).desk.authenticate(request.match_info["session_id"], token)
 
 
-def session_json(session: Session) -> dict[str, Any]:
+async def session_view(ctx: WidgetContext, session: Session) -> dict[str, Any]:
+    """The session as the visitor sees it, with its live parts (queue position, typing)."""
+    return session_json(
+        session,
+        position=await ctx.desk.queue.position(session),
+        typing=ctx.signals.typing.get(session.id, ()),
+    )
+
+
+def session_json(
+    session: Session, position: int | None = None, typing: tuple[str, ...] = ()
+) -> dict[str, Any]:
     form = session.form
     return {
         "id": session.id,
         "state": session.state.value,
+        "status": session.status.value,
+        "queue_position": position,
+        "librarian": {"name": session.owner_name} if session.owner_name else None,
+        "read_up_to": session.read_up_to,
+        "librarian_typing": list(typing) if session.is_open else [],
         "created_at": session.created_at.isoformat(),
         "closed_at": session.closed_at.isoformat() if session.closed_at else None,
         "visitor": {
@@ -83,10 +99,14 @@ def session_json(session: Session) -> dict[str, Any]:
 def message_json(message: Message) -> dict[str, Any]:
     return {
         "id": message.id,
+        "seq": message.seq,
         "origin": message.origin.value,
         "sender_name": message.sender_name,
         "body": message.body,
+        "html": message.html,
         "created_at": message.created_at.isoformat(),
+        "edited_at": message.edited_at.isoformat() if message.edited_at else None,
+        "deleted": message.deleted_at is not None,
         "client_id": message.client_id,
     }
 

@@ -12,7 +12,7 @@ from widget_server.api import (
     int_param,
     json_body,
     message_json,
-    session_json,
+    session_view,
 )
 
 routes = web.RouteTableDef()
@@ -39,23 +39,21 @@ async def list_messages(request: web.Request) -> web.Response:
     ctx = context(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    first_view: dict[str, object] | None = None
     while True:
         signal = ctx.signals.current(session.id)
         messages = await ctx.desk.messages_after(session.id, after, limit)
         current = await ctx.desk.get_session(session.id)
+        view = await session_view(ctx, current)
+        first_view = first_view or view
         remaining = deadline - loop.time()
-        if messages or not current.is_open or current.state != session.state or remaining <= 0:
+        if messages or not current.is_open or view != first_view or remaining <= 0:
             break
         try:
             await asyncio.wait_for(signal.wait(), remaining)
         except TimeoutError:
             pass
-        session = current
-    cursor = messages[-1].id if messages else after
+    cursor = messages[-1].seq if messages else after
     return web.json_response(
-        {
-            "messages": [message_json(m) for m in messages],
-            "cursor": cursor,
-            "session": session_json(current),
-        }
+        {"messages": [message_json(m) for m in messages], "cursor": cursor, "session": view}
     )

@@ -9,7 +9,9 @@ from widget_server.api import (
     context,
     json_body,
     session_json,
+    session_view,
 )
+from widget_server.errors import ApiError
 
 routes = web.RouteTableDef()
 
@@ -44,11 +46,41 @@ async def create_session(request: web.Request) -> web.Response:
 @routes.get("/api/sessions/{session_id}")
 async def get_session(request: web.Request) -> web.Response:
     session = await authenticated_session(request)
-    return web.json_response({"session": session_json(session)})
+    return web.json_response({"session": await session_view(context(request), session)})
 
 
 @routes.post("/api/sessions/{session_id}/end")
 async def end_session(request: web.Request) -> web.Response:
     session = await authenticated_session(request)
     closed = await context(request).desk.end_session(session.id, by="visitor")
-    return web.json_response({"session": session_json(closed)})
+    return web.json_response({"session": await session_view(context(request), closed)})
+
+
+@routes.post("/api/sessions/{session_id}/typing")
+async def set_typing(request: web.Request) -> web.Response:
+    session = await authenticated_session(request)
+    typing = (await json_body(request)).get("typing")
+    if not isinstance(typing, bool):
+        raise ApiError(
+            422,
+            "validation_failed",
+            "'typing' must be true or false.",
+            fields={"typing": "must be a boolean"},
+        )
+    await context(request).desk.visitor_typing(session, typing)
+    return web.Response(status=204)
+
+
+@routes.post("/api/sessions/{session_id}/read")
+async def mark_read(request: web.Request) -> web.Response:
+    session = await authenticated_session(request)
+    up_to = (await json_body(request)).get("up_to")
+    if isinstance(up_to, bool) or not isinstance(up_to, int) or up_to < 0:
+        raise ApiError(
+            422,
+            "validation_failed",
+            "'up_to' must be a message id.",
+            fields={"up_to": "must be a non-negative integer"},
+        )
+    await context(request).desk.visitor_read(session, up_to)
+    return web.Response(status=204)

@@ -17,7 +17,7 @@ from aiohttp import WSMsgType, web
 
 from rooms.desk import DeskError
 from rooms.session import Session, ValidationError
-from widget_server.api import WidgetContext, context, message_json, session_json
+from widget_server.api import WidgetContext, context, message_json, session_view
 from widget_server.errors import desk_error_status
 
 log = logging.getLogger("refdesk.widget_server.ws")
@@ -40,20 +40,20 @@ class _Channel:
         async with self.lock:
             await self.ws.send_json(frame)
 
-    async def push(self, after: int) -> None:
-        """Send every stored message after ``after``, then wait for more; forever."""
-        state = self.session.state
+    async def push(self, after: int, sent_view: dict[str, Any]) -> None:
+        """Send every stored change after seq ``after`` and each new session view; forever."""
         while True:
             signal = self.ctx.signals.current(self.session.id)
             messages = await self.ctx.desk.messages_after(self.session.id, after)
             for message in messages:
                 await self.send({"type": "message", "message": message_json(message)})
-                after = message.id
+                after = message.seq
             current = await self.ctx.desk.get_session(self.session.id)
-            if current.state != state:
-                state = current.state
-                await self.send({"type": "session", "session": session_json(current)})
-            if messages and len(messages) >= 200:
+            view = await session_view(self.ctx, current)
+            if view != sent_view:
+                sent_view = view
+                await self.send({"type": "session", "session": view})
+            if len(messages) >= 200:
                 continue
             await signal.wait()
 
@@ -66,6 +66,13 @@ class _Channel:
         kind = data.get("type")
         if kind == "ping":
             await self.send({"type": "pong"})
+        elif kind == "typing":
+            if isinstance(data.get("typing"), bool):
+                await self.ctx.desk.visitor_typing(self.session, data["typing"])
+        elif kind == "read":
+            up_to = data.get("up_to")
+            if isinstance(up_to, int) and not isinstance(up_to, bool):
+                await self.ctx.desk.visitor_read(self.session, up_to)
         elif kind == "send":
             client_id = data.get("client_id") if isinstance(data.get("client_id"), str) else None
             try:
@@ -157,8 +164,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         return ws
     session, after = hello
     channel = _Channel(ws, ctx, session)
-    await channel.send({"type": "ready", "session": session_json(session)})
-    pusher = asyncio.create_task(channel.push(after), name=f"ws-push-{session.id}")
+    view = await session_view(ctx, session)
+    await channel.send({"type": "ready", "session": view})
+    pusher = asyncio.create_task(channel.push(after, view), name=f"ws-push-{session.id}")
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:

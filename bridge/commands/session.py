@@ -1,0 +1,114 @@
+"""Commands in a session room: claim, release, transfer, close, note, info, canned answers."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bridge.commands import SESSION, Context, command
+from rooms.ids import UserID
+from rooms.queue import QueueError
+
+_MXID = re.compile(r"@[^\s:]+:[^\s]+")
+
+
+@command("claim", "serve this visitor yourself")
+async def claim(ctx: Context, args: str) -> str | None:
+    session = ctx.need_session()
+    result = await ctx.desk.queue.claim(session.id, ctx.sender, ctx.sender_name)
+    if result.won:
+        return None  # the claim notice says it for everyone
+    if result.session.owner == ctx.sender:
+        return "You already serve this chat."
+    if not result.session.is_open:
+        return "This chat is closed."
+    return f"{result.session.owner_name} already serves this chat. You can still help here."
+
+
+@command("release", "put the chat back in the queue (everyone on duty is rung again)")
+async def release(ctx: Context, args: str) -> str | None:
+    await ctx.desk.queue.release(ctx.need_session().id, ctx.sender)
+    return None
+
+
+@command("transfer", "hand the chat to another librarian (they are rung)", args="@user")
+async def transfer(ctx: Context, args: str) -> str | None:
+    match = _MXID.search(args)
+    if match is None:
+        return "Usage: !transfer @user:server"
+    target = UserID(match.group(0).rstrip(".,;"))
+    name = await ctx.names(target)
+    await ctx.desk.queue.transfer(ctx.need_session().id, ctx.sender, target, name)
+    return None
+
+
+@command("close", "end the chat (the visitor is told); a note is kept internally", args="[note]")
+async def close(ctx: Context, args: str) -> str | None:
+    session = ctx.need_session()
+    if not session.is_open:
+        return "This chat is already closed."
+    await ctx.desk.end_session(session.id, by=ctx.sender, note=args or None)
+    return None
+
+
+@command("note", "an internal note: kept with the session, never shown to the visitor", args="text")
+async def note(ctx: Context, args: str) -> str | None:
+    if not args:
+        return "Usage: !note text"
+    await ctx.desk.add_note(ctx.need_session(), ctx.sender, args)
+    return "Note kept (the visitor does not see it)."
+
+
+@command("info", "the visitor's details: form, page, browser, language, waiting time")
+async def info(ctx: Context, args: str) -> str:
+    session = ctx.need_session()
+    form = session.form
+    tz = ZoneInfo(ctx.timezone)
+    started = session.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    waiting_since = session.queued_at or session.created_at
+    end = session.claimed_at or session.closed_at or datetime.now(waiting_since.tzinfo)
+    waited = int((end - waiting_since).total_seconds())
+    lines = [
+        f"Visitor: {form.name} <{form.email}>",
+        f"Member number: {form.member_number or '(not given)'}",
+        f"Question about: {form.topic}",
+        f"Language: {form.language}",
+        f"Page: {form.page_url or '(unknown)'}",
+        f"Browser/device: {form.user_agent or '(unknown)'}",
+        f"Started: {started} ({ctx.timezone})",
+        f"Status: {session.status.value}"
+        + (f", served by {session.owner_name}" if session.owner_name else ""),
+        f"Waited: {waited // 60} min {waited % 60:02d} s"
+        + ("" if session.claimed_at or not session.is_open else " so far"),
+    ]
+    notes = await ctx.desk.store.notes(session.id)
+    if notes:
+        lines.append("Notes:")
+        lines.extend(f"  {author}: {body}" for author, body, _ in notes)
+    return "\n".join(lines)
+
+
+@command("c", "send a canned answer to the visitor; !c alone lists them", args="[key]")
+async def canned(ctx: Context, args: str) -> str | None:
+    if not args:
+        if not ctx.canned:
+            return "No canned answers are configured (desk.canned in the config)."
+        return "Canned answers: " + ", ".join(sorted(ctx.canned)) + ". Send one with !c key."
+    session = ctx.need_session()
+    key = args.split()[0].lower()
+    texts = ctx.canned.get(key)
+    if texts is None:
+        raise QueueError(f"No canned answer {key!r}. !c lists them.")
+    if not session.is_open:
+        return "This chat is closed."
+    body = texts.get(session.form.language, texts["en"]).format_map(
+        {"visitor": session.form.name, "librarian": ctx.sender_name}
+    )
+    await ctx.desk.librarian_message(
+        session, ctx.sender, ctx.sender_name, body, remote_id=f"{ctx.event_id}#canned"
+    )
+    return f"Sent to the visitor: {body}"
+
+
+__all__ = ["SESSION"]

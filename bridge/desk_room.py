@@ -1,0 +1,166 @@
+"""The "Reference desk" Space, its desk room, and the live queue notices in that room.
+
+One notice per session in the desk room, edited in place as the session moves:
+waiting → claimed by Sari → closed. Rooms and notices are found again after a restart through
+their aliases and the store.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from bridge.formatting import edit, notice
+from bridge.matrix_api import MatrixClient, MatrixError
+from rooms.session import Session, Status
+from rooms.store import Store
+
+log = logging.getLogger("refdesk.bridge.desk_room")
+
+SPACE_ALIAS = "space"
+DESK_ALIAS = "desk"
+
+
+class DeskRooms:
+    def __init__(
+        self,
+        client: MatrixClient,
+        store: Store,
+        *,
+        alias_prefix: str,
+        desk_name: str,
+        members: tuple[str, ...],
+        timezone: str,
+        topic_labels: dict[str, str],
+    ) -> None:
+        self.client = client
+        self.store = store
+        self.alias_prefix = alias_prefix
+        self.desk_name = desk_name
+        self.members = members
+        self.tz = ZoneInfo(timezone)
+        self.topic_labels = topic_labels
+        self.space_id: str | None = None
+        self.desk_room_id: str | None = None
+
+    async def ensure(self) -> None:
+        """Create (or find) the Space and the desk room, and invite every librarian."""
+        self.space_id = await self._ensure_room(
+            SPACE_ALIAS, f"{self.desk_name} · Reference desk", space=True
+        )
+        self.desk_room_id = await self._ensure_room(
+            DESK_ALIAS,
+            f"{self.desk_name} · Desk",
+            topic="The live queue. Commands: !queue, !duty on, !duty off, !help",
+        )
+        await self.link(self.desk_room_id)
+        await self._invite_members(self.space_id)
+        await self._invite_members(self.desk_room_id)
+
+    async def _ensure_room(
+        self, alias: str, name: str, *, topic: str = "", space: bool = False
+    ) -> str:
+        key = f"room:{alias}"
+        known = await self.store.get_state(key)
+        if known:
+            return known
+        room_id = await self.client.create_room(
+            alias_localpart=f"{self.alias_prefix}{alias}",
+            name=name,
+            topic=topic,
+            invite=list(self.members),
+            initial_state=[],
+            space=space,
+        )
+        await self.store.set_state(key, room_id)
+        log.info("%s room is %s", alias, room_id)
+        return room_id
+
+    async def _invite_members(self, room_id: str) -> None:
+        members = await self.client.members(room_id)
+        for user_id in self.members:
+            if members.get(user_id) not in ("join", "invite"):
+                try:
+                    await self.client.invite(room_id, user_id)
+                except MatrixError as exc:
+                    log.warning("could not invite %s to %s: %s", user_id, room_id, exc)
+
+    def join_rule(self) -> dict[str, object]:
+        """Session rooms: joinable by Space members, so history stays one click away."""
+        if self.space_id is None:
+            return {"join_rule": "invite"}
+        return {
+            "join_rule": "restricted",
+            "allow": [{"type": "m.room_membership", "room_id": self.space_id}],
+        }
+
+    async def link(self, room_id: str) -> None:
+        """Make a room a child of the Space."""
+        if self.space_id is None:
+            return
+        server = self.client.bot_mxid.split(":", 1)[1]
+        await self.client.put_state(
+            self.space_id, "m.space.child", {"via": [server]}, state_key=room_id
+        )
+        await self.client.put_state(
+            room_id, "m.space.parent", {"via": [server], "canonical": True}, state_key=self.space_id
+        )
+
+    # the live queue
+
+    def _local(self, moment: datetime | None) -> str:
+        return moment.astimezone(self.tz).strftime("%H:%M") if moment else "?"
+
+    def describe(self, session: Session, first_line: str | None) -> tuple[str, str]:
+        """Plain and HTML text of a session's queue notice."""
+        form = session.form
+        topic = self.topic_labels.get(form.topic, form.topic)
+        status = session.status
+        if status is Status.CLAIMED:
+            state = f"✅ {session.owner_name} is serving"
+        elif status is Status.CLOSED:
+            by = f" · served by {session.owner_name}" if session.owner_name else ""
+            state = f"☑️ Closed{by}"
+        elif session.escalated_at is not None:
+            state = "⚠️ Waiting long"
+        else:
+            state = "⏳ Waiting"
+        since = f"since {self._local(session.queued_at or session.created_at)}"
+        quote = f" · “{first_line[:120]}”" if first_line else ""
+        body = f"{state} · {form.name} · {topic}{quote} · {since}"
+        html_body = (
+            f"<b>{html.escape(state)}</b> · {html.escape(form.name)} · {html.escape(topic)}"
+            f"{html.escape(quote)} · {html.escape(since)}"
+        )
+        return body, html_body
+
+    async def upsert_queue_notice(
+        self, session: Session, first_line: str | None, mentions: list[str]
+    ) -> None:
+        if self.desk_room_id is None:
+            return
+        body, html_body = self.describe(session, first_line)
+        content = notice(body, mentions, html_body)
+        key = f"queue_notice:{session.id}"
+        event_id = await self.store.get_state(key)
+        stamp = int(time.time() * 1000)
+        if event_id is None:
+            event_id = await self.client.send_message(
+                self.desk_room_id, content, f"refdesk-q-{session.id}"
+            )
+            await self.store.set_state(key, event_id)
+            await self.store.set_state(f"queue_event:{event_id}", session.id)
+        else:
+            await self.client.send_message(
+                self.desk_room_id, edit(event_id, content), f"refdesk-q-{session.id}-{stamp}"
+            )
+
+    async def session_for_notice(self, event_id: str) -> str | None:
+        return await self.store.get_state(f"queue_event:{event_id}")
+
+    async def say(self, body: str, mentions: list[str], txn_id: str) -> None:
+        if self.desk_room_id is not None:
+            await self.client.send_message(self.desk_room_id, notice(body, mentions), txn_id)
