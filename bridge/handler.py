@@ -191,6 +191,7 @@ class EventHandler:
         if not isinstance(room_id, str) or not isinstance(content, dict):
             return
         kind = edu.get("type")
+        log.debug("ephemeral %s in %s", kind, room_id)
         if kind not in ("m.typing", "m.receipt"):
             return
         session = await self.desk.session_for_room(room_id)

@@ -17,6 +17,14 @@ from refdesk.service import RefDesk
 from tests.helpers import Librarian, Visitor
 
 LIBRARIANS = ("sari", "dewi", "agus")
+SUPERVISOR = "kepala"
+ESCALATE_AFTER = 3  # seconds: escalation is tested without waiting minutes
+CANNED = {
+    "hours": {
+        "id": "Halo {visitor}, layanan buka Senin-Jumat 09.00-19.00. Salam, {librarian}",
+        "en": "Hello {visitor}, we are open Mon-Fri 09:00-19:00. Regards, {librarian}",
+    }
+}
 PASSWORD = "correct horse battery staple"
 
 
@@ -69,6 +77,9 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         librarians=[f"@{name}:localhost" for name in LIBRARIANS],
     )
     data["logging"]["level"] = "DEBUG"
+    data["desk"]["supervisors"] = [f"@{SUPERVISOR}:localhost"]
+    data["desk"]["escalate_after"] = ESCALATE_AFTER
+    data["desk"]["canned"] = CANNED
     config_path = root / "refdesk.yaml"
     write_yaml(config_path, data)
     config = load_config(config_path)
@@ -79,9 +90,10 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
         server_name="localhost",
         port=hs_port,
         registration_files=[registration_path],
+        extra_config={"bcrypt_rounds": 4},
     )
     await synapse.start()
-    for name in LIBRARIANS:
+    for name in (*LIBRARIANS, SUPERVISOR):
         await synapse.register_user(name, PASSWORD, displayname=f"{name.capitalize()} Librarian")
     stack = Stack(synapse=synapse, config=config, config_path=config_path)
     await stack.start_refdesk()
@@ -95,7 +107,7 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
 @pytest.fixture(scope="session")
 async def librarians(stack: Stack) -> AsyncIterator[dict[str, Librarian]]:
     clients = {}
-    for name in LIBRARIANS:
+    for name in (*LIBRARIANS, SUPERVISOR):
         clients[name] = await Librarian.login(stack.synapse.url, stack.mxid(name), PASSWORD)
     try:
         yield clients

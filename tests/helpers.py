@@ -10,7 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from nio import AsyncClient, JoinError, LoginResponse, RoomSendResponse, SyncResponse
+from nio import (
+    AsyncClient,
+    JoinError,
+    LoginResponse,
+    RoomLeaveResponse,
+    RoomReadMarkersResponse,
+    RoomRedactResponse,
+    RoomSendResponse,
+    RoomTypingResponse,
+    SyncResponse,
+)
 
 
 @dataclass
@@ -29,6 +39,8 @@ class Librarian:
     timeline: list[Seen] = field(default_factory=list)
     invites: set[str] = field(default_factory=set)
     next_batch: str | None = None
+    ephemeral: list[tuple[str, Any]] = field(default_factory=list)
+    memberships: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     async def login(cls, homeserver: str, mxid: str, password: str) -> Librarian:
@@ -50,11 +62,19 @@ class Librarian:
         resp = await self.client.sync(timeout=timeout_ms, since=self.next_batch, full_state=False)
         assert isinstance(resp, SyncResponse), resp
         self.next_batch = resp.next_batch
+        # A room can be in two sections (kicked, then invited again): the invite is newer.
+        for room_id in resp.rooms.leave:
+            self.memberships[room_id] = "leave"
+            self.invites.discard(room_id)
         for room_id in resp.rooms.invite:
             self.invites.add(room_id)
+            self.memberships[room_id] = "invite"
+        for room_id, joined in resp.rooms.join.items():
+            self.memberships[room_id] = "join"
+            for edu in joined.ephemeral:
+                self.ephemeral.append((room_id, edu))
         rooms = [*resp.rooms.join.items(), *resp.rooms.leave.items()]
         for room_id, room in rooms:
-            self.invites.discard(room_id)
             for event in room.timeline.events:
                 content = event.source.get("content", {})
                 self.timeline.append(
@@ -99,6 +119,66 @@ class Librarian:
         )
         assert isinstance(resp, RoomSendResponse), resp
         return resp.event_id
+
+    async def send_content(
+        self, room_id: str, content: dict[str, Any], kind: str = "m.room.message"
+    ) -> str:
+        resp = await self.client.room_send(room_id, kind, content)
+        assert isinstance(resp, RoomSendResponse), resp
+        return resp.event_id
+
+    async def react(self, room_id: str, event_id: str, key: str = "👍") -> str:
+        return await self.send_content(
+            room_id,
+            {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}},
+            kind="m.reaction",
+        )
+
+    async def edit(self, room_id: str, event_id: str, body: str) -> str:
+        new = {"msgtype": "m.text", "body": body}
+        return await self.send_content(
+            room_id,
+            {
+                "msgtype": "m.text",
+                "body": f"* {body}",
+                "m.new_content": new,
+                "m.relates_to": {"rel_type": "m.replace", "event_id": event_id},
+            },
+        )
+
+    async def redact(self, room_id: str, event_id: str) -> None:
+        resp = await self.client.room_redact(room_id, event_id)
+        assert isinstance(resp, RoomRedactResponse), resp
+
+    async def leave(self, room_id: str) -> None:
+        resp = await self.client.room_leave(room_id)
+        assert isinstance(resp, RoomLeaveResponse), resp
+
+    async def typing(self, room_id: str, typing: bool = True) -> None:
+        resp = await self.client.room_typing(room_id, typing, timeout=10_000)
+        assert isinstance(resp, RoomTypingResponse), resp
+
+    async def read(self, room_id: str, event_id: str) -> None:
+        resp = await self.client.room_read_markers(room_id, event_id, event_id)
+        assert isinstance(resp, RoomReadMarkersResponse), resp
+
+    async def wait_ephemeral(
+        self, predicate: Callable[[str, Any], bool], timeout: float = 30
+    ) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            for room_id, edu in self.ephemeral:
+                if predicate(room_id, edu):
+                    return edu
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.user_id} saw no matching ephemeral event")
+            await self.sync()
+
+    def last(self, predicate: Callable[[Seen], bool]) -> Seen | None:
+        for seen in reversed(self.timeline):
+            if predicate(seen):
+                return seen
+        return None
 
     def bodies(self, room_id: str, sender: str | None = None) -> list[str]:
         return [
