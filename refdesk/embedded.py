@@ -25,6 +25,21 @@ DEMO_LIBRARIANS = (
 )
 
 
+DEMO_CANNED = {
+    "hours": {
+        "id": "Halo {visitor}, layanan kami buka Senin-Jumat 09.00-19.00 "
+        "dan Sabtu 09.00-15.30 WIB.",
+        "en": "Hello {visitor}, we are open Mon-Fri 09:00-19:00 and Sat 09:00-15:30 (WIB).",
+    },
+    "membership": {
+        "id": "Kartu anggota dapat dibuat di loket keanggotaan dengan membawa KTP. "
+        "Salam, {librarian}",
+        "en": "You can get a member card at the membership desk with an ID card. "
+        "Regards, {librarian}",
+    },
+}
+
+
 def embedded_config_data(
     *,
     widget_port: int,
@@ -58,6 +73,9 @@ def embedded_config_data(
         "desk": {
             "name": "Tanya Pustakawan",
             "librarians": librarians,
+            "supervisors": [],
+            "escalate_after": 120,
+            "canned": DEMO_CANNED,
             "default_language": "id",
             "timezone": "Asia/Jakarta",
         },

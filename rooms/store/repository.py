@@ -400,7 +400,7 @@ class Store:
             """
             SELECT * FROM sessions
             WHERE state = 'open' AND owner IS NULL AND queued_at IS NOT NULL
-            ORDER BY queued_at, id
+            ORDER BY queued_at, rowid
             """
         )
         return [_session(row) for row in rows]
@@ -408,7 +408,7 @@ class Store:
     async def open_sessions(self) -> list[Session]:
         rows = await self.db.fetchall(
             "SELECT * FROM sessions WHERE state = 'open' AND queued_at IS NOT NULL "
-            "ORDER BY queued_at, id"
+            "ORDER BY queued_at, rowid"
         )
         return [_session(row) for row in rows]
 
@@ -426,7 +426,8 @@ class Store:
             """
             SELECT COUNT(*) FROM sessions
             WHERE state = 'open' AND owner IS NULL AND queued_at IS NOT NULL
-              AND (queued_at < :at OR (queued_at = :at AND id <= :id))
+              AND (queued_at < :at OR (queued_at = :at
+                   AND rowid <= (SELECT rowid FROM sessions WHERE id = :id)))
             """,
             {"at": _ts(session.queued_at), "id": session.id},
         )
