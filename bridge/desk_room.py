@@ -114,7 +114,9 @@ class DeskRooms:
     def _local(self, moment: datetime | None) -> str:
         return moment.astimezone(self.tz).strftime("%H:%M") if moment else "?"
 
-    def describe(self, session: Session, first_line: str | None) -> tuple[str, str]:
+    def describe(
+        self, session: Session, first_line: str | None, rating: int | None = None
+    ) -> tuple[str, str]:
         """Plain and HTML text of a session's queue notice."""
         form = session.form
         topic = self.topic_labels.get(form.topic, form.topic)
@@ -123,7 +125,8 @@ class DeskRooms:
             state = f"✅ {session.owner_name} is serving"
         elif status is Status.CLOSED:
             by = f" · served by {session.owner_name}" if session.owner_name else ""
-            state = f"☑️ Closed{by}"
+            stars = f" · rated {'★' * rating}{'☆' * (5 - rating)} ({rating}/5)" if rating else ""
+            state = f"☑️ Closed{by}{stars}"
         elif session.escalated_at is not None:
             state = "⚠️ Waiting long"
         else:
@@ -138,11 +141,15 @@ class DeskRooms:
         return body, html_body
 
     async def upsert_queue_notice(
-        self, session: Session, first_line: str | None, mentions: list[str]
+        self,
+        session: Session,
+        first_line: str | None,
+        mentions: list[str],
+        rating: int | None = None,
     ) -> None:
         if self.desk_room_id is None:
             return
-        body, html_body = self.describe(session, first_line)
+        body, html_body = self.describe(session, first_line, rating)
         content = notice(body, mentions, html_body)
         key = f"queue_notice:{session.id}"
         event_id = await self.store.get_state(key)

@@ -19,6 +19,7 @@ from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
 from rooms.desk import Desk
 from rooms.events import (
     DeskEvent,
+    FeedbackGiven,
     ReadUpTo,
     RoomAttached,
     SessionClaimed,
@@ -69,7 +70,8 @@ class Reactor:
             | SessionEscalated
             | SessionClosed
             | Typing
-            | ReadUpTo,
+            | ReadUpTo
+            | FeedbackGiven,
         ):
             self._queue.put_nowait(event)
 
@@ -131,6 +133,8 @@ class Reactor:
             await self._escalated(event)
         elif isinstance(event, SessionClosed):
             await self._closed(event)
+        elif isinstance(event, FeedbackGiven):
+            await self._feedback(event)
 
     # helpers
 
@@ -144,8 +148,12 @@ class Reactor:
         return None
 
     async def _queue_notice(self, session: Session, mentions: list[str] | None = None) -> None:
+        feedback = await self.desk.store.feedback(session.id)
         await self.rooms.upsert_queue_notice(
-            await self._fresh(session), await self._first_line(session), mentions or []
+            await self._fresh(session),
+            await self._first_line(session),
+            mentions or [],
+            rating=feedback.rating if feedback else None,
         )
 
     async def _invite_missing(self, room_id: str, users: list[str]) -> None:
@@ -275,6 +283,15 @@ class Reactor:
                 await self.client.kick(
                     session.room_id, user_id, "Chat closed; it stays in the Reference desk space"
                 )
+
+    async def _feedback(self, event: FeedbackGiven) -> None:
+        session, feedback = event.session, event.feedback
+        comment = f" “{feedback.comment}”" if feedback.comment else ""
+        served = f" for {session.owner_name}" if session.owner_name else ""
+        body = f"Visitor feedback{served}: {feedback.stars} ({feedback.rating}/5){comment}"
+        stamp = int(feedback.updated_at.timestamp() * 1000)
+        await self._room_say(session, body, [], f"feedback-{stamp}")
+        await self._queue_notice(session)
 
     async def _wait_delivered(self, session: Session, seconds: float = 15) -> None:
         """Let the visitor's last words reach the room before the librarians leave it."""

@@ -82,6 +82,24 @@ class DatabaseConfig:
 
 
 @dataclass(frozen=True)
+class EmailConfig:
+    """Outgoing mail (transcripts, offline replies). ``host`` None: email is off."""
+
+    host: str | None = None
+    port: int = 587
+    security: str = "starttls"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    from_address: str = "refdesk@localhost"
+    from_name: str = "Tanya Pustakawan"
+    reply_to: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.host is not None
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str
 
@@ -94,6 +112,7 @@ class Config:
     desk: DeskConfig
     database: DatabaseConfig
     logging: LoggingConfig
+    email: EmailConfig = field(default_factory=EmailConfig)
     source: Path | None = None
 
     @property
@@ -246,6 +265,37 @@ def _canned(reader: _Reader) -> dict[str, dict[str, str]]:
     return canned
 
 
+def _email(er: _Reader) -> EmailConfig:
+    if not er.data or er.data.get("host") in (None, ""):
+        er.seen.update(er.data)
+        return EmailConfig()
+    security = er.text("security", "starttls")
+    if security not in ("starttls", "ssl", "none"):
+        raise ConfigError(er._key("security"), "must be starttls, ssl or none")
+    username = er.data.get("username")
+    password = er.data.get("password")
+    er.seen.update({"username", "password"})
+    if (username is None) != (password is None):
+        raise ConfigError(er._key("password"), "username and password go together")
+    from_address = er.text("from_address")
+    for key, value in (("from_address", from_address), ("reply_to", er.data.get("reply_to"))):
+        if value is not None and not re.match(r"^[^@\s]+@[^@\s]+$", str(value)):
+            raise ConfigError(er._key(key), f"not an email address: {value!r}")
+    config = EmailConfig(
+        host=er.text("host"),
+        port=er.integer("port", 587 if security == "starttls" else 465, low=1, high=65535),
+        security=security,
+        username=str(username) if username is not None else None,
+        password=str(password) if password is not None else None,
+        from_address=from_address,
+        from_name=er.text("from_name", "Tanya Pustakawan"),
+        reply_to=er.data.get("reply_to"),
+    )
+    er.seen.add("reply_to")
+    er.check_unknown()
+    return config
+
+
 def parse_config(data: Any, source: Path | None = None) -> Config:
     """Build a :class:`Config` from parsed YAML, or raise :class:`ConfigError`."""
     root = _Reader(data)
@@ -328,8 +378,12 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         raise ConfigError("logging.level", "must be DEBUG, INFO, WARNING or ERROR")
     lr.check_unknown()
 
+    email = _email(root.section("email", required=False))
+
     root.check_unknown()
-    return Config(homeserver, appservice, widget, desk, database, LoggingConfig(level), source)
+    return Config(
+        homeserver, appservice, widget, desk, database, LoggingConfig(level), email, source
+    )
 
 
 def load_config(path: Path) -> Config:

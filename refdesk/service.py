@@ -10,6 +10,7 @@ from aiohttp import web
 
 from bridge.service import Bridge
 from refdesk.config import Config
+from refdesk.mailer import Mailer
 from rooms.desk import Desk, DeskRules
 from rooms.queue import QueueRules
 from rooms.store import Database, Store
@@ -36,8 +37,14 @@ class RefDesk:
                     supervisors=config.desk.supervisors,
                     escalate_after=config.desk.escalate_after,
                 ),
+                desk_name=config.desk.name,
+                timezone=config.desk.timezone,
+                topic_labels={t.id: t.labels for t in config.desk.topics},
+                email_enabled=config.email.enabled,
             ),
         )
+        self.mailer = Mailer(config.email, self.desk)
+        self.desk.subscribe(self.mailer.on_desk_event)
         self.bridge = Bridge(config, self.desk)
         self._widget_runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
@@ -56,6 +63,7 @@ class RefDesk:
         await web.TCPSite(self._widget_runner, wc.listen_host, wc.listen_port).start()
         log.info("widget server listening on %s:%d", wc.listen_host, wc.listen_port)
         self._ticker = asyncio.create_task(self._tick(), name="refdesk-ticker")
+        self.mailer.start()
 
     async def _tick(self) -> None:
         """The desk's clock: escalates chats nobody has claimed in time."""
@@ -73,6 +81,7 @@ class RefDesk:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
             self._ticker = None
+        await self.mailer.stop()
         if self._widget_runner is not None:
             await self._widget_runner.cleanup()
             self._widget_runner = None

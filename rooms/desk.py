@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rooms.events import (
     EventBus,
+    FeedbackGiven,
     Listener,
+    MailQueued,
     MessageAdded,
     MessageUpdated,
     ReadUpTo,
@@ -20,6 +22,7 @@ from rooms.events import (
     SessionStarted,
     Typing,
 )
+from rooms.feedback import Feedback, validate_feedback
 from rooms.ids import MessageID, RoomID, SessionID, UserID
 from rooms.queue import Queue, QueueRules
 from rooms.session import (
@@ -37,6 +40,7 @@ from rooms.session import (
 )
 from rooms.store import Store
 from rooms.texts import text
+from rooms.transcript import render
 
 log = logging.getLogger("refdesk.rooms.desk")
 
@@ -69,6 +73,25 @@ class MessageTooLong(DeskError):
     code = "message_too_long"
 
 
+class SessionStillOpen(DeskError):
+    code = "session_open"
+
+
+class TooManyRequests(DeskError):
+    code = "too_many_requests"
+
+
+class EmailUnavailable(DeskError):
+    code = "email_unavailable"
+
+
+TRANSCRIPT_MAIL_INTERVAL = timedelta(minutes=10)
+SUBJECTS = {
+    "id": "Transkrip percakapan Anda dengan {desk}",
+    "en": "Your chat transcript from {desk}",
+}
+
+
 @dataclass(frozen=True)
 class DeskRules:
     """The parts of the config the core needs, free of any adapter's settings."""
@@ -78,6 +101,10 @@ class DeskRules:
     default_language: str = "id"
     max_message_length: int = 4000
     queue: QueueRules = field(default_factory=QueueRules)
+    desk_name: str = "Tanya Pustakawan"
+    timezone: str = "Asia/Jakarta"
+    topic_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    email_enabled: bool = False
 
 
 class Desk:
@@ -206,6 +233,56 @@ class Desk:
             self._emit(MessageAdded(stored))
             self._emit(SessionClosed(closed, note))
         return closed
+
+    async def give_feedback(self, session: Session, raw: dict[str, Any]) -> Feedback:
+        """Store the visitor's rating (and comment) at once; later calls update it."""
+        rating, comment = validate_feedback(raw)
+        current = await self.get_session(session.id)
+        if current.is_open:
+            raise SessionStillOpen("Feedback can be given once the chat has ended.")
+        first = await self.store.feedback(session.id) is None
+        feedback = await self.store.upsert_feedback(
+            session.id, rating, comment, current.owner, self.clock()
+        )
+        log.info("session %s rated %d", session.id, rating)
+        self._emit(FeedbackGiven(current, feedback, first))
+        return feedback
+
+    def topic_label(self, session: Session) -> str:
+        labels = self.rules.topic_labels.get(session.form.topic, {})
+        return labels.get(session.form.language) or labels.get("en") or session.form.topic
+
+    async def transcript(self, session: Session) -> tuple[str, str]:
+        """The conversation as (text, html), times in the library's time zone."""
+        messages = await self.store.messages_after(session.id, 0, 100_000)
+        return render(
+            session,
+            messages,
+            desk_name=self.rules.desk_name,
+            timezone=self.rules.timezone,
+            topic_label=self.topic_label(session),
+        )
+
+    async def email_transcript(self, session: Session) -> int:
+        """Queue the transcript for the visitor's own address (never another one)."""
+        if not self.rules.email_enabled:
+            raise EmailUnavailable("This desk does not send email.")
+        last = await self.store.last_mail_at(session.id, "transcript")
+        if last is not None and self.clock() - last < TRANSCRIPT_MAIL_INTERVAL:
+            raise TooManyRequests("The transcript was sent a moment ago; check your inbox.")
+        text_body, html_body = await self.transcript(session)
+        subject = SUBJECTS.get(session.form.language, SUBJECTS["en"])
+        mail_id = await self.store.enqueue_mail(
+            session_id=session.id,
+            kind="transcript",
+            recipient=session.form.email,
+            subject=subject.format(desk=self.rules.desk_name),
+            text_body=text_body,
+            html_body=html_body,
+            at=self.clock(),
+        )
+        self._emit(MailQueued(mail_id))
+        return mail_id
 
     async def visitor_typing(self, session: Session, typing: bool) -> None:
         if session.is_open:

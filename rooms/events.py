@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rooms.feedback import Feedback
 from rooms.ids import SessionID, UserID
 from rooms.session import Message, Session
 
@@ -98,6 +99,18 @@ class ReadUpTo:
     message: Message
 
 
+@dataclass(frozen=True)
+class FeedbackGiven:
+    session: Session
+    feedback: Feedback
+    first: bool
+
+
+@dataclass(frozen=True)
+class MailQueued:
+    mail_id: int
+
+
 DeskEvent = (
     SessionStarted
     | MessageAdded
@@ -111,6 +124,8 @@ DeskEvent = (
     | DutyChanged
     | Typing
     | ReadUpTo
+    | FeedbackGiven
+    | MailQueued
 )
 Listener = Callable[[DeskEvent], None]
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from bridge.registration import registration
 from refdesk.config import Config, load_config
@@ -26,6 +31,34 @@ CANNED = {
     }
 }
 PASSWORD = "correct horse battery staple"
+
+
+class MailSink:
+    """A real SMTP server (aiosmtpd) on a free loopback port that keeps what it receives."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+        self.port = free_port()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(parsed, email.message.EmailMessage)
+        self.messages.append(parsed)
+        return "250 Message accepted for delivery"
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        return [m for m in self.messages if address in str(m["To"])]
+
+
+@pytest.fixture(scope="session")
+def mail_sink() -> Iterator[MailSink]:
+    sink = MailSink()
+    sink.controller.start()
+    try:
+        yield sink
+    finally:
+        sink.controller.stop()
 
 
 @dataclass
@@ -67,7 +100,9 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    tmp_path_factory: pytest.TempPathFactory, mail_sink: MailSink
+) -> AsyncIterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     hs_port, as_port, widget_port = free_port(), free_port(), free_port()
     data = embedded_config_data(
@@ -80,6 +115,14 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     data["desk"]["supervisors"] = [f"@{SUPERVISOR}:localhost"]
     data["desk"]["escalate_after"] = ESCALATE_AFTER
     data["desk"]["canned"] = CANNED
+    data["email"] = {
+        "host": "127.0.0.1",
+        "port": mail_sink.port,
+        "security": "none",
+        "from_address": "tanya@perpustakaan.example",
+        "from_name": "Tanya Pustakawan",
+        "reply_to": "layanan@perpustakaan.example",
+    }
     config_path = root / "refdesk.yaml"
     write_yaml(config_path, data)
     config = load_config(config_path)

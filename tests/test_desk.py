@@ -131,3 +131,11 @@ async def test_store_survives_reopen_and_refuses_newer_schema(tmp_path: Path) ->
     await db.close()
     with pytest.raises(DatabaseTooNew):
         await Database(path).open()
+
+
+async def test_transcript_email_needs_email_configured(desk: Desk) -> None:
+    from rooms.desk import EmailUnavailable
+
+    session, _ = await desk.start_session(desk.validate_form(FORM))
+    with pytest.raises(EmailUnavailable):
+        await desk.email_transcript(session)

@@ -8,7 +8,16 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from rooms.desk import DeskError, InvalidToken, MessageTooLong, SessionClosedError, UnknownSession
+from rooms.desk import (
+    DeskError,
+    EmailUnavailable,
+    InvalidToken,
+    MessageTooLong,
+    SessionClosedError,
+    SessionStillOpen,
+    TooManyRequests,
+    UnknownSession,
+)
 from rooms.session import ValidationError
 
 log = logging.getLogger("refdesk.widget_server")
@@ -18,6 +27,9 @@ _STATUS = {
     InvalidToken: 403,
     SessionClosedError: 409,
     MessageTooLong: 413,
+    SessionStillOpen: 409,
+    TooManyRequests: 429,
+    EmailUnavailable: 503,
 }
 
 

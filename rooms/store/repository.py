@@ -7,6 +7,7 @@ from typing import Any
 
 import aiosqlite
 
+from rooms.feedback import Feedback
 from rooms.ids import MessageID, RoomID, SessionID, UserID
 from rooms.session import Message, Origin, Session, SessionState, VisitorForm
 from rooms.store.database import Database
@@ -484,3 +485,121 @@ class Store:
                 "ON CONFLICT (key) DO UPDATE SET value = :v",
                 {"k": key, "v": value},
             )
+
+    # feedback
+
+    async def upsert_feedback(
+        self,
+        session_id: SessionID,
+        rating: int,
+        comment: str | None,
+        librarian: str | None,
+        at: datetime,
+    ) -> Feedback:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                """
+                INSERT INTO feedback (session_id, rating, comment, librarian, created_at,
+                                      updated_at)
+                VALUES (:s, :r, :c, :l, :at, :at)
+                ON CONFLICT (session_id) DO UPDATE
+                SET rating = :r, comment = COALESCE(:c, comment), updated_at = :at
+                """,
+                {"s": session_id, "r": rating, "c": comment, "l": librarian, "at": _ts(at)},
+            )
+        found = await self.feedback(session_id)
+        assert found is not None
+        return found
+
+    async def feedback(self, session_id: SessionID) -> Feedback | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM feedback WHERE session_id = :s", {"s": session_id}
+        )
+        if row is None:
+            return None
+        created, updated = _dt(row["created_at"]), _dt(row["updated_at"])
+        assert created is not None and updated is not None
+        return Feedback(
+            SessionID(row["session_id"]),
+            row["rating"],
+            row["comment"],
+            row["librarian"],
+            created,
+            updated,
+        )
+
+    async def ratings_by_librarian(self) -> list[tuple[str, int, float]]:
+        """Per-librarian report: (librarian, number of ratings, average rating)."""
+        rows = await self.db.fetchall(
+            """
+            SELECT librarian, COUNT(*) AS n, AVG(rating) AS average FROM feedback
+            WHERE librarian IS NOT NULL GROUP BY librarian ORDER BY librarian
+            """
+        )
+        return [(r["librarian"], r["n"], float(r["average"])) for r in rows]
+
+    # outgoing mail
+
+    async def enqueue_mail(
+        self,
+        *,
+        session_id: SessionID | None,
+        kind: str,
+        recipient: str,
+        subject: str,
+        text_body: str,
+        html_body: str | None,
+        at: datetime,
+        dedup_key: str | None = None,
+    ) -> int:
+        async with self.db.transaction() as conn:
+            if dedup_key is not None:
+                async with conn.execute(
+                    "SELECT id FROM mail_outbox WHERE dedup_key = ?", (dedup_key,)
+                ) as cur:
+                    row = await cur.fetchone()
+                if row is not None:
+                    return int(row[0])
+            cur = await conn.execute(
+                """
+                INSERT INTO mail_outbox (session_id, kind, dedup_key, recipient, subject,
+                                         text_body, html_body, created_at)
+                VALUES (:s, :k, :d, :to, :subject, :text, :html, :at)
+                """,
+                {
+                    "s": session_id,
+                    "k": kind,
+                    "d": dedup_key,
+                    "to": recipient,
+                    "subject": subject,
+                    "text": text_body,
+                    "html": html_body,
+                    "at": _ts(at),
+                },
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    async def pending_mail(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = await self.db.fetchall(
+            "SELECT * FROM mail_outbox WHERE sent_at IS NULL ORDER BY id LIMIT :n", {"n": limit}
+        )
+        return [dict(row) for row in rows]
+
+    async def mark_mail(self, mail_id: int, *, sent_at: datetime | None, error: str | None) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                """
+                UPDATE mail_outbox SET sent_at = :sent, last_error = :error,
+                       attempts = attempts + 1
+                WHERE id = :id
+                """,
+                {"id": mail_id, "sent": _ts(sent_at), "error": error},
+            )
+
+    async def last_mail_at(self, session_id: SessionID, kind: str) -> datetime | None:
+        row = await self.db.fetchone(
+            "SELECT MAX(created_at) FROM mail_outbox WHERE session_id = :s AND kind = :k",
+            {"s": session_id, "k": kind},
+        )
+        return _dt(row[0]) if row and row[0] else None

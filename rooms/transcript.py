@@ -1,0 +1,86 @@
+"""A session's transcript as plain text and as a small self-contained HTML page."""
+
+from __future__ import annotations
+
+import html
+from zoneinfo import ZoneInfo
+
+from rooms.session import Message, Origin, Session
+
+LABELS = {
+    "id": {
+        "title": "Transkrip percakapan",
+        "visitor": "Anda",
+        "desk": "Layanan",
+        "deleted": "(pesan dihapus)",
+        "started": "Dimulai",
+        "topic": "Topik",
+        "times": "Waktu dalam zona {tz}.",
+    },
+    "en": {
+        "title": "Chat transcript",
+        "visitor": "You",
+        "desk": "Desk",
+        "deleted": "(message deleted)",
+        "started": "Started",
+        "topic": "Topic",
+        "times": "Times in the {tz} time zone.",
+    },
+}
+
+
+def _who(message: Message, words: dict[str, str]) -> str:
+    if message.origin is Origin.VISITOR:
+        return words["visitor"]
+    if message.origin is Origin.DESK:
+        return words["desk"]
+    return message.sender_name or "Librarian"
+
+
+def render(
+    session: Session,
+    messages: list[Message],
+    *,
+    desk_name: str,
+    timezone: str,
+    topic_label: str,
+) -> tuple[str, str]:
+    """(text, html) of the conversation, times in the library's time zone."""
+    words = LABELS.get(session.form.language, LABELS["en"])
+    tz = ZoneInfo(timezone)
+    started = session.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    head = [
+        f"{desk_name} · {words['title']}",
+        f"{words['started']}: {started} · {words['topic']}: {topic_label}",
+        words["times"].format(tz=timezone),
+    ]
+    lines = [*head, ""]
+    rows = []
+    for message in sorted(messages, key=lambda m: m.id):
+        when = message.created_at.astimezone(tz).strftime("%H:%M")
+        body = words["deleted"] if message.deleted_at else message.body
+        who = _who(message, words)
+        lines.append(f"[{when}] {who}: {body}")
+        rows.append(
+            f'<tr class="{message.origin.value}"><td class="t">{when}</td>'
+            f'<td class="w">{html.escape(who)}</td>'
+            f"<td>{html.escape(body).replace(chr(10), '<br>')}</td></tr>"
+        )
+    text = "\n".join(lines) + "\n"
+    page = (
+        '<!doctype html><html lang="{lang}"><head><meta charset="utf-8">'
+        "<title>{title}</title><style>"
+        "body{{font:15px/1.5 system-ui,sans-serif;max-width:46em;margin:2em auto;color:#1d2b36}}"
+        "td{{vertical-align:top;padding:.3em .5em}}.t{{color:#667;white-space:nowrap}}"
+        ".w{{font-weight:600;white-space:nowrap}}.desk td{{color:#667;font-style:italic}}"
+        "</style></head><body><h1>{h1}</h1><p>{meta}<br>{tz}</p><table>{rows}</table>"
+        "</body></html>"
+    ).format(
+        lang=html.escape(session.form.language),
+        title=html.escape(head[0]),
+        h1=html.escape(head[0]),
+        meta=html.escape(head[1]),
+        tz=html.escape(head[2]),
+        rows="".join(rows),
+    )
+    return text, page
