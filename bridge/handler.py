@@ -30,7 +30,6 @@ class EventHandler:
     ghosts: GhostTemplate
     bot_mxid: str
     rooms: DeskRooms
-    canned: dict[str, dict[str, str]] = field(default_factory=dict)
     timezone: str = "Asia/Jakarta"
     _names: dict[str, str] = field(default_factory=dict)
 
@@ -165,7 +164,6 @@ class EventHandler:
             sender_name=await self.display_name(sender),
             event_id=event_id,
             session=session,
-            canned=self.canned,
             names=self.display_name,
             timezone=self.timezone,
         )

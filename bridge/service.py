@@ -47,7 +47,6 @@ class Bridge:
             self.ghosts,
             config.bot_mxid,
             self.rooms,
-            canned=config.desk.canned,
             timezone=config.desk.timezone,
         )
         self.server = AppserviceServer(

@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from rooms.knowledge import Entry
+
 PLACEHOLDER = "CHANGE_ME"
 _MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-\[\]:]+$")
 _LOCALPART = re.compile(r"^[a-z0-9._=\-/]+$")
@@ -74,6 +76,8 @@ class DeskConfig:
     supervisors: tuple[str, ...] = ()
     escalate_after: int = 120
     canned: dict[str, dict[str, str]] = field(default_factory=dict)
+    greeting: dict[str, str] = field(default_factory=dict)
+    knowledge: tuple[Entry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,68 @@ def _user_ids(reader: _Reader, key: str) -> list[str]:
     return values
 
 
+def _per_language(reader: _Reader, key: str, required: bool = True) -> dict[str, str]:
+    """``key: text`` (same in every language) or ``key: {id: text, en: text}``."""
+    reader.seen.add(key)
+    value = reader.data.get(key)
+    path = reader._key(key)
+    if value is None and not required:
+        return {}
+    if isinstance(value, str) and value.strip():
+        return {lang: value for lang in LANGUAGES}
+    if isinstance(value, dict):
+        item = _Reader(value, path)
+        texts = {lang: item.text(lang) for lang in LANGUAGES}
+        item.check_unknown()
+        return texts
+    raise ConfigError(path, "must be a text or {id: text, en: text}")
+
+
+def _greeting(reader: _Reader) -> dict[str, str]:
+    return _per_language(reader, "greeting", required=False)
+
+
+def _knowledge(
+    reader: _Reader, canned: dict[str, dict[str, str]], source: Path | None
+) -> tuple[Entry, ...]:
+    """Canned answers and FAQ entries: one knowledge base."""
+    entries = {key: Entry(key, texts, {}, public=False) for key, texts in canned.items()}
+    raw_entries: list[tuple[str, Any]] = []
+    inline = reader.data.get("entries") or {}
+    reader.seen.add("entries")
+    if not isinstance(inline, dict):
+        raise ConfigError(reader._key("entries"), "must map keys to entries")
+    raw_entries.extend((reader._key(f"entries.{k}"), (k, v)) for k, v in inline.items())
+    for index, name in enumerate(reader.items("files", [])):
+        path = Path(str(name))
+        if source is not None and not path.is_absolute():
+            path = source.parent / path
+        where = f"{reader._key('files')}[{index}]"
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(where, f"cannot read {path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(where, f"{path} must map keys to entries")
+        raw_entries.extend((f"{path.name}: {k}", (k, v)) for k, v in loaded.items())
+    for place, (key, value) in raw_entries:
+        if not isinstance(key, str) or not _TOPIC_ID.match(key):
+            raise ConfigError(place, "keys must be 1-40 of a-z, 0-9, _ and -")
+        item = _Reader(value, place)
+        answer = _per_language(item, "answer")
+        question = _per_language(item, "question", required=False)
+        public = item.data.get("public", bool(question))
+        item.seen.add("public")
+        if not isinstance(public, bool):
+            raise ConfigError(f"{place}.public", "must be true or false")
+        if public and not question:
+            raise ConfigError(f"{place}.question", "a public (FAQ) entry needs a question")
+        item.check_unknown()
+        entries[key] = Entry(key, answer, question, public)
+    reader.check_unknown()
+    return tuple(entries.values())
+
+
 def _canned(reader: _Reader) -> dict[str, dict[str, str]]:
     """Canned answers: ``key: text`` or ``key: {id: text, en: text}``."""
     reader.seen.add("canned")
@@ -362,8 +428,12 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         supervisors=tuple(supervisors),
         escalate_after=dr.integer("escalate_after", 120, low=1, high=86400),
         canned=_canned(dr),
+        greeting=_greeting(dr),
+        knowledge=(),
     )
     dr.check_unknown()
+    knowledge = _knowledge(root.section("knowledge", required=False), desk.canned, source)
+    desk = DeskConfig(**{**desk.__dict__, "knowledge": knowledge})
 
     dbr = root.section("database", required=False)
     db_path = Path(dbr.text("path", "refdesk.db"))

@@ -40,6 +40,43 @@ DEMO_CANNED = {
 }
 
 
+DEMO_FAQ = {
+    "member-card": {
+        "question": {
+            "id": "Bagaimana cara membuat kartu anggota?",
+            "en": "How do I get a member card?",
+        },
+        "answer": {
+            "id": "Datang ke loket keanggotaan lantai 1 dengan KTP. Kartu jadi dalam 10 menit "
+            "dan gratis.",
+            "en": "Come to the membership desk on the ground floor with an ID card. The card "
+            "is free and ready in 10 minutes.",
+        },
+    },
+    "ejournal-login": {
+        "question": {
+            "id": "Saya tidak bisa masuk ke e-journal",
+            "en": "I cannot log in to the e-journals",
+        },
+        "answer": {
+            "id": "Masuk dengan nomor anggota dan PIN di halaman e-resources. Lupa PIN? "
+            "Tanyakan pustakawan di sini.",
+            "en": "Log in with your member number and PIN on the e-resources page. Forgot "
+            "your PIN? Ask a librarian here.",
+        },
+    },
+    "opening-hours": {
+        "question": {"id": "Kapan perpustakaan buka?", "en": "When is the library open?"},
+        "answer": {
+            "id": "Senin-Jumat 09.00-19.00, Sabtu 09.00-15.30 WIB. Tutup hari Minggu dan "
+            "libur nasional.",
+            "en": "Mon-Fri 09:00-19:00, Sat 09:00-15:30 (WIB). Closed on Sundays and "
+            "national holidays.",
+        },
+    },
+}
+
+
 def embedded_config_data(
     *,
     widget_port: int,
@@ -76,9 +113,16 @@ def embedded_config_data(
             "supervisors": [],
             "escalate_after": 120,
             "canned": DEMO_CANNED,
+            "greeting": {
+                "id": "Halo {visitor}, selamat datang di {desk}! Pustakawan kami akan segera "
+                "membalas. Silakan tulis pertanyaan Anda selengkap mungkin.",
+                "en": "Hello {visitor}, welcome to {desk}! A librarian will answer shortly. "
+                "Please describe your question as fully as you can.",
+            },
             "default_language": "id",
             "timezone": "Asia/Jakarta",
         },
+        "knowledge": {"entries": DEMO_FAQ},
         "database": {"path": database},
         "logging": {"level": "INFO"},
     }

@@ -12,6 +12,7 @@ from bridge.service import Bridge
 from refdesk.config import Config
 from refdesk.mailer import Mailer
 from rooms.desk import Desk, DeskRules
+from rooms.knowledge import KnowledgeBase
 from rooms.queue import QueueRules
 from rooms.store import Database, Store
 from widget_server.app import create_app
@@ -41,7 +42,9 @@ class RefDesk:
                 timezone=config.desk.timezone,
                 topic_labels={t.id: t.labels for t in config.desk.topics},
                 email_enabled=config.email.enabled,
+                greeting=config.desk.greeting,
             ),
+            knowledge=KnowledgeBase(list(config.desk.knowledge)),
         )
         self.mailer = Mailer(config.email, self.desk)
         self.desk.subscribe(self.mailer.on_desk_event)

@@ -24,6 +24,7 @@ from rooms.events import (
 )
 from rooms.feedback import Feedback, validate_feedback
 from rooms.ids import MessageID, RoomID, SessionID, UserID
+from rooms.knowledge import KnowledgeBase
 from rooms.queue import Queue, QueueRules
 from rooms.session import (
     CLIENT_ID_MAX,
@@ -105,15 +106,23 @@ class DeskRules:
     timezone: str = "Asia/Jakarta"
     topic_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     email_enabled: bool = False
+    greeting: dict[str, str] = field(default_factory=dict)
 
 
 class Desk:
     """Sessions and messages. Adapters call in; the desk announces events to its listeners."""
 
-    def __init__(self, store: Store, rules: DeskRules, clock: Clock = utcnow) -> None:
+    def __init__(
+        self,
+        store: Store,
+        rules: DeskRules,
+        clock: Clock = utcnow,
+        knowledge: KnowledgeBase | None = None,
+    ) -> None:
         self.store = store
         self.rules = rules
         self.clock = clock
+        self.knowledge = knowledge or KnowledgeBase([])
         self.bus = EventBus()
         self.queue = Queue(store, self.bus, rules.queue, clock)
         self._emit = self.bus.emit
@@ -141,6 +150,17 @@ class Desk:
         await self.store.insert_session(session, hash_token(token))
         log.info("session %s started (topic %s)", session.id, form.topic)
         self._emit(SessionStarted(session))
+        greeting = self.rules.greeting.get(form.language) or self.rules.greeting.get("en")
+        if greeting:
+            welcome = Message(
+                id=MessageID(0),
+                session_id=session.id,
+                origin=Origin.DESK,
+                body=greeting.format_map({"visitor": form.name, "desk": self.rules.desk_name}),
+                created_at=self.clock(),
+            )
+            stored, _ = await self.store.insert_message(welcome)
+            self._emit(MessageAdded(stored))
         return session, token
 
     async def get_session(self, session_id: str) -> Session:

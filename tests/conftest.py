@@ -24,6 +24,27 @@ from tests.helpers import Librarian, Visitor
 LIBRARIANS = ("sari", "dewi", "agus")
 SUPERVISOR = "kepala"
 ESCALATE_AFTER = 3  # seconds: escalation is tested without waiting minutes
+KNOWLEDGE = {
+    "entries": {
+        "membership-card": {
+            "question": {
+                "id": "Bagaimana cara membuat kartu anggota?",
+                "en": "How do I get a member card?",
+            },
+            "answer": {
+                "id": "Datang ke loket keanggotaan dengan KTP; kartu jadi dalam 10 menit.",
+                "en": "Come to the membership desk with an ID card; it takes 10 minutes.",
+            },
+        },
+        "ejournal-login": {
+            "question": {"id": "Tidak bisa masuk e-journal", "en": "Cannot log in to e-journals"},
+            "answer": {
+                "id": "Gunakan nomor anggota dan PIN Anda di halaman masuk e-resources.",
+                "en": "Use your member number and PIN on the e-resources login page.",
+            },
+        },
+    }
+}
 CANNED = {
     "hours": {
         "id": "Halo {visitor}, layanan buka Senin-Jumat 09.00-19.00. Salam, {librarian}",
@@ -115,6 +136,8 @@ async def stack(
     data["desk"]["supervisors"] = [f"@{SUPERVISOR}:localhost"]
     data["desk"]["escalate_after"] = ESCALATE_AFTER
     data["desk"]["canned"] = CANNED
+    data["knowledge"] = KNOWLEDGE
+    del data["desk"]["greeting"]  # tests count messages; the greeting has its own test
     data["email"] = {
         "host": "127.0.0.1",
         "port": mail_sink.port,

@@ -112,6 +112,7 @@ class Librarian:
         resp = await self.client.join(room_id)
         assert not isinstance(resp, JoinError), resp
         self.invites.discard(room_id)
+        self.memberships[room_id] = "join"
 
     async def send(self, room_id: str, body: str, msgtype: str = "m.text") -> str:
         resp = await self.client.room_send(

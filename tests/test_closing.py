@@ -25,6 +25,7 @@ async def test_feedback_is_kept_with_the_librarian_even_if_the_visitor_leaves(
     sari = librarians["sari"]
     room_id = await open_chat(stack, visitor, sari, "Terima kasih atas bantuannya")
     await sari.send(room_id, "Sama-sama!")
+    await visitor.wait_for(lambda m: m["body"] == "Sama-sama!")  # her reply claimed the chat
     path = f"/api/sessions/{visitor.session_id}/feedback"
     status, body = await visitor.request("POST", path, {"rating": 5})
     assert (status, body["error"]) == (409, "session_open")

@@ -139,3 +139,20 @@ async def test_transcript_email_needs_email_configured(desk: Desk) -> None:
     session, _ = await desk.start_session(desk.validate_form(FORM))
     with pytest.raises(EmailUnavailable):
         await desk.email_transcript(session)
+
+
+async def test_greeting_in_the_visitors_language(tmp_path: Path) -> None:
+    db = Database(tmp_path / "g.db")
+    await db.open()
+    rules = DeskRules(
+        topics=("literature",), greeting={"id": "Halo {visitor}!", "en": "Hello {visitor}!"}
+    )
+    desk = Desk(Store(db), rules)
+    try:
+        session, _ = await desk.start_session(desk.validate_form({**FORM, "language": "en"}))
+        [welcome] = await desk.messages_after(session.id, 0)
+        assert welcome.origin is Origin.DESK and welcome.body == "Hello Budi!"
+        assert not welcome.needs_delivery  # an idle visitor still costs no room
+        assert (await desk.get_session(session.id)).room_id is None
+    finally:
+        await db.close()

@@ -205,7 +205,10 @@ async def test_transfer_note_info_canned_and_close(
     assert "budi@example.org" in info.body and "returning member" in info.body
 
     await sari.send(room_id, "!c")
-    await sari.wait_for(lambda s: s.room_id == room_id and "Canned answers: hours" in s.body)
+    listing = await sari.wait_for(
+        lambda s: s.room_id == room_id and s.body.startswith("Canned answers:")
+    )
+    assert "hours" in listing.body and "membership-card" in listing.body
     await sari.send(room_id, "!c hours")
     canned = await visitor.wait_for(lambda m: m["body"].startswith("Halo Siti"))
     assert canned["origin"] == "librarian" and canned["body"].endswith("Salam, Sari Librarian")

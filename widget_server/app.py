@@ -9,7 +9,7 @@ from aiohttp import web
 
 from refdesk.config import Config
 from rooms.desk import Desk
-from widget_server.api import CONTEXT, WidgetContext, closing, messages, sessions, ws
+from widget_server.api import CONTEXT, WidgetContext, closing, faq, messages, sessions, ws
 from widget_server.errors import Handler, error_middleware
 from widget_server.hub import SessionSignals
 
@@ -110,6 +110,7 @@ def create_app(config: Config, desk: Desk) -> web.Application:
     app.add_routes(messages.routes)
     app.add_routes(ws.routes)
     app.add_routes(closing.routes)
+    app.add_routes(faq.routes)
     app.router.add_get("/api/openapi.json", _openapi)
     app.router.add_get("/widget.js", _widget_js)
     app.router.add_get("/demo", _demo)

@@ -33,7 +33,6 @@ class Context:
     sender_name: str
     event_id: str
     session: Session | None
-    canned: dict[str, dict[str, str]]
     names: Callable[[str], Awaitable[str]]
     timezone: str
 

@@ -89,22 +89,21 @@ async def info(ctx: Context, args: str) -> str:
     return "\n".join(lines)
 
 
-@command("c", "send a canned answer to the visitor; !c alone lists them", args="[key]")
+@command("c", "send a knowledge-base answer to the visitor; !c alone lists them", args="[key]")
 async def canned(ctx: Context, args: str) -> str | None:
+    knowledge = ctx.desk.knowledge
     if not args:
-        if not ctx.canned:
-            return "No canned answers are configured (desk.canned in the config)."
-        return "Canned answers: " + ", ".join(sorted(ctx.canned)) + ". Send one with !c key."
+        if not knowledge.keys():
+            return "The knowledge base is empty (desk.canned and knowledge in the config)."
+        return "Canned answers: " + ", ".join(knowledge.keys()) + ". Send one with !c key."
     session = ctx.need_session()
     key = args.split()[0].lower()
-    texts = ctx.canned.get(key)
-    if texts is None:
+    entry = knowledge.get(key)
+    if entry is None:
         raise QueueError(f"No canned answer {key!r}. !c lists them.")
     if not session.is_open:
         return "This chat is closed."
-    body = texts.get(session.form.language, texts["en"]).format_map(
-        {"visitor": session.form.name, "librarian": ctx.sender_name}
-    )
+    body = entry.text(session.form.language, visitor=session.form.name, librarian=ctx.sender_name)
     await ctx.desk.librarian_message(
         session, ctx.sender, ctx.sender_name, body, remote_id=f"{ctx.event_id}#canned"
     )

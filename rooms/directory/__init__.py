@@ -17,7 +17,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Protocol, runtime_checkable
 
 MEMBER_NUMBER = "member_number"
@@ -144,14 +144,12 @@ def secrets_match(record: MemberRecord, fields: Mapping[str, str]) -> bool:
     if DATE_OF_BIRTH in fields:
         typed = parse_date(fields[DATE_OF_BIRTH])
         on_file = record.date_of_birth
-        # Compare even when one side is missing, so the work done does not depend on it.
+        # Unknown on either side never matches ("" against "\0").
         results.append(
-            _same(typed.isoformat() if typed else "?", on_file.isoformat() if on_file else "")
-            and typed is not None
-            and on_file is not None
+            _same(typed.isoformat() if typed else "", on_file.isoformat() if on_file else "\0")
         )
     if PHONE in fields:
-        typed_phone = normalise_phone(fields[PHONE]) or "?"
+        typed_phone = normalise_phone(fields[PHONE]) or ""
         hits = [_same(typed_phone, phone) for phone in record.phones]
         results.append(any(hits))
     return all(results)
@@ -179,6 +177,8 @@ def phones_of(values: Iterable[object]) -> tuple[str, ...]:
 
 def date_of(value: object) -> date | None:
     """A date from a directory value: a ``date`` (YAML) or a string in a known form."""
+    if isinstance(value, datetime):
+        return value.date()
     if isinstance(value, date):
         return value
     if isinstance(value, str):
