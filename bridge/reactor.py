@@ -28,6 +28,8 @@ from rooms.events import (
     SessionQueued,
     SessionTransferred,
     Typing,
+    VerificationDone,
+    VerificationRequested,
 )
 from rooms.session import Origin, Session
 
@@ -71,7 +73,9 @@ class Reactor:
             | SessionClosed
             | Typing
             | ReadUpTo
-            | FeedbackGiven,
+            | FeedbackGiven
+            | VerificationRequested
+            | VerificationDone,
         ):
             self._queue.put_nowait(event)
 
@@ -135,6 +139,17 @@ class Reactor:
             await self._closed(event)
         elif isinstance(event, FeedbackGiven):
             await self._feedback(event)
+        elif isinstance(event, VerificationRequested):
+            fields = ", ".join(f.replace("_", " ") for f in self.desk.verification_fields)
+            who = "Automatically after the claim: asked" if event.by is None else "Asked"
+            body = (
+                f"{who} {event.session.form.name} to confirm membership ({fields}) in the widget."
+            )
+            await self._room_say(event.session, body, [], f"verify-ask-{int(time.time() * 1000)}")
+        elif isinstance(event, VerificationDone):
+            await self._room_say(
+                event.session, event.notice, [], f"verify-{int(time.time() * 1000)}"
+            )
 
     # helpers
 

@@ -13,6 +13,7 @@ import yaml
 
 from bridge.registration import new_token, registration
 from refdesk.config import PLACEHOLDER, Config, ConfigError, load_config
+from refdesk.directory_config import LocalDirectoryConfig, build_directory
 from refdesk.service import RefDesk
 
 log = logging.getLogger("refdesk")
@@ -46,6 +47,9 @@ async def _run_until_signal(desk: RefDesk, ready_message: str | None = None) -> 
 def cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(Path(args.file))
+        verification = config.verification
+        if verification is not None and isinstance(verification.directory, LocalDirectoryConfig):
+            build_directory(config.verification)  # reads and checks the member file
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

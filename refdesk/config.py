@@ -118,6 +118,8 @@ class Config:
     logging: LoggingConfig
     email: EmailConfig = field(default_factory=EmailConfig)
     source: Path | None = None
+    verification: Any = None  # refdesk.directory_config.DirectoryConfig, or None: off
+    hours: Any = None  # refdesk.hours_config.HoursConfig, or None: always open
 
     @property
     def bot_mxid(self) -> str:
@@ -449,10 +451,31 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     lr.check_unknown()
 
     email = _email(root.section("email", required=False))
+    # Imported here: these modules build on this one's reader.
+    from refdesk.directory_config import parse_directory
+    from refdesk.hours_config import parse_hours
+
+    root.seen.update({"verification", "hours"})
+    verification = None
+    if "verification" in root.data:
+        base_dir = source.parent if source is not None else Path.cwd()
+        verification = parse_directory(root.data["verification"] or {}, base_dir)
+    hours = None
+    if "hours" in root.data:
+        hours = parse_hours(root.data["hours"] or {}, timezone)
 
     root.check_unknown()
     return Config(
-        homeserver, appservice, widget, desk, database, LoggingConfig(level), email, source
+        homeserver,
+        appservice,
+        widget,
+        desk,
+        database,
+        LoggingConfig(level),
+        email,
+        source,
+        verification,
+        hours,
     )
 
 

@@ -10,11 +10,14 @@ from aiohttp import web
 
 from bridge.service import Bridge
 from refdesk.config import Config
+from refdesk.directory_config import build_directory
 from refdesk.mailer import Mailer
-from rooms.desk import Desk, DeskRules
+from rooms.desk import Desk, DeskRules, utcnow
+from rooms.directory import MemberDirectory
 from rooms.knowledge import KnowledgeBase
 from rooms.queue import QueueRules
 from rooms.store import Database, Store
+from rooms.verification import Verifier
 from widget_server.app import create_app
 
 log = logging.getLogger("refdesk")
@@ -27,6 +30,11 @@ class RefDesk:
         self.config = config
         self.db = Database(config.database.path)
         self.store = Store(self.db)
+        self.directory: MemberDirectory | None = None
+        verifier = None
+        if config.verification is not None:
+            self.directory = build_directory(config.verification)
+            verifier = Verifier(self.directory, config.verification.rules, utcnow)
         self.desk = Desk(
             self.store,
             DeskRules(
@@ -43,8 +51,12 @@ class RefDesk:
                 topic_labels={t.id: t.labels for t in config.desk.topics},
                 email_enabled=config.email.enabled,
                 greeting=config.desk.greeting,
+                verify_after_claim=bool(
+                    config.verification and config.verification.auto_after_claim
+                ),
             ),
             knowledge=KnowledgeBase(list(config.desk.knowledge)),
+            verifier=verifier,
         )
         self.mailer = Mailer(config.email, self.desk)
         self.desk.subscribe(self.mailer.on_desk_event)
@@ -89,6 +101,8 @@ class RefDesk:
             await self._widget_runner.cleanup()
             self._widget_runner = None
         await self.bridge.stop()
+        if self.directory is not None:
+            await self.directory.close()
         await self.db.close()
 
     async def __aenter__(self) -> RefDesk:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rooms.events import (
     EventBus,
@@ -21,6 +22,8 @@ from rooms.events import (
     SessionQueued,
     SessionStarted,
     Typing,
+    VerificationDone,
+    VerificationRequested,
 )
 from rooms.feedback import Feedback, validate_feedback
 from rooms.ids import MessageID, RoomID, SessionID, UserID
@@ -42,6 +45,7 @@ from rooms.session import (
 from rooms.store import Store
 from rooms.texts import text
 from rooms.transcript import render
+from rooms.verification import VerificationOutcome, Verifier
 
 log = logging.getLogger("refdesk.rooms.desk")
 
@@ -86,6 +90,14 @@ class EmailUnavailable(DeskError):
     code = "email_unavailable"
 
 
+class VerificationOff(DeskError):
+    code = "verification_unavailable"
+
+
+class VerificationNotRequested(DeskError):
+    code = "verification_not_requested"
+
+
 TRANSCRIPT_MAIL_INTERVAL = timedelta(minutes=10)
 SUBJECTS = {
     "id": "Transkrip percakapan Anda dengan {desk}",
@@ -107,6 +119,7 @@ class DeskRules:
     topic_labels: dict[str, dict[str, str]] = field(default_factory=dict)
     email_enabled: bool = False
     greeting: dict[str, str] = field(default_factory=dict)
+    verify_after_claim: bool = False
 
 
 class Desk:
@@ -118,13 +131,17 @@ class Desk:
         rules: DeskRules,
         clock: Clock = utcnow,
         knowledge: KnowledgeBase | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
         self.clock = clock
         self.knowledge = knowledge or KnowledgeBase([])
+        self.verifier = verifier
         self.bus = EventBus()
         self.queue = Queue(store, self.bus, rules.queue, clock)
+        if verifier is not None and rules.verify_after_claim:
+            self.queue.after_claim = self._verify_after_claim
         self._emit = self.bus.emit
 
     def subscribe(self, listener: Listener) -> None:
@@ -303,6 +320,71 @@ class Desk:
         )
         self._emit(MailQueued(mail_id))
         return mail_id
+
+    # verification: during the chat, never a gate
+
+    @property
+    def verification_fields(self) -> tuple[str, ...]:
+        return self.verifier.rules.fields if self.verifier is not None else ()
+
+    async def _tell(self, session: Session, body: str) -> None:
+        notice = Message(
+            id=MessageID(0),
+            session_id=session.id,
+            origin=Origin.DESK,
+            body=body,
+            created_at=self.clock(),
+        )
+        stored, _ = await self.store.insert_message(notice)
+        self._emit(MessageAdded(stored))
+
+    async def request_verification(self, session: Session, by: UserID | None) -> Session:
+        """Ask the visitor (in the widget) to confirm membership."""
+        if self.verifier is None:
+            raise VerificationOff("Member verification is not configured for this desk.")
+        current = await self.get_session(session.id)
+        if not current.is_open:
+            raise SessionClosedError("This chat has ended.")
+        await self.store.set_verification(session.id, "requested")
+        updated = await self.get_session(session.id)
+        self._emit(VerificationRequested(updated, by))
+        await self._tell(updated, text("verify_asked", updated.form.language))
+        return updated
+
+    async def _verify_after_claim(self, session: Session, by: UserID) -> None:
+        if session.verification is None:
+            await self.request_verification(session, None)
+
+    async def submit_verification(
+        self, session: Session, client_key: str, fields: Any
+    ) -> VerificationOutcome:
+        """Check what the visitor typed against the member directory.
+
+        Only the outcome is kept (audit row, session state, a notice); never the fields.
+        """
+        if self.verifier is None:
+            raise VerificationOff("Member verification is not configured for this desk.")
+        current = await self.get_session(session.id)
+        if current.verification is None:
+            raise VerificationNotRequested("The librarian has not asked for verification.")
+        if not current.is_open:
+            raise SessionClosedError("This chat has ended.")
+        if self.verifier.attempts_used(session.id) == 0:
+            used = await self.store.verification_attempts(session.id)
+            if used:
+                self.verifier.restore_attempts(session.id, used)
+        today = self.clock().astimezone(ZoneInfo(self.rules.timezone)).date()
+        outcome = await self.verifier.attempt(session.id, client_key, fields, today)
+        code = str(outcome.code)
+        await self.store.audit_verification(
+            session.id, client_key, current.owner, code, self.clock()
+        )
+        await self.store.set_verification(session.id, code)
+        updated = await self.get_session(session.id)
+        log.info("session %s verification: %s", session.id, code)
+        await self._tell(updated, outcome.visitor_text(updated.form.language))
+        self._emit(VerificationDone(updated, outcome.notice()))
+        return outcome
 
     async def visitor_typing(self, session: Session, typing: bool) -> None:
         if session.is_open:

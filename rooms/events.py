@@ -111,6 +111,18 @@ class MailQueued:
     mail_id: int
 
 
+@dataclass(frozen=True)
+class VerificationRequested:
+    session: Session
+    by: UserID | None  # None: asked automatically after the claim
+
+
+@dataclass(frozen=True)
+class VerificationDone:
+    session: Session
+    notice: str  # for librarians; never holds what the visitor typed
+
+
 DeskEvent = (
     SessionStarted
     | MessageAdded
@@ -126,6 +138,8 @@ DeskEvent = (
     | ReadUpTo
     | FeedbackGiven
     | MailQueued
+    | VerificationRequested
+    | VerificationDone
 )
 Listener = Callable[[DeskEvent], None]
 

@@ -7,7 +7,7 @@ did and render the events this module emits.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -54,6 +54,7 @@ class Queue:
         self.bus = bus
         self.rules = rules
         self.clock = clock
+        self.after_claim: Callable[[Session, UserID], Awaitable[None]] | None = None
 
     # roster
 
@@ -112,6 +113,8 @@ class Queue:
             log.info("session %s claimed by %s", session_id, user_id)
             self.bus.emit(SessionClaimed(session, user_id))
             await self._tell_visitor(session, "claimed", librarian=name)
+            if self.after_claim is not None:
+                await self.after_claim(session, user_id)
         return ClaimResult(won, session)
 
     async def transfer(

@@ -155,6 +155,8 @@ class Session:
     queued_at: datetime | None = None
     escalated_at: datetime | None = None
     read_up_to: int = 0
+    verification: str | None = None  # None, "requested", or the last outcome code
+    offline: bool = False  # left while the desk was closed; answered by email
 
     @property
     def is_open(self) -> bool:

@@ -25,6 +25,12 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Your librarian had to step away. You are back in the queue; "
         "another librarian will answer shortly.",
     },
+    "verify_asked": {
+        "id": "Pustakawan meminta Anda memastikan keanggotaan. Isi formulir singkat di bawah; "
+        "data Anda hanya dipakai untuk pemeriksaan ini dan tidak disimpan.",
+        "en": "The librarian asks you to confirm your membership. Fill in the short form below; "
+        "what you type is only used for this check and is not kept.",
+    },
     "escalated": {
         "id": "Mohon maaf, semua pustakawan sedang sibuk. Anda nomor {position} dalam antrean; "
         "kami akan segera membalas. Anda boleh menutup halaman ini: percakapan tetap tersimpan.",

@@ -137,6 +137,11 @@ async def stack(
     data["desk"]["escalate_after"] = ESCALATE_AFTER
     data["desk"]["canned"] = CANNED
     data["knowledge"] = KNOWLEDGE
+    data["verification"] = {
+        "fields": ["member_number", "date_of_birth"],
+        "max_attempts_per_session": 3,
+        "directory": {"type": "local"},  # the demo member list
+    }
     del data["desk"]["greeting"]  # tests count messages; the greeting has its own test
     data["email"] = {
         "host": "127.0.0.1",

@@ -9,7 +9,16 @@ from aiohttp import web
 
 from refdesk.config import Config
 from rooms.desk import Desk
-from widget_server.api import CONTEXT, WidgetContext, closing, faq, messages, sessions, ws
+from widget_server.api import (
+    CONTEXT,
+    WidgetContext,
+    closing,
+    faq,
+    messages,
+    sessions,
+    verification,
+    ws,
+)
 from widget_server.errors import Handler, error_middleware
 from widget_server.hub import SessionSignals
 
@@ -111,6 +120,7 @@ def create_app(config: Config, desk: Desk) -> web.Application:
     app.add_routes(ws.routes)
     app.add_routes(closing.routes)
     app.add_routes(faq.routes)
+    app.add_routes(verification.routes)
     app.router.add_get("/api/openapi.json", _openapi)
     app.router.add_get("/widget.js", _widget_js)
     app.router.add_get("/demo", _demo)

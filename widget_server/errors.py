@@ -17,6 +17,8 @@ from rooms.desk import (
     SessionStillOpen,
     TooManyRequests,
     UnknownSession,
+    VerificationNotRequested,
+    VerificationOff,
 )
 from rooms.session import ValidationError
 
@@ -30,6 +32,8 @@ _STATUS = {
     SessionStillOpen: 409,
     TooManyRequests: 429,
     EmailUnavailable: 503,
+    VerificationOff: 404,
+    VerificationNotRequested: 409,
 }
 
 

@@ -60,6 +60,17 @@ async def note(ctx: Context, args: str) -> str | None:
     return "Note kept (the visitor does not see it)."
 
 
+@command("verify", "ask the visitor to confirm membership in the widget (no secret shows here)")
+async def verify(ctx: Context, args: str) -> str | None:
+    from rooms.desk import DeskError
+
+    try:
+        await ctx.desk.request_verification(ctx.need_session(), ctx.sender)
+    except DeskError as exc:
+        return str(exc)
+    return None
+
+
 @command("info", "the visitor's details: form, page, browser, language, waiting time")
 async def info(ctx: Context, args: str) -> str:
     session = ctx.need_session()

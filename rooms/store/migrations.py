@@ -141,3 +141,14 @@ MIGRATIONS += (
         """,
     ),
 )
+
+MIGRATIONS += (
+    Migration(
+        4,
+        "verification state and offline sessions",
+        """
+        ALTER TABLE sessions ADD COLUMN verification TEXT;
+        ALTER TABLE sessions ADD COLUMN offline INTEGER NOT NULL DEFAULT 0
+        """,
+    ),
+)

@@ -46,6 +46,8 @@ def _session(row: aiosqlite.Row) -> Session:
         queued_at=_dt(row["queued_at"]),
         escalated_at=_dt(row["escalated_at"]),
         read_up_to=row["read_up_to"],
+        verification=row["verification"],
+        offline=bool(row["offline"]),
     )
 
 
@@ -603,3 +605,36 @@ class Store:
             {"s": session_id, "k": kind},
         )
         return _dt(row[0]) if row and row[0] else None
+
+    # verification
+
+    async def set_verification(self, session_id: SessionID, state: str) -> None:
+        await self._update_session(
+            "UPDATE sessions SET verification = :v WHERE id = :id", {"id": session_id, "v": state}
+        )
+
+    async def audit_verification(
+        self,
+        session_id: SessionID,
+        client_key: str,
+        requested_by: str | None,
+        outcome: str,
+        at: datetime,
+    ) -> None:
+        """Who tried, when, with what outcome: never what was typed."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                """
+                INSERT INTO verification_audit (session_id, client_key, requested_by, outcome,
+                                                created_at)
+                VALUES (:s, :c, :r, :o, :at)
+                """,
+                {"s": session_id, "c": client_key, "r": requested_by, "o": outcome, "at": _ts(at)},
+            )
+
+    async def verification_attempts(self, session_id: SessionID) -> int:
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) FROM verification_audit WHERE session_id = :s AND outcome != 'locked'",
+            {"s": session_id},
+        )
+        return int(row[0]) if row else 0

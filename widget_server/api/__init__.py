@@ -65,11 +65,17 @@ async def authenticated_session(request: web.Request) -> Session:
 
 async def session_view(ctx: WidgetContext, session: Session) -> dict[str, Any]:
     """The session as the visitor sees it, with its live parts (queue position, typing)."""
-    return session_json(
+    view = session_json(
         session,
         position=await ctx.desk.queue.position(session),
         typing=ctx.signals.typing.get(session.id, ()),
     )
+    if session.verification is not None:
+        view["verification"] = {
+            "state": session.verification,
+            "fields": list(ctx.desk.verification_fields),
+        }
+    return view
 
 
 def session_json(
@@ -84,6 +90,7 @@ def session_json(
         "librarian": {"name": session.owner_name} if session.owner_name else None,
         "read_up_to": session.read_up_to,
         "librarian_typing": list(typing) if session.is_open else [],
+        "verification": None,
         "created_at": session.created_at.isoformat(),
         "closed_at": session.closed_at.isoformat() if session.closed_at else None,
         "visitor": {
