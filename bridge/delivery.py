@@ -171,7 +171,7 @@ class Deliverer:
             name=f"{form.name} · {topic_label}",
             topic=" · ".join(details),
             # Only librarians on duty are rung; the others can join from the Space.
-            invite=[ghost, *(await self.desk.queue.on_duty())],
+            invite=[ghost, *([] if session.offline else await self.desk.queue.on_duty())],
             initial_state=[
                 {"type": SESSION_STATE_EVENT, "state_key": "", "content": state_content},
                 {"type": "m.room.join_rules", "state_key": "", "content": self.rooms.join_rule()},

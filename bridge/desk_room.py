@@ -127,6 +127,8 @@ class DeskRooms:
             by = f" · served by {session.owner_name}" if session.owner_name else ""
             stars = f" · rated {'★' * rating}{'☆' * (5 - rating)} ({rating}/5)" if rating else ""
             state = f"☑️ Closed{by}{stars}"
+        elif session.offline:
+            state = "📨 Offline message (answers go by email)"
         elif session.escalated_at is not None:
             state = "⚠️ Waiting long"
         else:

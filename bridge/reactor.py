@@ -20,6 +20,7 @@ from rooms.desk import Desk
 from rooms.events import (
     DeskEvent,
     FeedbackGiven,
+    OfflineWaiting,
     ReadUpTo,
     RoomAttached,
     SessionClaimed,
@@ -75,7 +76,8 @@ class Reactor:
             | ReadUpTo
             | FeedbackGiven
             | VerificationRequested
-            | VerificationDone,
+            | VerificationDone
+            | OfflineWaiting,
         ):
             self._queue.put_nowait(event)
 
@@ -139,6 +141,15 @@ class Reactor:
             await self._closed(event)
         elif isinstance(event, FeedbackGiven):
             await self._feedback(event)
+        elif isinstance(event, OfflineWaiting):
+            on_duty = [str(u) for u in await self.desk.queue.on_duty()]
+            noun = "message waits" if event.count == 1 else "messages wait"
+            await self.rooms.say(
+                f"📨 The desk is open: {event.count} offline {noun} in the queue. "
+                "Join from the Space (or !queue), reply, and the visitor gets it by email.",
+                on_duty,
+                f"refdesk-offline-{int(time.time())}",
+            )
         elif isinstance(event, VerificationRequested):
             fields = ", ".join(f.replace("_", " ") for f in self.desk.verification_fields)
             who = "Automatically after the claim: asked" if event.by is None else "Asked"
@@ -200,10 +211,19 @@ class Reactor:
         assert room_id is not None
         await self.rooms.link(room_id)
         session = await self._fresh(session)
-        on_duty = [str(u) for u in await self.desk.queue.on_duty()]
-        await self._invite_missing(room_id, on_duty)
         topic = self.rooms.topic_labels.get(session.form.topic, session.form.topic)
         first = await self._first_line(session) or ""
+        if session.offline:
+            # Left while the desk was closed: queued quietly, told at the next opening.
+            body = (
+                f"📨 Offline message: {session.form.name} · {topic}\n“{first[:300]}”\n"
+                "Replies here are emailed to the visitor with a link back to this chat."
+            )
+            await self._room_say(session, body, [], "new")
+            await self._queue_notice(session)
+            return
+        on_duty = [str(u) for u in await self.desk.queue.on_duty()]
+        await self._invite_missing(room_id, on_duty)
         body = (
             f"New chat: {session.form.name} · {topic}\n“{first[:300]}”\n"
             "Reply here, or type !claim, to serve this visitor. !help lists the commands."

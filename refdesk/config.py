@@ -104,6 +104,14 @@ class EmailConfig:
 
 
 @dataclass(frozen=True)
+class OfflineConfig:
+    batch_delay: int = 60
+    unseen_after: int = 300
+    link_valid_days: int = 14
+    resume_page: str | None = None  # default: the widget server's demo page
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str
 
@@ -118,6 +126,7 @@ class Config:
     logging: LoggingConfig
     email: EmailConfig = field(default_factory=EmailConfig)
     source: Path | None = None
+    offline: OfflineConfig = field(default_factory=OfflineConfig)
     verification: Any = None  # refdesk.directory_config.DirectoryConfig, or None: off
     hours: Any = None  # refdesk.hours_config.HoursConfig, or None: always open
 
@@ -451,6 +460,14 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     lr.check_unknown()
 
     email = _email(root.section("email", required=False))
+    orr = root.section("offline", required=False)
+    offline = OfflineConfig(
+        batch_delay=orr.integer("batch_delay", 60, low=0, high=86400),
+        unseen_after=orr.integer("unseen_after", 300, low=0, high=7 * 86400),
+        link_valid_days=orr.integer("link_valid_days", 14, low=1, high=365),
+        resume_page=orr.url("resume_page", f"{widget.public_url}/demo"),
+    )
+    orr.check_unknown()
     # Imported here: these modules build on this one's reader.
     from refdesk.directory_config import parse_directory
     from refdesk.hours_config import parse_hours
@@ -474,6 +491,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         LoggingConfig(level),
         email,
         source,
+        offline,
         verification,
         hours,
     )

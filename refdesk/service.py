@@ -14,7 +14,9 @@ from refdesk.directory_config import build_directory
 from refdesk.mailer import Mailer
 from rooms.desk import Desk, DeskRules, utcnow
 from rooms.directory import MemberDirectory
+from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
+from rooms.offline import OfflineRules
 from rooms.queue import QueueRules
 from rooms.store import Database, Store
 from rooms.verification import Verifier
@@ -54,9 +56,16 @@ class RefDesk:
                 verify_after_claim=bool(
                     config.verification and config.verification.auto_after_claim
                 ),
+                offline=OfflineRules(
+                    batch_delay=config.offline.batch_delay,
+                    unseen_after=config.offline.unseen_after,
+                    link_valid_days=config.offline.link_valid_days,
+                    resume_page=config.offline.resume_page or f"{config.widget.public_url}/demo",
+                ),
             ),
             knowledge=KnowledgeBase(list(config.desk.knowledge)),
             verifier=verifier,
+            hours=ServiceHours(config.hours.schedule) if config.hours is not None else None,
         )
         self.mailer = Mailer(config.email, self.desk)
         self.desk.subscribe(self.mailer.on_desk_event)
@@ -82,11 +91,14 @@ class RefDesk:
 
     async def _tick(self) -> None:
         """The desk's clock: escalates chats nobody has claimed in time."""
-        period = min(5.0, self.config.desk.escalate_after / 4)
+        delays = [5.0, self.config.desk.escalate_after / 4]
+        if self.config.offline.batch_delay:
+            delays.append(self.config.offline.batch_delay / 2)
+        period = max(0.25, min(delays))
         while True:
             await asyncio.sleep(period)
             try:
-                await self.desk.queue.tick()
+                await self.desk.tick()
             except Exception:
                 log.exception("desk tick failed")
 

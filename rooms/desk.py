@@ -16,6 +16,7 @@ from rooms.events import (
     MailQueued,
     MessageAdded,
     MessageUpdated,
+    OfflineWaiting,
     ReadUpTo,
     RoomAttached,
     SessionClosed,
@@ -26,8 +27,18 @@ from rooms.events import (
     VerificationRequested,
 )
 from rooms.feedback import Feedback, validate_feedback
+from rooms.hours import HoursStatus, ServiceHours
 from rooms.ids import MessageID, RoomID, SessionID, UserID
 from rooms.knowledge import KnowledgeBase
+from rooms.offline import (
+    LinkError,
+    OfflineRules,
+    check_link,
+    link_expiry,
+    reply_email,
+    resume_url,
+    sign_link,
+)
 from rooms.queue import Queue, QueueRules
 from rooms.session import (
     CLIENT_ID_MAX,
@@ -98,6 +109,23 @@ class VerificationNotRequested(DeskError):
     code = "verification_not_requested"
 
 
+class BadLink(DeskError):
+    code = "invalid_link"
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether visitors can chat now: open hours and somebody on duty."""
+
+    open: bool
+    staffed: bool
+    status: HoursStatus | None
+
+    @property
+    def live(self) -> bool:
+        return self.open and self.staffed
+
+
 TRANSCRIPT_MAIL_INTERVAL = timedelta(minutes=10)
 SUBJECTS = {
     "id": "Transkrip percakapan Anda dengan {desk}",
@@ -120,6 +148,7 @@ class DeskRules:
     email_enabled: bool = False
     greeting: dict[str, str] = field(default_factory=dict)
     verify_after_claim: bool = False
+    offline: OfflineRules = field(default_factory=OfflineRules)
 
 
 class Desk:
@@ -132,12 +161,15 @@ class Desk:
         clock: Clock = utcnow,
         knowledge: KnowledgeBase | None = None,
         verifier: Verifier | None = None,
+        hours: ServiceHours | None = None,
     ) -> None:
         self.store = store
         self.rules = rules
         self.clock = clock
         self.knowledge = knowledge or KnowledgeBase([])
         self.verifier = verifier
+        self.hours = hours
+        self._was_open: bool | None = None
         self.bus = EventBus()
         self.queue = Queue(store, self.bus, rules.queue, clock)
         if verifier is not None and rules.verify_after_claim:
@@ -161,8 +193,13 @@ class Desk:
     async def start_session(self, form: VisitorForm) -> tuple[Session, str]:
         """Create a session; returns it with the visitor's bearer token (shown once)."""
         token = new_token()
+        available = await self.availability()
         session = Session(
-            id=new_session_id(), state=SessionState.OPEN, form=form, created_at=self.clock()
+            id=new_session_id(),
+            state=SessionState.OPEN,
+            form=form,
+            created_at=self.clock(),
+            offline=not available.live,
         )
         await self.store.insert_session(session, hash_token(token))
         log.info("session %s started (topic %s)", session.id, form.topic)
@@ -321,6 +358,90 @@ class Desk:
         self._emit(MailQueued(mail_id))
         return mail_id
 
+    # hours, offline messages, answers by email
+
+    async def availability(self) -> Availability:
+        now = self.clock()
+        status = self.hours.status(now) if self.hours is not None else None
+        is_open = status.open if status is not None else True
+        staffed = bool(await self.queue.on_duty())
+        return Availability(is_open, staffed, status)
+
+    async def _link_secret(self) -> bytes:
+        secret = await self.store.get_state("resume_link_secret")
+        if secret is None:
+            secret = new_token()
+            await self.store.set_state("resume_link_secret", secret)
+        return secret.encode()
+
+    async def resume_link(self, session: Session) -> tuple[str, datetime]:
+        until = link_expiry(self.clock(), self.rules.offline)
+        token = sign_link(session.id, until, await self._link_secret())
+        return resume_url(self.rules.offline.resume_page, token), until
+
+    async def resume(self, link_token: str) -> tuple[Session, str]:
+        """Trade a signed link from an email for a fresh visitor token (the old one stops)."""
+        try:
+            session_id = check_link(link_token, await self._link_secret(), self.clock())
+        except LinkError as exc:
+            raise BadLink(str(exc)) from None
+        session = await self.get_session(session_id)
+        token = new_token()
+        await self.store.set_token_hash(session.id, hash_token(token))
+        log.info("session %s resumed from an email link", session.id)
+        return session, token
+
+    async def mail_replies(self) -> int:
+        """Email replies a visitor has not seen: offline sessions after a short quiet time,
+        others once the visitor has been away for ``unseen_after``. Returns mails queued."""
+        if not self.rules.email_enabled:
+            return 0
+        rules = self.rules.offline
+        now = self.clock()
+        queued = 0
+        for session, replies in await self.store.unseen_replies(
+            now - timedelta(seconds=rules.batch_delay)
+        ):
+            newest = max(r.created_at for r in replies)
+            if not session.offline and newest > now - timedelta(seconds=rules.unseen_after):
+                continue
+            link, until = await self.resume_link(session)
+            subject, text_body, html_body = reply_email(
+                session,
+                replies,
+                desk_name=self.rules.desk_name,
+                timezone=self.rules.timezone,
+                link=link,
+                until=until,
+            )
+            last = replies[-1].id
+            mail_id = await self.store.enqueue_mail(
+                session_id=session.id,
+                kind="replies",
+                recipient=session.form.email,
+                subject=subject,
+                text_body=text_body,
+                html_body=html_body,
+                at=now,
+                dedup_key=f"replies:{session.id}:{last}",
+            )
+            await self.store.mark_emailed(session.id, last)
+            self._emit(MailQueued(mail_id))
+            queued += 1
+        return queued
+
+    async def tick(self) -> None:
+        """The desk's clock: escalation, answers by email, telling the desk it opened."""
+        await self.queue.tick()
+        await self.mail_replies()
+        available = await self.availability()
+        opened = available.open and self._was_open is not True
+        self._was_open = available.open
+        if opened and available.staffed:
+            waiting = await self.store.offline_waiting()
+            if waiting:
+                self._emit(OfflineWaiting(waiting))
+
     # verification: during the chat, never a gate
 
     @property
@@ -395,6 +516,7 @@ class Desk:
         message = await self.store.message(up_to)
         if message is None or message.session_id != session.id:
             return None
+        await self.store.set_visitor_seen(session.id, message.id)
         self._emit(ReadUpTo(session.id, "visitor", message))
         return message
 

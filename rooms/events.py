@@ -123,6 +123,13 @@ class VerificationDone:
     notice: str  # for librarians; never holds what the visitor typed
 
 
+@dataclass(frozen=True)
+class OfflineWaiting:
+    """The desk opened with offline messages waiting."""
+
+    count: int
+
+
 DeskEvent = (
     SessionStarted
     | MessageAdded
@@ -140,6 +147,7 @@ DeskEvent = (
     | MailQueued
     | VerificationRequested
     | VerificationDone
+    | OfflineWaiting
 )
 Listener = Callable[[DeskEvent], None]
 

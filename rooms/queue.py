@@ -170,7 +170,7 @@ class Queue:
         cutoff = now - timedelta(seconds=self.rules.escalate_after)
         escalated = []
         for position, session in enumerate(await self.store.waiting_sessions(), start=1):
-            if session.escalated_at is not None or session.queued_at is None:
+            if session.escalated_at is not None or session.queued_at is None or session.offline:
                 continue
             if session.queued_at > cutoff:
                 continue

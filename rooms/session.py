@@ -157,6 +157,8 @@ class Session:
     read_up_to: int = 0
     verification: str | None = None  # None, "requested", or the last outcome code
     offline: bool = False  # left while the desk was closed; answered by email
+    visitor_seen_up_to: int = 0
+    emailed_up_to: int = 0
 
     @property
     def is_open(self) -> bool:

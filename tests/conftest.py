@@ -137,6 +137,7 @@ async def stack(
     data["desk"]["escalate_after"] = ESCALATE_AFTER
     data["desk"]["canned"] = CANNED
     data["knowledge"] = KNOWLEDGE
+    data["offline"] = {"batch_delay": 1, "unseen_after": 600, "link_valid_days": 14}
     data["verification"] = {
         "fields": ["member_number", "date_of_birth"],
         "max_attempts_per_session": 3,

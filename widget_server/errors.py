@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from rooms.desk import (
+    BadLink,
     DeskError,
     EmailUnavailable,
     InvalidToken,
@@ -33,6 +34,7 @@ _STATUS = {
     TooManyRequests: 429,
     EmailUnavailable: 503,
     VerificationOff: 404,
+    BadLink: 403,
     VerificationNotRequested: 409,
 }
 

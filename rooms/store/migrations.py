@@ -152,3 +152,14 @@ MIGRATIONS += (
         """,
     ),
 )
+
+MIGRATIONS += (
+    Migration(
+        5,
+        "what the visitor has seen and what was emailed",
+        """
+        ALTER TABLE sessions ADD COLUMN visitor_seen_up_to INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE sessions ADD COLUMN emailed_up_to INTEGER NOT NULL DEFAULT 0
+        """,
+    ),
+)

@@ -48,6 +48,8 @@ def _session(row: aiosqlite.Row) -> Session:
         read_up_to=row["read_up_to"],
         verification=row["verification"],
         offline=bool(row["offline"]),
+        visitor_seen_up_to=row["visitor_seen_up_to"],
+        emailed_up_to=row["emailed_up_to"],
     )
 
 
@@ -97,9 +99,9 @@ class Store:
             await conn.execute(
                 """
                 INSERT INTO sessions (id, token_hash, state, visitor_name, email, member_number,
-                                      topic, language, page_url, user_agent, created_at)
+                                      topic, language, page_url, user_agent, created_at, offline)
                 VALUES (:id, :token_hash, :state, :name, :email, :member_number,
-                        :topic, :language, :page_url, :user_agent, :created_at)
+                        :topic, :language, :page_url, :user_agent, :created_at, :offline)
                 """,
                 {
                     "id": session.id,
@@ -113,6 +115,7 @@ class Store:
                     "page_url": form.page_url,
                     "user_agent": form.user_agent,
                     "created_at": _ts(session.created_at),
+                    "offline": int(session.offline),
                 },
             )
 
@@ -636,5 +639,61 @@ class Store:
         row = await self.db.fetchone(
             "SELECT COUNT(*) FROM verification_audit WHERE session_id = :s AND outcome != 'locked'",
             {"s": session_id},
+        )
+        return int(row[0]) if row else 0
+
+    # what the visitor has seen, what went by email
+
+    async def set_visitor_seen(self, session_id: SessionID, message_id: int) -> None:
+        await self._update_session(
+            "UPDATE sessions SET visitor_seen_up_to = :m "
+            "WHERE id = :id AND visitor_seen_up_to < :m",
+            {"id": session_id, "m": message_id},
+        )
+
+    async def set_token_hash(self, session_id: SessionID, token_hash: str) -> None:
+        await self._update_session(
+            "UPDATE sessions SET token_hash = :h WHERE id = :id",
+            {"id": session_id, "h": token_hash},
+        )
+
+    async def unseen_replies(self, before: datetime) -> list[tuple[Session, list[Message]]]:
+        """Sessions with librarian replies the visitor has not seen nor been emailed, the
+        newest of them older than ``before``."""
+        rows = await self.db.fetchall(
+            """
+            SELECT s.id FROM sessions s JOIN messages m ON m.session_id = s.id
+            WHERE m.origin = 'librarian' AND m.deleted_at IS NULL
+              AND m.id > s.visitor_seen_up_to AND m.id > s.emailed_up_to
+            GROUP BY s.id HAVING MAX(m.created_at) <= :before
+            """,
+            {"before": _ts(before)},
+        )
+        found = []
+        for row in rows:
+            got = await self.get_session(row["id"])
+            if got is None:
+                continue
+            session = got[0]
+            floor = max(session.visitor_seen_up_to, session.emailed_up_to)
+            replies = [
+                m
+                for m in await self.messages_after(session.id, 0, 100_000)
+                if m.origin is Origin.LIBRARIAN and m.id > floor and m.deleted_at is None
+            ]
+            if replies:
+                found.append((session, replies))
+        return found
+
+    async def mark_emailed(self, session_id: SessionID, message_id: int) -> None:
+        await self._update_session(
+            "UPDATE sessions SET emailed_up_to = :m WHERE id = :id AND emailed_up_to < :m",
+            {"id": session_id, "m": message_id},
+        )
+
+    async def offline_waiting(self) -> int:
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) FROM sessions WHERE state = 'open' AND offline = 1 "
+            "AND owner IS NULL AND queued_at IS NOT NULL"
         )
         return int(row[0]) if row else 0

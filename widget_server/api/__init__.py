@@ -91,6 +91,7 @@ def session_json(
         "read_up_to": session.read_up_to,
         "librarian_typing": list(typing) if session.is_open else [],
         "verification": None,
+        "offline": session.offline,
         "created_at": session.created_at.isoformat(),
         "closed_at": session.closed_at.isoformat() if session.closed_at else None,
         "visitor": {

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from aiohttp import web
 
+from rooms.hours import format_next_open
 from widget_server.api import (
     authenticated_session,
     context,
@@ -18,18 +21,57 @@ routes = web.RouteTableDef()
 
 @routes.get("/api/config")
 async def get_widget_config(request: web.Request) -> web.Response:
-    config = context(request).config
+    ctx = context(request)
+    config = ctx.config
+    desk = ctx.desk
+    available = await desk.availability()
+    status = available.status
+    now = desk.clock()
+    next_open = status.next_open if status is not None and not status.open else None
+    tz = ZoneInfo(config.desk.timezone)
+    hours = {
+        "open": available.open,
+        "staffed": available.staffed,
+        "live": available.live,
+        "reason": status.reason if status is not None else "open",
+        "label": status.label if status is not None else None,
+        "next_open": next_open.isoformat() if next_open else None,
+        "next_open_text": {
+            lang: format_next_open(next_open, now, tz, lang) for lang in desk.rules.languages
+        }
+        if next_open
+        else None,
+        "week": {lang: desk.hours.describe_week(lang, now) for lang in desk.rules.languages}
+        if desk.hours is not None
+        else None,
+        "when_closed": config.hours.when_closed if config.hours is not None else "offline_form",
+    }
     return web.json_response(
         {
             "desk_name": config.desk.name,
             "default_language": config.desk.default_language,
-            "languages": list(context(request).desk.rules.languages),
+            "languages": list(desk.rules.languages),
             "topics": [{"id": t.id, "label": t.labels} for t in config.desk.topics],
             "max_message_length": config.widget.max_message_length,
             "fields": {"member_number": True},
+            "hours": hours,
+            "faq": any(e.public for e in desk.knowledge.entries.values()),
         },
         headers={"Cache-Control": "no-cache"},
     )
+
+
+@routes.post("/api/resume")
+async def resume_session(request: web.Request) -> web.Response:
+    """Trade the signed link from a reply email for this browser's session token."""
+    link = (await json_body(request)).get("link")
+    if not isinstance(link, str) or not 1 <= len(link) <= 200:
+        raise ApiError(
+            422, "validation_failed", "Send the link's token.", fields={"link": "required"}
+        )
+    session, token = await context(request).desk.resume(link)
+    view = await session_view(context(request), session)
+    return web.json_response({"session": view, "token": token})
 
 
 @routes.post("/api/sessions")
