@@ -354,6 +354,8 @@ def _email(er: _Reader) -> EmailConfig:
     er.seen.update({"username", "password"})
     if (username is None) != (password is None):
         raise ConfigError(er._key("password"), "username and password go together")
+    if isinstance(password, str) and PLACEHOLDER in password:
+        raise ConfigError(er._key("password"), "still holds the placeholder CHANGE_ME")
     from_address = er.text("from_address")
     for key, value in (("from_address", from_address), ("reply_to", er.data.get("reply_to"))):
         if value is not None and not re.match(r"^[^@\s]+@[^@\s]+$", str(value)):

@@ -123,6 +123,12 @@ def embedded_config_data(
             "timezone": "Asia/Jakarta",
         },
         "knowledge": {"entries": DEMO_FAQ},
+        # The demo member list (refdesk/demo_members.yaml): try !verify with A-123 / 1990-05-01.
+        "verification": {
+            "fields": ["member_number", "date_of_birth"],
+            "auto_after_claim": False,
+            "directory": {"type": "local"},
+        },
         "database": {"path": database},
         "logging": {"level": "INFO"},
     }

@@ -120,7 +120,13 @@ def test_sample_documents_every_key_and_only_needs_real_tokens(tmp_path: Path) -
     assert info.value.path == "appservice.as_token"
     data["appservice"]["as_token"] = "a" * 40
     data["appservice"]["hs_token"] = "b" * 40
-    parse_config(data)
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert info.value.path == "email.password"
+    data["email"]["password"] = "a real password"
+    config = parse_config(data)
+    assert config.hours is not None and config.verification is not None
+    assert config.hours.schedule.holidays_country == "ID"
 
 
 def test_generate_registration_refuses_placeholders_then_writes(tmp_path: Path) -> None:
@@ -140,6 +146,7 @@ def test_generate_registration_refuses_placeholders_then_writes(tmp_path: Path) 
     data = yaml.safe_load(config_path.read_text())
     data["appservice"]["as_token"] = "a" * 40
     data["appservice"]["hs_token"] = "b" * 40
+    data["email"]["password"] = "a real password"
     config_path.write_text(yaml.safe_dump(data))
     second = subprocess.run([*cmd, "--output", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert second.returncode == 0, second.stderr
