@@ -508,7 +508,7 @@ class Desk:
         return outcome
 
     async def visitor_typing(self, session: Session, typing: bool) -> None:
-        if session.is_open:
+        if (await self.get_session(session.id)).is_open:
             self._emit(Typing(session.id, "visitor", typing))
 
     async def visitor_read(self, session: Session, up_to: int) -> Message | None:
@@ -516,8 +516,10 @@ class Desk:
         message = await self.store.message(up_to)
         if message is None or message.session_id != session.id:
             return None
-        await self.store.set_visitor_seen(session.id, message.id)
-        self._emit(ReadUpTo(session.id, "visitor", message))
+        if message.origin is not Origin.LIBRARIAN:
+            return None
+        if await self.store.set_visitor_seen(session.id, message.id):
+            self._emit(ReadUpTo(session.id, "visitor", message))
         return message
 
     # librarian side (called by the chat-network adapter)

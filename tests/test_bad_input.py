@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -152,3 +153,30 @@ async def test_appservice_checks_hs_token_and_dedupes_transactions(
             assert resp.status == 400 and (await resp.json())["errcode"] == "M_NOT_JSON"
     bodies = [m["body"] for m in (await visitor.messages())["messages"]]
     assert bodies.count("from a replayed transaction") == 1
+
+
+async def test_long_poll_returns_at_once_when_the_view_changed_in_between(
+    stack: Stack, visitor: Visitor
+) -> None:
+    await visitor.start()
+    await visitor.send("halo")
+    path = f"/api/sessions/{visitor.session_id}/messages"
+    status, first = await visitor.request("GET", f"{path}?after=0")
+    assert status == 200 and first["view_tag"]
+    session = await stack.desk.desk.get_session(visitor.session_id or "")
+    # Between two polls a librarian starts typing (no new message).
+    await stack.desk.desk.librarian_typing(session, ("Sari Librarian",))
+    try:
+        status, second = await asyncio.wait_for(
+            visitor.request(
+                "GET", f"{path}?after={first['cursor']}&wait=30&view={first['view_tag']}"
+            ),
+            timeout=15,  # far below the 30 s wait: the answer came because the view differed
+        )
+    finally:
+        await stack.desk.desk.librarian_typing(session, ())
+    assert status == 200 and second["messages"] == []
+    assert second["session"]["librarian_typing"] == ["Sari Librarian"]
+    assert second["view_tag"] != first["view_tag"]
+    status, body = await visitor.request("GET", f"{path}?view={'x' * 41}")
+    assert (status, body["error"]) == (400, "bad_parameter")

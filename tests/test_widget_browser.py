@@ -153,6 +153,7 @@ async def test_network_loss_and_blocked_websocket(
         await form.locator("[name=topic]").select_option("eresources")
         await form.locator("[name=question]").fill("I cannot log in to the e-journals.")
         await page.locator("[data-refdesk=start]").click()
+        await expect(bubbles(page, "visitor")).to_have_count(1)
         session_id = await stored_session_id(page)
         room_id = await room_of(stack, session_id)
         await dewi.wait_for_invite(room_id)

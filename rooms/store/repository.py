@@ -644,8 +644,8 @@ class Store:
 
     # what the visitor has seen, what went by email
 
-    async def set_visitor_seen(self, session_id: SessionID, message_id: int) -> None:
-        await self._update_session(
+    async def set_visitor_seen(self, session_id: SessionID, message_id: int) -> bool:
+        return await self._update_session(
             "UPDATE sessions SET visitor_seen_up_to = :m "
             "WHERE id = :id AND visitor_seen_up_to < :m",
             {"id": session_id, "m": message_id},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 
 from aiohttp import web
 
@@ -14,6 +16,7 @@ from widget_server.api import (
     message_json,
     session_view,
 )
+from widget_server.errors import ApiError
 
 routes = web.RouteTableDef()
 
@@ -36,6 +39,9 @@ async def list_messages(request: web.Request) -> web.Response:
     after = int_param(request, "after", 0, 0, 2**62)
     wait = int_param(request, "wait", 0, 0, MAX_WAIT)
     limit = int_param(request, "limit", 200, 1, 500)
+    seen_view = request.query.get("view")
+    if seen_view is not None and len(seen_view) > 40:
+        raise ApiError(400, "bad_parameter", "'view' is the view_tag of an earlier answer.")
     ctx = context(request)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
@@ -47,7 +53,8 @@ async def list_messages(request: web.Request) -> web.Response:
         view = await session_view(ctx, current)
         first_view = first_view or view
         remaining = deadline - loop.time()
-        if messages or not current.is_open or view != first_view or remaining <= 0:
+        changed = view != first_view or (seen_view is not None and view_tag(view) != seen_view)
+        if messages or not current.is_open or changed or remaining <= 0:
             break
         try:
             await asyncio.wait_for(signal.wait(), remaining)
@@ -55,5 +62,17 @@ async def list_messages(request: web.Request) -> web.Response:
             pass
     cursor = messages[-1].seq if messages else after
     return web.json_response(
-        {"messages": [message_json(m) for m in messages], "cursor": cursor, "session": view}
+        {
+            "messages": [message_json(m) for m in messages],
+            "cursor": cursor,
+            "session": view,
+            "view_tag": view_tag(view),
+        }
     )
+
+
+def view_tag(view: dict[str, object]) -> str:
+    """A short fingerprint of the session view: a long poll that passes the tag it last saw
+    returns at once when the view changed in between."""
+    canonical = json.dumps(view, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -27,7 +27,10 @@
       endL: 'Akhiri obrolan', endQ: 'Akhiri obrolan ini?', yes: 'Ya, akhiri', no: 'Batal',
       ended: 'Obrolan telah berakhir. Terima kasih!', again: 'Percakapan baru',
       sending: 'Mengirim\u2026', failed: 'Tidak terkirim', tooLong: 'Pesan terlalu panjang', conn: 'Menyambungkan\u2026',
-      reconn: 'Koneksi terputus. Menyambungkan ulang\u2026', lib: 'Pustakawan', you: 'Anda', from: 'Pesan baru dari %s', unread: '%s pesan baru'
+      reconn: 'Koneksi terputus. Menyambungkan ulang\u2026', lib: 'Pustakawan', you: 'Anda', from: 'Pesan baru dari %s', unread: '%s pesan baru',
+      waiting: 'Menunggu pustakawan\u2026', pos: 'Anda nomor %s dalam antrean', helping: '%s melayani Anda',
+      typing: '%s sedang mengetik\u2026', typingN: '%s sedang mengetik\u2026', and: 'dan',
+      edited: '(diedit)', deleted: 'Pesan ini dihapus', read: 'Dibaca'
     },
     en: {
       title: 'Ask a Librarian', launch: 'Chat with a librarian', min: 'Minimise chat window',
@@ -44,7 +47,10 @@
       endL: 'End chat', endQ: 'End this chat?', yes: 'Yes, end it', no: 'Cancel',
       ended: 'Chat ended. Thank you!', again: 'New conversation',
       sending: 'Sending\u2026', failed: 'Not sent', tooLong: 'Message too long', conn: 'Connecting\u2026',
-      reconn: 'Connection lost. Reconnecting\u2026', lib: 'Librarian', you: 'You', from: 'New message from %s', unread: '%s new messages'
+      reconn: 'Connection lost. Reconnecting\u2026', lib: 'Librarian', you: 'You', from: 'New message from %s', unread: '%s new messages',
+      waiting: 'Waiting for a librarian\u2026', pos: 'you are number %s in the queue', helping: '%s is helping you',
+      typing: '%s is typing\u2026', typingN: '%s are typing\u2026', and: 'and',
+      edited: '(edited)', deleted: 'This message was deleted', read: 'Read'
     }
   };
 
@@ -98,6 +104,7 @@
     '.hb{min-width:44px;border:0;background:transparent;color:#fff;display:flex;align-items:center;justify-content:center}.hb svg{width:24px;height:24px}' +
     '.hb:hover{background:rgba(255,255,255,.16)}.ed{border:1px solid rgba(255,255,255,.55);padding:0 12px;font-size:14px}' +
     '.cs{padding:6px 16px;background:#fff3d1;color:#5c4300;font-size:13px;flex:none}' +
+    '.qs{padding:6px 16px;background:#e3eff2;color:#0b4654;font-size:13px;flex:none;border-bottom:1px solid #cfdfe4}' +
     'form{flex:1;overflow-y:auto;padding:16px;margin:0}form p{margin:0 0 12px}.f{margin:0 0 12px}' +
     '.in{color:#3d4f57}.nt{font-size:12px;color:#5a6a72}form .pv{margin:10px 0 0}' +
     'label{display:block;font-weight:600;font-size:14px;margin:0 0 4px}' +
@@ -115,6 +122,12 @@
     '.visitor .b{background:#0d5868;color:#fff;border-bottom-right-radius:4px}.visitor .b a{color:#fff}' +
     '.librarian .b{background:#fff;border:1px solid #d5dfe3;border-bottom-left-radius:4px}.b a{color:#0a4d8c}' +
     '.desk .b{color:#53636b;font-size:13px;padding:2px 8px}' +
+    '.b.hm{white-space:normal}.b p,.b ul,.b ol,.b pre,.b blockquote{margin:0 0 6px}.b>:last-child{margin-bottom:0}.b ul,.b ol{padding-left:22px}' +
+    '.b blockquote{margin-left:0;padding-left:10px;border-left:3px solid #b9c8ce}.b .hx{display:block}' +
+    '.b code{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;background:rgba(13,88,104,.08);padding:1px 4px;border-radius:4px}' +
+    '.b pre{white-space:pre-wrap;background:rgba(13,88,104,.08);padding:6px 8px;border-radius:6px}.b pre code{background:none;padding:0}' +
+    '[data-deleted] .b{font-style:italic;color:#5f6f77}.visitor[data-deleted] .b{color:#e3eff2}' +
+    '.ty{font-size:13px;font-style:italic;color:#53636b;padding:8px 6px 0}.ty:empty{padding:0}.mt .rd{color:#0d5868;font-weight:600}' +
     '.wh{font-size:12px;font-weight:600;color:#0d5868;margin:0 0 2px 6px}' +
     '.mt{font-size:11px;color:#5f6f77;margin:2px 6px 0}.mt span{margin-left:6px}.x .mt span{color:#b3261e}.x .b{opacity:.7}' +
     '.cm{display:flex;gap:8px;padding:8px;border-top:1px solid #d5dfe3;align-items:flex-end;flex:none;padding-bottom:max(8px,env(safe-area-inset-bottom))}' +
@@ -124,7 +137,7 @@
     '@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important;scroll-behavior:auto!important}}';
 
   var root, launcher, badge, panel, title, statusEl, form, formErr, chat, list, scroller, composer, input, sendBtn,
-    endBtn, confirmBar, endBar, live, topicSel;
+    endBtn, confirmBar, endBar, live, topicSel, qsEl, typEl, readEl;
   function build() {
     var host = document.createElement('refdesk-widget');
     host.style.setProperty('all', 'initial', 'important');
@@ -147,6 +160,7 @@
     var minBtn = h('button', { type: 'button', class: 'hb', 'data-tl': 'min', onclick: function () { setOpen(false, true); } });
     minBtn.appendChild(icon(true));
     statusEl = h('div', { class: 'cs', role: 'status', 'data-refdesk': 'status', hidden: true });
+    qsEl = h('div', { class: 'qs', role: 'status', 'data-refdesk': 'queue-status', hidden: true });
 
     // pre-chat form
     function field(name, tag, a, lab) {
@@ -180,12 +194,15 @@
 
     // conversation
     list = h('div', { class: 'ml', 'data-refdesk': 'messages' });
-    scroller = h('div', { class: 'sc', tabindex: '0', role: 'region', 'data-tl': 'conv' }, [list]);
+    typEl = h('div', { class: 'ty', 'data-refdesk': 'typing', 'aria-live': 'polite' });
+    readEl = h('span', { class: 'rd', 'data-refdesk': 'read', 'data-t': 'read' });
+    scroller = h('div', { class: 'sc', tabindex: '0', role: 'region', 'data-tl': 'conv' }, [list, typEl]);
     input = h('textarea', { 'data-refdesk': 'input', rows: '1', maxlength: '4000', 'data-tp': 'ph', 'data-tl': 'msg' });
     input.addEventListener('keydown', function (e) {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) { e.preventDefault(); sendInput(); }
     });
-    input.addEventListener('input', grow);
+    input.addEventListener('input', function () { grow(); typing(!!input.value.trim()); });
+    input.addEventListener('blur', function () { typing(false); });
     sendBtn = h('button', { type: 'button', class: 'pr', 'data-refdesk': 'send', 'data-t': 'send', onclick: sendInput });
     composer = h('div', { class: 'cm' }, [input, sendBtn]);
     confirmBar = h('div', { class: 'cf', role: 'group', 'aria-labelledby': 'rd-cq', hidden: true }, [
@@ -199,7 +216,7 @@
     live = h('div', { class: 'sr', 'aria-live': 'polite' });
 
     panel = h('section', { class: 'p', id: 'rd-panel', 'data-refdesk': 'panel', role: 'dialog', 'aria-labelledby': 'rd-title', hidden: true }, [
-      h('div', { class: 'hd' }, [title, endBtn, minBtn]), statusEl, form, chat, live]);
+      h('div', { class: 'hd' }, [title, endBtn, minBtn]), qsEl, statusEl, form, chat, live]);
     panel.addEventListener('keydown', function (e) { if (e.key === 'Escape') { setOpen(false, true); } });
     root.appendChild(panel);
     root.appendChild(launcher);
@@ -222,6 +239,7 @@
     title.textContent = (cfg && cfg.desk_name) || (st && st.desk_name) || t('title');
     launcher.setAttribute('aria-label', t('launch') + (unread ? ' (' + t('unread', unread) + ')' : ''));
     if (cfg) fillTopics();
+    showQueue(); showTyping();
   }
   function fillTopics() {
     var cur = topicSel.value;
@@ -247,6 +265,7 @@
       unread = 0; updateBadge();
       if (!st && !cfg) showForm();
       else scrollDown(true);
+      seen();
       fitViewport();
       if (user) focusView();
     } else if (user) launcher.focus();
@@ -300,7 +319,7 @@
     return cfgLoading;
   }
   function showForm(note) {
-    chat.hidden = true; endBtn.hidden = true; form.hidden = false; setStatus(null);
+    chat.hidden = true; endBtn.hidden = true; qsEl.hidden = true; form.hidden = false; setStatus(null);
     showFormErr(note || '');
     if (!cfg) {
       var b = form.querySelector('[data-refdesk=start]'); b.disabled = true;
@@ -355,11 +374,12 @@
   }
 
   /* ---------- conversation ---------- */
-  var byId = {}, byCid = {}, seenCursor = 0;
+  var byId = {}, byCid = {}, seenCursor = 0, sess = null, maxLib = 0;
+  function reset() { list.textContent = ''; byId = {}; byCid = {}; sess = null; maxLib = 0; showQueue(); showTyping(); }
   function startChat(session, since, later) {
     form.hidden = true; chat.hidden = false; endBtn.hidden = false; confirmBar.hidden = true;
     closed = false; endBar.hidden = true; composer.hidden = false;
-    list.textContent = ''; byId = {}; byCid = {};
+    reset();
     if (st.max) input.maxLength = st.max;
     seenCursor = since; first = true; fails = 0; delay = 1000;
     mode = Date.now() - (st.poll || 0) < 36e5 ? 'poll' : 'ws'; // WebSocket failed here recently: skip it
@@ -398,23 +418,61 @@
     }
     if (i < text.length) el.appendChild(document.createTextNode(text.slice(i)));
   }
+  var OK = /^(b|strong|i|em|u|s|del|code|pre|blockquote|p|br|ul|ol|li|a|h[1-6])$/,
+    DROP = /^(script|style|template|noscript|iframe|frame|object|embed|svg|math|head|title|textarea|select|button|mx-reply)$/,
+    BLOCK = /^(div|hr|tr|dt|dd|table|section|article|header|footer|figure|details|summary|address)$/;
+  function safeUrl(s) {
+    try { var u = new URL(String(s || '').trim()); return /^(https?|mailto):$/.test(u.protocol) ? u.href : null; } catch (e) { return null; }
+  }
+  function copyHtml(src, dst, depth, inA) { // rebuild the server's HTML from allowed elements only: no attribute but a safe href survives
+    for (var n = src.firstChild; n; n = n.nextSibling) {
+      if (n.nodeType === 3) { if (inA) dst.appendChild(document.createTextNode(n.data)); else fillText(dst, n.data); }
+      if (n.nodeType !== 1) continue;
+      var tag = n.localName, out = dst, u = tag === 'a' && !inA && safeUrl(n.getAttribute('href'));
+      if (DROP.test(tag)) continue;
+      if (depth < 40 && OK.test(tag) && (tag !== 'a' || u)) {
+        out = dst.appendChild(document.createElement(tag[0] === 'h' ? 'strong' : tag));
+        if (tag[0] === 'h') out.className = 'hx';
+        if (u) { out.href = u; out.target = '_blank'; out.rel = 'noopener noreferrer'; }
+      }
+      copyHtml(n, out, depth + 1, inA || !!u);
+      if (out === dst && BLOCK.test(tag) && dst.lastChild && dst.lastChild.nodeName !== 'BR') dst.appendChild(document.createElement('br')); // unwrapped blocks keep a line break
+    }
+  }
+  function fill(el, m) { // (re)draw a bubble's content: first render, edits, deletions
+    var b = el._b, ed = el._ed, f = document.createDocumentFragment(), rich = false;
+    el._seq = +(m.seq != null ? m.seq : m.id) || 0;
+    b.textContent = ''; b.removeAttribute('data-t');
+    if (m.deleted) { el.setAttribute('data-deleted', 'true'); b.setAttribute('data-t', 'deleted'); b.textContent = t('deleted'); }
+    else {
+      el.removeAttribute('data-deleted');
+      if (m.html) try { copyHtml(new DOMParser().parseFromString(String(m.html), 'text/html').body, f, 0, false); rich = true; } catch (e) { /* e.g. Trusted Types page: plain body */ }
+      if (rich) b.appendChild(f); else fillText(b, String(m.body == null ? '' : m.body));
+    }
+    b.className = rich ? 'b hm' : 'b';
+    if (m.edited_at && !m.deleted) {
+      if (!ed) ed = el._ed = h('span', { class: 'em', 'data-refdesk': 'edited', 'data-t': 'edited' });
+      ed.textContent = t('edited'); el._mt.insertBefore(ed, el._st);
+    } else if (ed) ed.remove();
+  }
   function render(m, status) {
     var o = m.origin === 'librarian' || m.origin === 'desk' ? m.origin : 'visitor';
     var el = h('div', { class: 'm ' + o, 'data-refdesk': 'message', 'data-origin': o });
     if (o === 'librarian') el.appendChild(h('div', { class: 'wh', 'data-refdesk': 'sender', text: m.sender_name || t('lib') }));
     if (o === 'visitor') el.appendChild(h('span', { class: 'sr', text: t('you') + ': ' }));
-    var b = h('div', { class: 'b', 'data-refdesk': 'body' });
-    fillText(b, String(m.body == null ? '' : m.body));
+    el._b = el.appendChild(h('div', { class: 'b', 'data-refdesk': 'body' }));
     el._st = h('span');
-    el.appendChild(b);
-    el.appendChild(h('div', { class: 'mt' }, [h('time', { datetime: m.created_at || '', text: fmtTime(m.created_at) }), el._st]));
+    el._mt = el.appendChild(h('div', { class: 'mt' }, [h('time', { datetime: m.created_at || '', text: fmtTime(m.created_at) }), el._st]));
+    fill(el, m);
     if (m.client_id) { el._cid = m.client_id; byCid[m.client_id] = el; }
-    var stick = o === 'visitor' || scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+    var stick = o === 'visitor' || nearBottom();
     if (m.id != null) setId(el, m.id); else list.appendChild(el);
+    if (o === 'librarian' && m.id > maxLib) { maxLib = m.id; seen(); }
     mark(el, status);
     scrollDown(stick);
     return el;
   }
+  function nearBottom() { return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80; }
   function mark(el, status) {
     el._st.textContent = status === 'sending' ? t('sending') : status ? t(status) : '';
     el.classList.toggle('x', status === 'failed' || status === 'tooLong');
@@ -425,6 +483,7 @@
     var n = list.lastElementChild; // keep id order; pending (no id) ones stay last
     while (n && (n === el || n._id == null || n._id > id)) n = n.previousElementSibling;
     list.insertBefore(el, n ? n.nextElementSibling : list.firstElementChild);
+    showRead();
   }
   function scrollDown(yes) { if (yes) scroller.scrollTop = scroller.scrollHeight; }
   function dropOutbox(cid) {
@@ -437,28 +496,74 @@
     dropOutbox(cid);
     var el = byCid[cid];
     if (!el) return m && !byId[m.id] ? render(m) : null;
-    if (m && m.id != null) { if (byId[m.id] && byId[m.id] !== el) { byId[m.id].remove(); } setId(el, m.id); }
+    if (m && m.id != null) { if (byId[m.id] && byId[m.id] !== el) { byId[m.id].remove(); } setId(el, m.id); el._seq = Math.max(el._seq, +m.seq || 0); }
     mark(el, '');
   }
-  function onMessage(m) { // from the stream: the only thing that moves the cursor
+  function onMessage(m) { // from the stream: the only thing that moves the cursor (a seq; ids only order the bubbles)
     if (!m || m.id == null) return;
-    if (m.id > st.cursor) { st.cursor = m.id; persist(); }
-    if (byId[m.id]) return;
+    var seq = +(m.seq != null ? m.seq : m.id) || 0, old = byId[m.id];
+    if (seq > st.cursor) { st.cursor = seq; persist(); }
+    if (old) { // the same message again: an edit or a deletion replaces it in place
+      if (seq > old._seq) { var stick = nearBottom(); fill(old, m); scrollDown(stick); }
+      return;
+    }
     if (m.client_id && byCid[m.client_id]) return acked(m.client_id, m);
     render(m);
-    if (m.origin !== 'visitor' && m.id > seenCursor) {
+    if (m.origin !== 'visitor' && seq > seenCursor && !m.deleted) {
       live.textContent = m.origin === 'librarian' ? t('from', m.sender_name || t('lib')) + ': ' + m.body : m.body;
       if (!isOpen) { unread++; updateBadge(); }
     }
   }
   function onSession(s) {
     if (!s) return;
+    sess = s;
     if (s.state === 'closed' && !closed) {
       closed = true; stop();
       composer.hidden = true; confirmBar.hidden = true; endBtn.hidden = true; endBar.hidden = false; setStatus(null);
       if (st) { st.outbox.forEach(function (o) { var el = byCid[o.client_id]; if (el) mark(el, 'failed'); }); st.outbox = []; persist(); }
       scrollDown(true);
     }
+    showQueue(); showTyping(); showRead();
+  }
+  function showQueue() { // the honest state under the header: waiting (and where in the queue) or who serves
+    var s = st && !closed && sess, p = s && s.queue_position, x = '';
+    if (s && s.status === 'claimed') x = t('helping', s.librarian && s.librarian.name || t('lib'));
+    else if (s && (s.status === 'new' || s.status === 'waiting')) x = t('waiting') + (p ? ' ' + t('pos', p) : '');
+    if (qsEl.textContent !== x) qsEl.textContent = x;
+    qsEl.hidden = !x || !form.hidden;
+  }
+  function showTyping() {
+    var n = (!closed && sess && sess.librarian_typing || []).map(String), l = n.length, stick = nearBottom(),
+      x = !l ? '' : l < 2 ? t('typing', n[0]) : t('typingN', n.slice(0, -1).join(', ') + ' ' + t('and') + ' ' + n[l - 1]);
+    if (typEl.textContent !== x) { typEl.textContent = x; scrollDown(stick); }
+  }
+  function showRead() { // "Read" under the last visitor message the librarians have read
+    var r = sess && +sess.read_up_to || 0;
+    readEl.textContent = t('read');
+    for (var n = list.lastElementChild; n; n = n.previousElementSibling) {
+      if (n._id != null && n._id <= r && n.getAttribute('data-origin') === 'visitor') { if (readEl.parentNode !== n._mt) n._mt.appendChild(readEl); return; }
+    }
+    readEl.remove();
+  }
+  var typOn = false, typAt = 0, typT, readT;
+  function typing(on) { // the visitor is typing: true at most every 3 s, false on send, blur or 5 s idle
+    clearTimeout(typT);
+    if (on) typT = setTimeout(typing, 5000, false);
+    if (on === typOn && (!on || Date.now() - typAt < 3000)) return;
+    typOn = false;
+    if (!st || closed || !up) return;
+    typOn = on; typAt = Date.now();
+    if (mode === 'ws') wsSend({ type: 'typing', typing: on });
+    else api('POST', sp('/typing'), { typing: on }).then(null, function () {});
+  }
+  function seen() { // tell the librarians what the visitor has seen (debounced)
+    clearTimeout(readT);
+    readT = setTimeout(function () {
+      var n = maxLib;
+      if (!st || closed || !up || !isOpen || document.visibilityState === 'hidden' || n <= (st.rd || 0)) return;
+      if (mode === 'ws') { if (wsSend({ type: 'read', up_to: n })) { st.rd = n; persist(); } }
+      else api('POST', sp('/read'), { up_to: n }).then(function (r) { if (r.s < 300 && st && n > (st.rd || 0)) { st.rd = n; persist(); } }, function () {});
+    }, 800);
   }
   function queue(text) {
     var o = { client_id: uuid(), body: text, at: new Date().toISOString() };
@@ -469,7 +574,7 @@
   function sendInput() {
     var v = input.value.trim();
     if (!v || !st || closed) return;
-    input.value = ''; grow();
+    input.value = ''; grow(); typing(false);
     queue(v);
     input.focus();
   }
@@ -494,7 +599,7 @@
       if (closed) endBar.querySelector('[data-refdesk=new]').focus();
     });
   }
-  function forget() { stop(); st = null; save(KEY, null); closed = false; list.textContent = ''; byId = {}; byCid = {}; }
+  function forget() { stop(); st = null; save(KEY, null); closed = false; reset(); }
   function expire() { forget(); showForm(t('expired')); }
   function newConversation() { forget(); showForm(); focusView(); }
   function uuid() {
@@ -508,9 +613,9 @@
   }
 
   /* ---------- transport: WebSocket, falling back to long polling ---------- */
-  var mode = 'ws', ws = null, gen = 0, up = false, first = true, fails = 0, delay = 1000, retryT, pingT, pongT, pollCtl, posting = false;
+  var mode = 'ws', ws = null, gen = 0, up = false, first = true, fails = 0, delay = 1000, retryT, pingT, pongT, pollCtl, posting = false, pollView;
   function stop() {
-    gen++; up = false;
+    gen++; up = false; typOn = false;
     clearTimeout(retryT); clearInterval(pingT); clearTimeout(pongT);
     if (ws) { try { ws.close(1000); } catch (e) { /* already closed */ } ws = null; }
     if (pollCtl) { pollCtl.abort(); pollCtl = null; }
@@ -523,7 +628,7 @@
     retryT = setTimeout(connect, delay);
     delay = Math.min(delay * 2, 30000);
   }
-  function connected() { up = true; fails = 0; delay = 1000; setStatus(null); }
+  function connected() { up = true; fails = 0; delay = 1000; setStatus(null); seen(); }
   function connect() {
     stop();
     if (!st || closed) return;
@@ -598,10 +703,12 @@
       first = false; connected();
       (r.d.messages || []).forEach(onMessage);
       if (+r.d.cursor > st.cursor) { st.cursor = +r.d.cursor; persist(); }
+      var sv = JSON.stringify(r.d.session || 0), changed = sv !== pollView;
+      pollView = sv;
       onSession(r.d.session);
       if (closed) return;
       post(g);
-      var quick = !(r.d.messages || []).length && Date.now() - t0 < 1000 && wait;
+      var quick = !(r.d.messages || []).length && !changed && Date.now() - t0 < 1000 && wait; // an early answer without news: don't spin
       setTimeout(function () { poll(g); }, quick ? 1000 : 0);
     }, function () { if (g === gen) retry(); });
   }
@@ -611,6 +718,7 @@
   }
   window.addEventListener('online', wake);
   document.addEventListener('visibilitychange', wake);
+  document.addEventListener('visibilitychange', seen);
   window.addEventListener('storage', function (e) { // another tab ended or replaced the conversation
     if (e.key !== KEY) return;
     var n = load(KEY);
