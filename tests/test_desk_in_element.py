@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from nio import ReceiptEvent, TypingNoticeEvent
 
+from bridge.matrix_api import MatrixError
 from tests.conftest import ESCALATE_AFTER, Stack
 from tests.helpers import Librarian, Visitor
 from tests.test_spine import room_of
@@ -347,3 +348,50 @@ async def test_typing_receipts_edits_redactions_and_formatting(
 
 async def view_has(visitor: Visitor, check: Callable[[dict[str, Any]], bool]) -> bool:
     return check((await visitor.messages())["session"])
+
+
+async def test_reaction_on_the_queue_notice_claims(
+    stack: Stack, librarians: dict[str, Librarian], in_desk_room: str
+) -> None:
+    agus, dewi = librarians["agus"], librarians["dewi"]
+    visitor, _ = await new_chat(stack, "Saya cari skripsi tahun 2019", name="Yuni")
+    notice = await agus.wait_for(
+        lambda s: (
+            s.room_id == in_desk_room
+            and "Yuni" in s.body
+            and "Waiting" in s.body
+            and "m.new_content" not in s.source["content"]
+        )
+    )
+    await agus.react(in_desk_room, notice.event_id)
+    await eventually(lambda: owner_is(stack, visitor, stack.mxid("agus")))
+    # A later reaction by someone else is told who serves the visitor.
+    await dewi.react(in_desk_room, notice.event_id, "✋")
+    await dewi.wait_for(
+        lambda s: s.room_id == in_desk_room and "Yuni is already served by Agus" in s.body
+    )
+    assert (await session(stack, visitor)).owner == stack.mxid("agus")
+    await visitor.close()
+
+
+async def test_duty_from_a_direct_chat_with_the_bot(
+    stack: Stack, librarians: dict[str, Librarian]
+) -> None:
+    dewi = librarians["dewi"]
+    created = await dewi.client.room_create(invite=[stack.config.bot_mxid], is_direct=True)
+    room_id = created.room_id  # type: ignore[union-attr]
+    await eventually(lambda: bot_joined(stack, room_id))
+    await dewi.send(room_id, "!duty off")
+    await dewi.wait_for(lambda s: s.room_id == room_id and "off duty" in s.body)
+    assert stack.mxid("dewi") not in await stack.desk.desk.queue.on_duty()
+    await dewi.send(room_id, "!duty on")
+    await dewi.wait_for(lambda s: s.room_id == room_id and "on duty: new chats ring you" in s.body)
+    assert stack.mxid("dewi") in await stack.desk.desk.queue.on_duty()
+
+
+async def bot_joined(stack: Stack, room_id: str) -> bool:
+    try:
+        members = await stack.desk.bridge.client.members(room_id)
+    except MatrixError:
+        return False  # not in the room yet
+    return members.get(stack.config.bot_mxid) == "join"

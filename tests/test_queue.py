@@ -132,3 +132,23 @@ async def test_escalation_after_the_configured_delay_once(desk: Desk) -> None:
     assert third.id not in [s.id for s in await desk.queue.tick()]
     clock.now += timedelta(seconds=121)
     assert third.id in [s.id for s in await desk.queue.tick()]
+
+
+async def test_verification_can_be_asked_automatically_after_the_claim(tmp_path: Path) -> None:
+    from refdesk.directory_config import build_directory, parse_directory
+    from rooms.verification import Verifier
+
+    cfg = parse_directory({"directory": {"type": "local"}}, tmp_path)
+    db = Database(tmp_path / "v.db")
+    await db.open()
+    rules = DeskRules(
+        topics=("literature",), queue=QueueRules(librarians=(SARI,)), verify_after_claim=True
+    )
+    desk = Desk(Store(db), rules, verifier=Verifier(build_directory(cfg), cfg.rules, Clock()))
+    try:
+        session = await waiting_session(desk)
+        assert session.verification is None
+        await desk.queue.claim(session.id, SARI, "Sari")
+        assert (await desk.get_session(session.id)).verification == "requested"
+    finally:
+        await db.close()
