@@ -17,6 +17,7 @@ from typing import Any
 from bridge.desk_room import DeskRooms
 from bridge.ghosts import GhostTemplate
 from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
+from refdesk.background import Worker
 from rooms.desk import Desk
 from rooms.events import DeskEvent, MessageAdded
 from rooms.ids import RoomID
@@ -42,23 +43,19 @@ class Deliverer:
     max_backoff: float = 30.0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _ready_ghosts: set[str] = field(default_factory=set)
-    _task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self._worker = Worker("refdesk-delivery", self._run)
 
     def on_desk_event(self, event: DeskEvent) -> None:
         if isinstance(event, MessageAdded) and event.message.needs_delivery:
             self._wake.set()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="refdesk-delivery")
+        self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await self._worker.stop()
 
     async def _run(self) -> None:
         backoff = self.min_backoff

@@ -16,6 +16,7 @@ from bridge.desk_room import DeskRooms
 from bridge.formatting import notice
 from bridge.ghosts import GhostTemplate
 from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
+from refdesk.background import Worker
 from rooms.desk import Desk
 from rooms.events import (
     DeskEvent,
@@ -59,7 +60,7 @@ class Reactor:
         self.rooms = rooms
         self.supervisors = supervisors
         self._queue: asyncio.Queue[DeskEvent] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
+        self._worker = Worker("refdesk-reactor", self._run)
 
     def on_desk_event(self, event: DeskEvent) -> None:
         if isinstance(event, Typing | ReadUpTo) and event.side != "visitor":
@@ -82,15 +83,10 @@ class Reactor:
             self._queue.put_nowait(event)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="refdesk-reactor")
+        self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await self._worker.stop()
 
     async def idle(self) -> None:
         """Wait until every announced event has been acted on (tests, shutdown)."""

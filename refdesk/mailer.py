@@ -15,6 +15,7 @@ from typing import Any
 
 import aiosmtplib
 
+from refdesk.background import Worker
 from refdesk.config import EmailConfig
 from rooms.desk import Desk
 from rooms.events import DeskEvent, MailQueued
@@ -29,7 +30,7 @@ class Mailer:
         self.config = config
         self.desk = desk
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._worker = Worker("refdesk-mailer", self._run)
 
     def on_desk_event(self, event: DeskEvent) -> None:
         if isinstance(event, MailQueued):
@@ -37,14 +38,10 @@ class Mailer:
 
     def start(self) -> None:
         if self.config.enabled:
-            self._task = asyncio.create_task(self._run(), name="refdesk-mailer")
+            self._worker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._worker.stop()
 
     def compose(self, mail: dict[str, Any]) -> EmailMessage:
         message = EmailMessage()

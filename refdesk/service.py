@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from aiohttp import web
 
 from bridge.service import Bridge
+from refdesk.background import Worker
 from refdesk.config import Config
 from refdesk.directory_config import build_directory
 from refdesk.mailer import Mailer
@@ -71,7 +71,7 @@ class RefDesk:
         self.desk.subscribe(self.mailer.on_desk_event)
         self.bridge = Bridge(config, self.desk)
         self._widget_runner: web.AppRunner | None = None
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker = Worker("refdesk-ticker", self._tick)
 
     @property
     def widget_url(self) -> str:
@@ -86,7 +86,7 @@ class RefDesk:
         wc = self.config.widget
         await web.TCPSite(self._widget_runner, wc.listen_host, wc.listen_port).start()
         log.info("widget server listening on %s:%d", wc.listen_host, wc.listen_port)
-        self._ticker = asyncio.create_task(self._tick(), name="refdesk-ticker")
+        self._ticker.start()
         self.mailer.start()
 
     async def _tick(self) -> None:
@@ -103,11 +103,7 @@ class RefDesk:
                 log.exception("desk tick failed")
 
     async def stop(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
-            self._ticker = None
+        await self._ticker.stop()
         await self.mailer.stop()
         if self._widget_runner is not None:
             await self._widget_runner.cleanup()
