@@ -58,6 +58,7 @@ class WidgetConfig:
     public_url: str
     allowed_origins: tuple[str, ...]
     max_message_length: int
+    new_sessions_per_minute: int = 10
 
 
 @dataclass(frozen=True)
@@ -418,6 +419,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         public_url=wr.url("public_url", "http://localhost:8080"),
         allowed_origins=tuple(o.rstrip("/") for o in origins),
         max_message_length=wr.integer("max_message_length", 4000, low=1, high=65536),
+        new_sessions_per_minute=wr.integer("new_sessions_per_minute", 10, low=1, high=100_000),
     )
     wr.check_unknown()
 

@@ -106,6 +106,7 @@ def embedded_config_data(
             "public_url": f"http://localhost:{widget_port}",
             "allowed_origins": ["*"],
             "max_message_length": 4000,
+            "new_sessions_per_minute": 10,
         },
         "desk": {
             "name": "Tanya Pustakawan",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +115,10 @@ class BadLink(DeskError):
     code = "invalid_link"
 
 
+class ClientBanned(DeskError):
+    code = "client_banned"
+
+
 @dataclass(frozen=True)
 class Availability:
     """Whether visitors can chat now: open hours and somebody on duty."""
@@ -190,8 +196,47 @@ class Desk:
             default_language=self.rules.default_language,
         )
 
-    async def start_session(self, form: VisitorForm) -> tuple[Session, str]:
+    async def client_key(self, address: str) -> str:
+        """A salted hash of a visitor's network address: enough to ban, useless to trace."""
+        salt = await self.store.get_state("client_key_salt")
+        if salt is None:
+            salt = new_token()
+            await self.store.set_state("client_key_salt", salt)
+        return hmac.new(salt.encode(), address.encode(), hashlib.sha256).hexdigest()[:32]
+
+    async def check_client(self, client_key: str) -> None:
+        until = await self.store.banned_until(client_key, self.clock())
+        if until is not None:
+            raise ClientBanned(
+                "This connection may not use the chat for now. Please contact the library "
+                "by other means."
+            )
+
+    async def ban_client(
+        self, session: Session, by: UserID, days: int, reason: str | None
+    ) -> datetime:
+        """Ban the network address a session came from, and end the session."""
+        if session.client_key is None:
+            raise DeskError("This session's address is not known; it cannot be banned.")
+        until = self.clock() + timedelta(days=days)
+        await self.store.ban(
+            session.client_key,
+            until=until,
+            banned_by=by,
+            reason=reason,
+            session_id=session.id,
+            at=self.clock(),
+        )
+        log.info("session %s: its client is banned for %d days", session.id, days)
+        await self.end_session(session.id, by=by, note=f"banned: {reason}" if reason else None)
+        return until
+
+    async def start_session(
+        self, form: VisitorForm, client_key: str | None = None
+    ) -> tuple[Session, str]:
         """Create a session; returns it with the visitor's bearer token (shown once)."""
+        if client_key is not None:
+            await self.check_client(client_key)
         token = new_token()
         available = await self.availability()
         session = Session(
@@ -200,6 +245,7 @@ class Desk:
             form=form,
             created_at=self.clock(),
             offline=not available.live,
+            client_key=client_key,
         )
         await self.store.insert_session(session, hash_token(token))
         log.info("session %s started (topic %s)", session.id, form.topic)

@@ -159,6 +159,7 @@ class Session:
     offline: bool = False  # left while the desk was closed; answered by email
     visitor_seen_up_to: int = 0
     emailed_up_to: int = 0
+    client_key: str | None = None  # salted hash of the visitor's address (for bans)
 
     @property
     def is_open(self) -> bool:

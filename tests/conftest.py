@@ -133,6 +133,7 @@ async def stack(
         librarians=[f"@{name}:localhost" for name in LIBRARIANS],
     )
     data["logging"]["level"] = "DEBUG"
+    data["widget"]["new_sessions_per_minute"] = 10_000  # the suite opens many chats
     data["desk"]["supervisors"] = [f"@{SUPERVISOR}:localhost"]
     data["desk"]["escalate_after"] = ESCALATE_AFTER
     data["desk"]["canned"] = CANNED

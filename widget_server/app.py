@@ -11,6 +11,7 @@ from refdesk.config import Config
 from rooms.desk import Desk
 from widget_server.api import (
     CONTEXT,
+    RateLimiter,
     WidgetContext,
     closing,
     faq,
@@ -113,7 +114,12 @@ def create_app(config: Config, desk: Desk) -> web.Application:
             error_middleware,
         ],
     )
-    app[CONTEXT] = WidgetContext(desk=desk, signals=signals, config=config)
+    app[CONTEXT] = WidgetContext(
+        desk=desk,
+        signals=signals,
+        config=config,
+        limiter=RateLimiter(config.widget.new_sessions_per_minute),
+    )
     app.on_shutdown.append(_close_sockets)
     app.add_routes(sessions.routes)
     app.add_routes(messages.routes)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from rooms.desk import (
     BadLink,
+    ClientBanned,
     DeskError,
     EmailUnavailable,
     InvalidToken,
@@ -35,6 +36,7 @@ _STATUS = {
     EmailUnavailable: 503,
     VerificationOff: 404,
     BadLink: 403,
+    ClientBanned: 403,
     VerificationNotRequested: 409,
 }
 
@@ -65,7 +67,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+        response = error_response(exc.status, exc.code, exc.message, **exc.extra)
+        if "retry_after" in exc.extra:
+            response.headers["Retry-After"] = str(exc.extra["retry_after"])
+        return response
     except ValidationError as exc:
         return error_response(
             422, "validation_failed", "Some fields are missing or invalid.", fields=exc.fields

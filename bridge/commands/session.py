@@ -71,6 +71,27 @@ async def verify(ctx: Context, args: str) -> str | None:
     return None
 
 
+@command(
+    "ban",
+    "end the chat and block the visitor's connection (default 7 days)",
+    args="[days] [reason]",
+)
+async def ban(ctx: Context, args: str) -> str | None:
+    from rooms.desk import DeskError
+
+    words = args.split(maxsplit=1)
+    days = 7
+    if words and words[0].isdigit():
+        days = max(1, min(int(words[0]), 365))
+        words = words[1:]
+    reason = words[0] if words else None
+    try:
+        until = await ctx.desk.ban_client(ctx.need_session(), ctx.sender, days, reason)
+    except DeskError as exc:
+        return str(exc)
+    return f"Blocked this visitor's connection until {until:%Y-%m-%d %H:%M} UTC."
+
+
 @command("info", "the visitor's details: form, page, browser, language, waiting time")
 async def info(ctx: Context, args: str) -> str:
     session = ctx.need_session()

@@ -163,3 +163,21 @@ MIGRATIONS += (
         """,
     ),
 )
+
+MIGRATIONS += (
+    Migration(
+        6,
+        "banned clients",
+        """
+        ALTER TABLE sessions ADD COLUMN client_key TEXT;
+        CREATE TABLE bans (
+            client_key TEXT PRIMARY KEY,
+            reason     TEXT,
+            banned_by  TEXT NOT NULL,
+            session_id TEXT,
+            until      TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )
+        """,
+    ),
+)

@@ -50,6 +50,7 @@ def _session(row: aiosqlite.Row) -> Session:
         offline=bool(row["offline"]),
         visitor_seen_up_to=row["visitor_seen_up_to"],
         emailed_up_to=row["emailed_up_to"],
+        client_key=row["client_key"],
     )
 
 
@@ -99,9 +100,11 @@ class Store:
             await conn.execute(
                 """
                 INSERT INTO sessions (id, token_hash, state, visitor_name, email, member_number,
-                                      topic, language, page_url, user_agent, created_at, offline)
+                                      topic, language, page_url, user_agent, created_at, offline,
+                                      client_key)
                 VALUES (:id, :token_hash, :state, :name, :email, :member_number,
-                        :topic, :language, :page_url, :user_agent, :created_at, :offline)
+                        :topic, :language, :page_url, :user_agent, :created_at, :offline,
+                        :client_key)
                 """,
                 {
                     "id": session.id,
@@ -116,6 +119,7 @@ class Store:
                     "user_agent": form.user_agent,
                     "created_at": _ts(session.created_at),
                     "offline": int(session.offline),
+                    "client_key": session.client_key,
                 },
             )
 
@@ -697,3 +701,45 @@ class Store:
             "AND owner IS NULL AND queued_at IS NOT NULL"
         )
         return int(row[0]) if row else 0
+
+    # bans
+
+    async def ban(
+        self,
+        client_key: str,
+        *,
+        until: datetime,
+        banned_by: str,
+        reason: str | None,
+        session_id: SessionID | None,
+        at: datetime,
+    ) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                """
+                INSERT INTO bans (client_key, reason, banned_by, session_id, until, created_at)
+                VALUES (:k, :r, :b, :s, :until, :at)
+                ON CONFLICT (client_key) DO UPDATE
+                SET reason = :r, banned_by = :b, session_id = :s, until = :until
+                """,
+                {
+                    "k": client_key,
+                    "r": reason,
+                    "b": banned_by,
+                    "s": session_id,
+                    "until": _ts(until),
+                    "at": _ts(at),
+                },
+            )
+
+    async def banned_until(self, client_key: str, now: datetime) -> datetime | None:
+        row = await self.db.fetchone(
+            "SELECT until FROM bans WHERE client_key = :k AND until > :now",
+            {"k": client_key, "now": _ts(now)},
+        )
+        return _dt(row["until"]) if row else None
+
+    async def unban(self, client_key: str) -> bool:
+        async with self.db.transaction() as conn:
+            cur = await conn.execute("DELETE FROM bans WHERE client_key = ?", (client_key,))
+            return cur.rowcount > 0

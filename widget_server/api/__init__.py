@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +18,38 @@ from widget_server.errors import ApiError
 from widget_server.hub import SessionSignals
 
 
-@dataclass(frozen=True)
+class RateLimiter:
+    """New sessions per client per minute (sliding window, in memory)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._seen: dict[str, deque[float]] = {}
+
+    def check(self, client_key: str) -> None:
+        now = time.monotonic()
+        window = self._seen.setdefault(client_key, deque())
+        while window and now - window[0] > 60:
+            window.popleft()
+        if len(window) >= self.per_minute:
+            retry = int(60 - (now - window[0])) + 1
+            raise ApiError(
+                429,
+                "too_many_requests",
+                "Too many new chats from this connection; please wait a minute.",
+                retry_after=retry,
+            )
+        window.append(now)
+        if len(self._seen) > 10_000:  # forget idle clients
+            for key in [k for k, w in self._seen.items() if not w or now - w[-1] > 60]:
+                del self._seen[key]
+
+
+@dataclass
 class WidgetContext:
     desk: Desk
     signals: SessionSignals
     config: Config
+    limiter: RateLimiter
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
 
 

@@ -81,7 +81,10 @@ async def create_session(request: web.Request) -> web.Response:
     raw.pop("user_agent", None)
     user_agent = request.headers.get("User-Agent")
     form = desk.validate_form({**raw, "user_agent": user_agent} if user_agent else raw)
-    session, token = await desk.start_session(form)
+    client_key = await desk.client_key(request.remote or "unknown")
+    await desk.check_client(client_key)
+    context(request).limiter.check(client_key)
+    session, token = await desk.start_session(form, client_key=client_key)
     return web.json_response({"session": session_json(session), "token": token}, status=201)
 
 

@@ -6,23 +6,12 @@ logs, not the room. The client is identified for rate limits by a salted hash of
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import secrets
-
 from aiohttp import web
 
 from widget_server.api import authenticated_session, context, json_body
 from widget_server.errors import ApiError
 
 routes = web.RouteTableDef()
-
-_SALT = secrets.token_bytes(16)
-
-
-def client_key(request: web.Request) -> str:
-    address = (request.remote or "unknown").encode()
-    return hmac.new(_SALT, address, hashlib.sha256).hexdigest()[:32]
 
 
 @routes.post("/api/sessions/{session_id}/verification")
@@ -37,7 +26,9 @@ async def verify(request: web.Request) -> web.Response:
             'Send the form as {"fields": {...}}.',
             fields={"fields": "must be an object"},
         )
-    outcome = await context(request).desk.submit_verification(session, client_key(request), fields)
+    desk = context(request).desk
+    client_key = await desk.client_key(request.remote or "unknown")
+    outcome = await desk.submit_verification(session, client_key, fields)
     return web.json_response(
         {
             "outcome": str(outcome.code),
