@@ -45,7 +45,7 @@ def sign_link(session_id: SessionID, expires: datetime, secret: bytes) -> str:
 
 def check_link(token: str, secret: bytes, now: datetime) -> SessionID:
     parts = token.split(".")
-    if len(parts) != 3 or not parts[1].isdigit():
+    if not token.isascii() or len(parts) != 3 or not parts[1].isdigit():
         raise LinkError("This link is not valid.")
     payload = f"{parts[0]}.{parts[1]}"
     expected = _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest()[:18])

@@ -34,7 +34,7 @@ _STATUS = {
     SessionStillOpen: 409,
     TooManyRequests: 429,
     EmailUnavailable: 503,
-    VerificationOff: 404,
+    VerificationOff: 503,
     BadLink: 403,
     ClientBanned: 403,
     VerificationNotRequested: 409,

@@ -9,7 +9,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from refdesk.config import Config
 from rooms.desk import Desk
@@ -60,18 +62,56 @@ def context(request: web.Request) -> WidgetContext:
     return request.app[CONTEXT]
 
 
+MAX_INT = 2**62
+
+
+def parse_json(raw: bytes | str) -> Any:
+    """Parse JSON from the internet: too deep, huge numbers and lone surrogates are refused."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, int limits
+        raise ApiError(400, "bad_json", "The request body is not valid JSON.") from None
+    if not _clean(data):
+        raise ApiError(400, "bad_json", "The request body holds text or numbers out of range.")
+    return data
+
+
+def _clean(value: Any, depth: int = 0) -> bool:
+    """Strings must encode as UTF-8 (no lone surrogates); integers must fit in 63 bits."""
+    if depth > 32:
+        return False
+    if isinstance(value, str):
+        return value.isascii() or _utf8(value)
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return True
+    if isinstance(value, int):
+        return -MAX_INT <= value <= MAX_INT
+    if isinstance(value, list):
+        return all(_clean(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_utf8(k) and _clean(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object, or a 400 that says what is wrong."""
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise
+    except (RequestPayloadError, ClientPayloadError, HttpProcessingError, ValueError):
+        raise ApiError(400, "bad_json", "The request body could not be decoded.") from None
     if not raw:
         raise ApiError(400, "bad_json", "The request needs a JSON body.")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "bad_json", "The request body is not valid JSON.") from None
+    data = parse_json(raw)
     if not isinstance(data, dict):
         raise ApiError(400, "bad_json", "The request body must be a JSON object.")
     return data
@@ -84,7 +124,10 @@ def bearer_token(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "missing_token", "Use the header 'Authorization: Bearer <token>'.")
-    return token.strip()
+    token = token.strip()
+    if not token.isascii() or len(token) > 200:
+        raise ApiError(403, "invalid_token", "This token is not valid for this session.")
+    return token
 
 
 async def authenticated_session(request: web.Request) -> Session:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from rooms.hours import format_next_open
 from widget_server.api import (
+    MAX_INT,
     authenticated_session,
     context,
     json_body,
@@ -80,11 +81,14 @@ async def create_session(request: web.Request) -> web.Response:
     raw = await json_body(request)
     raw.pop("user_agent", None)
     user_agent = request.headers.get("User-Agent")
+    if user_agent is not None:  # header bytes that are not UTF-8 must not reach the store
+        user_agent = user_agent.encode("utf-8", "replace").decode("utf-8")
     form = desk.validate_form({**raw, "user_agent": user_agent} if user_agent else raw)
     client_key = await desk.client_key(request.remote or "unknown")
     await desk.check_client(client_key)
     context(request).limiter.check(client_key)
     session, token = await desk.start_session(form, client_key=client_key)
+    session = await desk.get_session(session.id)  # as stored (timestamps in store precision)
     return web.json_response({"session": session_json(session), "token": token}, status=201)
 
 
@@ -120,7 +124,7 @@ async def set_typing(request: web.Request) -> web.Response:
 async def mark_read(request: web.Request) -> web.Response:
     session = await authenticated_session(request)
     up_to = (await json_body(request)).get("up_to")
-    if isinstance(up_to, bool) or not isinstance(up_to, int) or up_to < 0:
+    if isinstance(up_to, bool) or not isinstance(up_to, int) or not 0 <= up_to <= MAX_INT:
         raise ApiError(
             422,
             "validation_failed",

@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import secrets
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from rooms.desk import DeskError
 from rooms.session import Session, ValidationError
-from widget_server.api import WidgetContext, context, message_json, session_view
-from widget_server.errors import desk_error_status
+from widget_server.api import (
+    MAX_INT,
+    WidgetContext,
+    context,
+    message_json,
+    parse_json,
+    session_view,
+)
+from widget_server.errors import ApiError, desk_error_status
 
 log = logging.getLogger("refdesk.widget_server.ws")
 
@@ -71,7 +78,7 @@ class _Channel:
                 await self.ctx.desk.visitor_typing(self.session, data["typing"])
         elif kind == "read":
             up_to = data.get("up_to")
-            if isinstance(up_to, int) and not isinstance(up_to, bool):
+            if isinstance(up_to, int) and not isinstance(up_to, bool) and 0 <= up_to <= MAX_INT:
                 await self.ctx.desk.visitor_read(self.session, up_to)
         elif kind == "send":
             client_id = data.get("client_id") if isinstance(data.get("client_id"), str) else None
@@ -130,10 +137,7 @@ async def _hello(
     if msg.type != WSMsgType.TEXT:
         await ws.close()
         return None
-    try:
-        hello = json.loads(msg.data)
-    except json.JSONDecodeError:
-        hello = None
+    hello = _frame(msg.data)
     if not isinstance(hello, dict) or hello.get("type") != "hello":
         await refuse(400, "bad_frame", "The first frame must be {type: hello, token, after}.")
         return None
@@ -142,8 +146,11 @@ async def _hello(
         await refuse(401, "missing_token", "The hello frame needs the session token.")
         return None
     after = hello.get("after", 0)
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_INT:
         await refuse(400, "bad_frame", "'after' must be a non-negative integer.")
+        return None
+    if not token.isascii():
+        await refuse(403, "invalid_token", "This token is not valid for this session.")
         return None
     try:
         session = await ctx.desk.authenticate(session_id, token)
@@ -151,6 +158,24 @@ async def _hello(
         await refuse(desk_error_status(exc), exc.code, str(exc))
         return None
     return session, after
+
+
+async def _push(channel: _Channel, after: int, view: dict[str, Any]) -> None:
+    try:
+        await channel.push(after, view)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("websocket push for session %s failed; closing", channel.session.id)
+        await channel.ws.close(code=1011, message=b"internal error")
+
+
+def _frame(text: str) -> Any:
+    """A frame's JSON, or None when it is not acceptable JSON (the caller answers bad_frame)."""
+    try:
+        return parse_json(text)
+    except ApiError:
+        return None
 
 
 @routes.get("/api/sessions/{session_id}/ws")
@@ -166,15 +191,24 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     channel = _Channel(ws, ctx, session)
     view = await session_view(ctx, session)
     await channel.send({"type": "ready", "session": view})
-    pusher = asyncio.create_task(channel.push(after, view), name=f"ws-push-{session.id}")
+    pusher = asyncio.create_task(_push(channel, after, view), name=f"ws-push-{session.id}")
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
                 try:
-                    data = json.loads(msg.data)
-                except json.JSONDecodeError:
-                    data = None
-                await channel.handle_frame(data)
+                    await channel.handle_frame(_frame(msg.data))
+                except Exception:
+                    # One bad frame answers an error; it never takes the connection down.
+                    reference = secrets.token_hex(4)
+                    log.exception("websocket frame failed (reference %s)", reference)
+                    await channel.send(
+                        {
+                            "type": "error",
+                            "error": "internal_error",
+                            "message": "That frame could not be handled.",
+                            "reference": reference,
+                        }
+                    )
             elif msg.type == WSMsgType.ERROR:
                 break
             if pusher.done():
