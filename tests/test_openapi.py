@@ -1352,8 +1352,6 @@ async def _raw_http(api: Api, request: bytes) -> tuple[int, bytes]:
     return int(head.split(b" ", 2)[1]), body
 
 
-
-
 @pytest.mark.parametrize(
     "body",
     [
