@@ -32,6 +32,9 @@ class SessionSignals:
     def __init__(self) -> None:
         self._events: dict[str, asyncio.Event] = {}
         self.typing: dict[str, tuple[str, ...]] = {}
+        # Sessions whose visitors last saw themselves in the queue: only their positions move
+        # when the queue changes (kept up to date as views are computed).
+        self.waiting: set[str] = set()
 
     def current(self, session_id: str) -> asyncio.Event:
         event = self._events.get(session_id)
@@ -49,8 +52,10 @@ class SessionSignals:
             self.fire(event.message.session_id)
         elif isinstance(event, SessionClosed):
             self.typing.pop(event.session.id, None)
+            self.fire(event.session.id)
             self._queue_changed()
         elif isinstance(event, SessionQueued | SessionClaimed):
+            self.fire(event.session.id)
             self._queue_changed()
         elif isinstance(event, SessionTransferred | SessionEscalated):
             self.fire(event.session.id)
@@ -64,9 +69,9 @@ class SessionSignals:
             self.fire(event.session_id)
 
     def _queue_changed(self) -> None:
-        # Queue positions of every waiting visitor may have moved: wake all watchers; each
-        # compares its session view with what it last sent and stays quiet if nothing changed.
-        for session_id in list(self._events):
+        # Positions of the visitors waiting in the queue may have moved: wake those (each
+        # compares its view with what it last sent and stays quiet if nothing changed).
+        for session_id in list(self.waiting):
             self.fire(session_id)
 
     def watched(self) -> int:

@@ -142,6 +142,10 @@ async def session_view(ctx: WidgetContext, session: Session) -> dict[str, Any]:
         position=await ctx.desk.queue.position(session),
         typing=ctx.signals.typing.get(session.id, ()),
     )
+    if view["status"] == "waiting":
+        ctx.signals.waiting.add(session.id)
+    else:
+        ctx.signals.waiting.discard(session.id)
     if session.verification is not None:
         view["verification"] = {
             "state": session.verification,
