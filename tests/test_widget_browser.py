@@ -42,6 +42,29 @@ async def stored_session_id(page: Page) -> str:
     return str(json.loads(raw)["session_id"])
 
 
+async def open_form(page: Page) -> None:
+    """Open the widget and get to the pre-chat form (past the FAQ screen when there is one)."""
+    await page.locator("[data-refdesk=launcher]").click()
+    first = page.locator("[data-refdesk=ask]:visible, [data-refdesk=form]:visible").first
+    await expect(first).to_be_visible()
+    ask = page.locator("[data-refdesk=ask]")
+    if await ask.is_visible():
+        await ask.click()
+    await expect(page.locator("[data-refdesk=form]")).to_be_visible()
+
+
+async def start_chat(page: Page, name: str, email: str, question: str, topic: str) -> None:
+    """From the widget's first screen to a started chat."""
+    await open_form(page)
+    form = page.locator("[data-refdesk=form]")
+    await form.locator("[name=name]").fill(name)
+    await form.locator("[name=email]").fill(email)
+    await form.locator("[name=topic]").select_option(topic)
+    await form.locator("[name=question]").fill(question)
+    await page.locator("[data-refdesk=start]").click()
+    await expect(bubbles(page, "visitor")).to_have_count(1)
+
+
 def bubbles(page: Page, origin: str | None = None):  # type: ignore[no-untyped-def]
     selector = "[data-refdesk=message]" + (f"[data-origin={origin}]" if origin else "")
     return page.locator(selector)
@@ -59,7 +82,7 @@ async def test_visitor_and_librarian_chat_in_the_browser(
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         await page.goto(f"{stack.widget_url}/demo")
-        await page.locator("[data-refdesk=launcher]").click()
+        await open_form(page)
         form = page.locator("[data-refdesk=form]")
         # Required fields are checked in the browser: nothing is sent without them.
         await page.locator("[data-refdesk=start]").click()
@@ -146,14 +169,9 @@ async def test_network_loss_and_blocked_websocket(
     page = await context.new_page()
     try:
         await page.goto(f"{stack.widget_url}/demo")
-        await page.locator("[data-refdesk=launcher]").click()
-        form = page.locator("[data-refdesk=form]")
-        await form.locator("[name=name]").fill("Rina")
-        await form.locator("[name=email]").fill("rina@example.org")
-        await form.locator("[name=topic]").select_option("eresources")
-        await form.locator("[name=question]").fill("I cannot log in to the e-journals.")
-        await page.locator("[data-refdesk=start]").click()
-        await expect(bubbles(page, "visitor")).to_have_count(1)
+        await start_chat(
+            page, "Rina", "rina@example.org", "I cannot log in to the e-journals.", "eresources"
+        )
         session_id = await stored_session_id(page)
         room_id = await room_of(stack, session_id)
         await dewi.wait_for_invite(room_id)

@@ -19,7 +19,7 @@
       question: 'Pertanyaan Anda', req: '* wajib diisi', start: 'Mulai obrolan',
       privacy: 'Data Anda hanya dipakai untuk menjawab pertanyaan ini.',
       e_req: 'Wajib diisi.', e_email: 'Alamat email tidak valid.', e_long: 'Terlalu panjang (maks. %s karakter).',
-      e_topic: 'Pilih topik dari daftar.', e_bad: 'Tidak valid.',
+      e_topic: 'Pilih topik dari daftar.', e_bad: 'Tidak valid.', e_date: 'Tanggal tidak valid.', e_phone: 'Nomor telepon tidak valid.',
       e_net: 'Tidak dapat terhubung. Periksa koneksi Anda lalu coba lagi.',
       e_busy: 'Terlalu banyak permintaan. Coba lagi sebentar lagi.', e_gen: 'Terjadi kesalahan. Silakan coba lagi.',
       expired: 'Obrolan sebelumnya sudah tidak tersedia. Silakan mulai obrolan baru.',
@@ -30,7 +30,17 @@
       reconn: 'Koneksi terputus. Menyambungkan ulang\u2026', lib: 'Pustakawan', you: 'Anda', from: 'Pesan baru dari %s', unread: '%s pesan baru',
       waiting: 'Menunggu pustakawan\u2026', pos: 'Anda nomor %s dalam antrean', helping: '%s melayani Anda',
       typing: '%s sedang mengetik\u2026', typingN: '%s sedang mengetik\u2026', and: 'dan',
-      edited: '(diedit)', deleted: 'Pesan ini dihapus', read: 'Dibaca'
+      edited: '(diedit)', deleted: 'Pesan ini dihapus', read: 'Dibaca',
+      faqIn: 'Cari jawaban cepat, atau tanyakan langsung kepada pustakawan.', faqPh: 'Cari jawaban cepat\u2026',
+      faqNo: 'Tidak ada jawaban yang cocok.', ask: 'Tanya pustakawan', back: 'Kembali ke jawaban cepat',
+      shut: 'Layanan sedang tutup', reopen: 'Buka lagi %s.', leave: 'Tinggalkan pesan; kami membalas lewat email.',
+      nobody: 'Belum ada pustakawan yang bertugas saat ini.', hours: 'Jam layanan:', sendMsg: 'Kirim pesan',
+      offSent: 'Pesan terkirim. Kami akan membalas ke %s.', badLink: 'Tautan tidak berlaku lagi.',
+      vT: 'Konfirmasi keanggotaan', vNote: 'Data ini hanya dipakai untuk pemeriksaan ini dan tidak disimpan.',
+      v_member_number: 'Nomor anggota', v_date_of_birth: 'Tanggal lahir', v_phone: 'Nomor telepon', vGo: 'Konfirmasi',
+      rateQ: 'Bagaimana layanan kami?', r: ['Sangat buruk', 'Buruk', 'Cukup', 'Baik', 'Sangat baik'],
+      cmt: 'Komentar (opsional)', thanks: 'Terima kasih atas penilaian Anda', tr: 'Unduh transkrip',
+      trM: 'Kirim transkrip ke email saya', trTo: 'Dikirim ke %s', trDup: 'Sudah dikirim, periksa kotak masuk Anda'
     },
     en: {
       title: 'Ask a Librarian', launch: 'Chat with a librarian', min: 'Minimise chat window',
@@ -39,7 +49,7 @@
       question: 'Your question', req: '* required', start: 'Start chat',
       privacy: 'Your details are only used to answer this question.',
       e_req: 'This field is required.', e_email: 'Enter a valid email address.', e_long: 'Too long (max. %s characters).',
-      e_topic: 'Choose a topic from the list.', e_bad: 'Not valid.',
+      e_topic: 'Choose a topic from the list.', e_bad: 'Not valid.', e_date: 'Enter a valid date.', e_phone: 'Enter a valid phone number.',
       e_net: 'Could not connect. Check your connection and try again.',
       e_busy: 'Too many requests. Please try again in a moment.', e_gen: 'Something went wrong. Please try again.',
       expired: 'Your previous chat is no longer available. Please start a new one.',
@@ -50,7 +60,17 @@
       reconn: 'Connection lost. Reconnecting\u2026', lib: 'Librarian', you: 'You', from: 'New message from %s', unread: '%s new messages',
       waiting: 'Waiting for a librarian\u2026', pos: 'you are number %s in the queue', helping: '%s is helping you',
       typing: '%s is typing\u2026', typingN: '%s are typing\u2026', and: 'and',
-      edited: '(edited)', deleted: 'This message was deleted', read: 'Read'
+      edited: '(edited)', deleted: 'This message was deleted', read: 'Read',
+      faqIn: 'Search our quick answers, or ask a librarian directly.', faqPh: 'Search quick answers\u2026',
+      faqNo: 'No matching answers.', ask: 'Ask a librarian', back: 'Back to quick answers',
+      shut: 'The service is closed', reopen: 'We open again %s.', leave: 'Leave a message; we will reply by email.',
+      nobody: 'No librarian is on duty right now.', hours: 'Service hours:', sendMsg: 'Send message',
+      offSent: 'Message sent. We will reply to %s.', badLink: 'This link is no longer valid.',
+      vT: 'Confirm your membership', vNote: 'This is only used for this check and is not kept.',
+      v_member_number: 'Member number', v_date_of_birth: 'Date of birth', v_phone: 'Phone number', vGo: 'Confirm',
+      rateQ: 'How was our service?', r: ['Very poor', 'Poor', 'Fair', 'Good', 'Excellent'],
+      cmt: 'Comment (optional)', thanks: 'Thank you for your feedback', tr: 'Download transcript',
+      trM: 'Email me the transcript', trTo: 'Sent to %s', trDup: 'Already sent, check your inbox'
     }
   };
 
@@ -79,9 +99,10 @@
     (kids || []).forEach(function (c) { if (c) e.appendChild(c); });
     return e;
   }
-  function icon(down) { // built with DOM calls, not innerHTML: fine under Trusted Types
+  function icon(down) { // built with DOM calls, not innerHTML: fine under Trusted Types; down: true chevron, 2 star, else chat
     var NS = 'http://www.w3.org/2000/svg', sv = document.createElementNS(NS, 'svg'), pa = document.createElementNS(NS, 'path');
-    var at = down ? { fill: 'none', stroke: 'currentColor', 'stroke-width': '2.5', 'stroke-linecap': 'round', d: 'M6 9l6 6 6-6' }
+    var at = down === 2 ? { fill: 'currentColor', stroke: '#6b7d85', 'stroke-width': '1.2', 'stroke-linejoin': 'round', d: 'M12 2.5l2.9 6.1 6.6.8-4.9 4.6 1.3 6.6L12 17.3l-5.9 3.3 1.3-6.6-4.9-4.6 6.6-.8z' }
+      : down ? { fill: 'none', stroke: 'currentColor', 'stroke-width': '2.5', 'stroke-linecap': 'round', d: 'M6 9l6 6 6-6' }
       : { fill: 'currentColor', d: 'M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01z' };
     sv.setAttribute('viewBox', '0 0 24 24'); sv.setAttribute('aria-hidden', 'true');
     for (var k in at) (k === 'd' ? pa : sv).setAttribute(k, at[k]);
@@ -134,10 +155,25 @@
     '.cm textarea{resize:none;max-height:120px;line-height:1.35}' +
     '.eb,.cf{padding:12px 16px;border-top:1px solid #d5dfe3;text-align:center;flex:none;padding-bottom:max(12px,env(safe-area-inset-bottom))}' +
     '.eb p,.cf p{margin:0 0 10px;color:#3d4f57}.cf{background:#fbf0ef}.cf button{margin:0 4px}' +
+    '.eb{max-height:75%;overflow-y:auto}.eb .pr{width:100%}.eb textarea{margin:0 0 8px}.eb .tk{color:#0d5868;font-weight:600}' +
+    '.fq{flex:1;display:flex;flex-direction:column;min-height:0}.fs{flex:1;overflow-y:auto;padding:16px}.fs p{margin:0 0 12px}' +
+    '.fl{list-style:none;margin:12px 0 0;padding:0}.fi{margin:0 0 8px;border:1px solid #d5dfe3;border-radius:10px;background:#fff}' +
+    '.fi button{width:100%;display:flex;align-items:center;gap:8px;text-align:left;border:0;background:none;padding:8px 12px;color:#0d5868;font-weight:600}' +
+    '.fi svg{width:20px;height:20px;flex:none;margin-left:auto}.fi [aria-expanded=true] svg{transform:rotate(180deg)}' +
+    '.fa{padding:0 12px 12px;white-space:pre-wrap;overflow-wrap:anywhere}.fa a{color:#0a4d8c}' +
+    '.lk{border:0;background:none;color:#0d5868;text-decoration:underline;padding:0;margin:-8px 0 4px;font-size:14px}' +
+    '.cn{background:#fff3d1;color:#5c4300;border-radius:8px;padding:10px 12px;margin:0 0 12px;font-size:14px}.cn p{margin:0}.cn ul{margin:4px 0 0;padding-left:20px}' +
+    '.hz>:not(.cn){display:none!important}' +
+    '.vf{flex:none;overflow:visible;margin:12px 0 0;padding:12px;background:#fff;border:2px solid #0d5868;border-radius:12px}.vf h3{margin:0 0 4px;font-size:15px}.vf .nt{margin:0 0 10px}' +
+    '.vf [role=status]{margin:8px 0 0;font-weight:600}' +
+    '.rs{display:flex;justify-content:center;gap:2px;margin:0 0 4px}.sb{width:48px;height:48px;border:0;background:none;padding:0;color:#fff;display:inline-flex;align-items:center;justify-content:center}' +
+    '.sb svg{width:38px;height:38px}.sb.on{color:#e0a526}@media (hover:hover){.sb:hover{color:#f2c35b}}' +
+    '.tr{display:flex;flex-wrap:wrap;gap:8px;justify-content:center;margin:12px 0}.tr .sc2{font-size:14px;flex:1 1 auto}.tr p{flex-basis:100%;margin:0;font-size:14px}' +
     '@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important;scroll-behavior:auto!important}}';
 
   var root, launcher, badge, panel, title, statusEl, form, formErr, chat, list, scroller, composer, input, sendBtn,
-    endBtn, confirmBar, endBar, live, topicSel, qsEl, typEl, readEl;
+    endBtn, confirmBar, endBar, live, topicSel, qsEl, typEl, readEl, offEl, faqBox, faqIn, faqList, faqNote, faqNo, askBtn,
+    backBtn, closedEl, vCard, rateBox, stars, rateLbl, cmtBox, thanksEl, trBtn, trMail, trStat;
   function build() {
     var host = document.createElement('refdesk-widget');
     host.style.setProperty('all', 'initial', 'important');
@@ -161,6 +197,17 @@
     minBtn.appendChild(icon(true));
     statusEl = h('div', { class: 'cs', role: 'status', 'data-refdesk': 'status', hidden: true });
     qsEl = h('div', { class: 'qs', role: 'status', 'data-refdesk': 'queue-status', hidden: true });
+    offEl = h('div', { class: 'qs', role: 'status', 'data-refdesk': 'offline-sent', hidden: true });
+
+    // quick answers (FAQ) before the form
+    faqIn = h('input', { type: 'search', 'data-refdesk': 'faq-search', 'data-tp': 'faqPh', 'data-tl': 'faqPh', autocomplete: 'off', maxlength: '200', 'aria-controls': 'rd-fl', oninput: faqType });
+    faqList = h('ul', { class: 'fl', id: 'rd-fl' });
+    faqNote = h('p', { class: 'ee', role: 'alert', 'data-refdesk': 'notice', hidden: true });
+    faqNo = h('p', { class: 'nt', role: 'status', 'data-t': 'faqNo', hidden: true });
+    askBtn = h('button', { type: 'button', class: 'pr', 'data-refdesk': 'ask', 'data-t': 'ask', onclick: function () { showForm(null, 1); focusView(); } });
+    faqBox = h('div', { class: 'fq', 'data-refdesk': 'faq', hidden: true }, [
+      h('div', { class: 'fs' }, [faqNote, h('p', { class: 'in', 'data-t': 'faqIn' }), faqIn, faqList, faqNo]),
+      h('div', { class: 'eb' }, [askBtn])]);
 
     // pre-chat form
     function field(name, tag, a, lab) {
@@ -176,7 +223,10 @@
     topicSel = h('select', { name: 'topic', id: 'rd-topic', required: true, 'aria-describedby': 'rd-e-topic' });
     topicSel.addEventListener('change', function () { fieldError('topic', ''); });
     formErr = h('p', { class: 'ee', role: 'alert', 'data-refdesk': 'form-error', hidden: true });
+    backBtn = h('button', { type: 'button', class: 'lk', 'data-refdesk': 'faq-back', 'data-t': 'back', hidden: true, onclick: function () { showForm(); focusView(); } });
+    closedEl = h('div', { class: 'cn', role: 'note', 'data-refdesk': 'closed-notice', hidden: true });
     form = h('form', { 'data-refdesk': 'form', novalidate: true, 'aria-labelledby': 'rd-title' }, [
+      backBtn, closedEl,
       h('p', { class: 'in', 'data-t': 'intro' }),
       h('p', { class: 'nt', 'data-t': 'req' }),
       field('name', 'input', { type: 'text', required: true, maxlength: '80', autocomplete: 'name' }, 'name'),
@@ -196,7 +246,8 @@
     list = h('div', { class: 'ml', 'data-refdesk': 'messages' });
     typEl = h('div', { class: 'ty', 'data-refdesk': 'typing', 'aria-live': 'polite' });
     readEl = h('span', { class: 'rd', 'data-refdesk': 'read', 'data-t': 'read' });
-    scroller = h('div', { class: 'sc', tabindex: '0', role: 'region', 'data-tl': 'conv' }, [list, typEl]);
+    vCard = h('form', { class: 'vf', 'data-refdesk': 'verify', novalidate: true, 'aria-labelledby': 'rd-vt', hidden: true, onsubmit: verify });
+    scroller = h('div', { class: 'sc', tabindex: '0', role: 'region', 'data-tl': 'conv' }, [list, vCard, typEl]);
     input = h('textarea', { 'data-refdesk': 'input', rows: '1', maxlength: '4000', 'data-tp': 'ph', 'data-tl': 'msg' });
     input.addEventListener('keydown', function (e) {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) { e.preventDefault(); sendInput(); }
@@ -209,14 +260,31 @@
       h('p', { id: 'rd-cq', 'data-t': 'endQ' }),
       h('button', { type: 'button', class: 'pr', 'data-refdesk': 'end-confirm', 'data-t': 'yes', onclick: doEnd }),
       h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'end-cancel', 'data-t': 'no', onclick: function () { confirmBar.hidden = true; composer.hidden = false; endBtn.focus(); } })]);
+    stars = [1, 2, 3, 4, 5].map(function (n) {
+      var b = h('button', { type: 'button', class: 'sb', 'data-refdesk': 'star', 'data-value': n, 'aria-pressed': 'false', onclick: function () { rate(n); } });
+      b.appendChild(icon(2));
+      return b;
+    });
+    rateLbl = h('p', { role: 'status' });
+    cmtBox = h('div', { hidden: true }, [
+      h('textarea', { 'data-refdesk': 'comment', rows: '2', maxlength: '2000', 'data-tl': 'cmt', 'data-tp': 'cmt' }),
+      h('button', { type: 'button', class: 'pr', 'data-refdesk': 'comment-send', 'data-t': 'send', onclick: sendComment })]);
+    rateBox = h('div', { 'data-refdesk': 'rating', role: 'group', 'aria-labelledby': 'rd-rq' }, [
+      h('p', { id: 'rd-rq', 'data-t': 'rateQ' }), h('div', { class: 'rs' }, stars), rateLbl]);
+    thanksEl = h('p', { class: 'tk', role: 'status', tabindex: '-1', 'data-refdesk': 'thanks', 'data-t': 'thanks', hidden: true });
+    trBtn = h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'transcript', 'data-t': 'tr', onclick: download });
+    trMail = h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'transcript-email', 'data-t': 'trM', onclick: mailTranscript });
+    trStat = h('p', { role: 'status', 'data-refdesk': 'transcript-status' });
     endBar = h('div', { class: 'eb', hidden: true }, [
       h('p', { 'data-refdesk': 'ended', 'data-t': 'ended' }),
+      rateBox, thanksEl, cmtBox,
+      h('div', { class: 'tr' }, [trBtn, trMail, trStat]),
       h('button', { type: 'button', class: 'pr', 'data-refdesk': 'new', 'data-t': 'again', onclick: newConversation })]);
     chat = h('div', { class: 'c', hidden: true }, [scroller, confirmBar, composer, endBar]);
     live = h('div', { class: 'sr', 'aria-live': 'polite' });
 
     panel = h('section', { class: 'p', id: 'rd-panel', 'data-refdesk': 'panel', role: 'dialog', 'aria-labelledby': 'rd-title', hidden: true }, [
-      h('div', { class: 'hd' }, [title, endBtn, minBtn]), qsEl, statusEl, form, chat, live]);
+      h('div', { class: 'hd' }, [title, endBtn, minBtn]), qsEl, offEl, statusEl, faqBox, form, chat, live]);
     panel.addEventListener('keydown', function (e) { if (e.key === 'Escape') { setOpen(false, true); } });
     root.appendChild(panel);
     root.appendChild(launcher);
@@ -238,6 +306,8 @@
     root.querySelectorAll('[data-tp]').forEach(function (e) { e.setAttribute('placeholder', t(e.getAttribute('data-tp'))); });
     title.textContent = (cfg && cfg.desk_name) || (st && st.desk_name) || t('title');
     launcher.setAttribute('aria-label', t('launch') + (unread ? ' (' + t('unread', unread) + ')' : ''));
+    stars.forEach(function (b, i) { b.setAttribute('aria-label', T[lang || 'id'].r[i]); });
+    paintStars();
     if (cfg) fillTopics();
     showQueue(); showTyping();
   }
@@ -252,6 +322,23 @@
     form.querySelector('[data-f=member_number]').hidden = !!cfg.fields && cfg.fields.member_number === false;
     var max = cfg.max_message_length || 4000;
     input.maxLength = max; form.elements.question.maxLength = max;
+    showHours();
+  }
+  function shut() { var x = !st && cfg && cfg.hours; return x && x.live === false ? x : null; } // closed, or nobody on duty
+  function hideDesk() { var x = shut(); return !!x && x.when_closed === 'hide'; }
+  function showHours() { // closed: a notice with the hours, and the form leaves a message for an answer by email
+    var x = shut(), L = lang || 'id', q = form.elements.question, ql = q.parentNode.firstChild, sb = form.querySelector('[data-refdesk=start]');
+    closedEl.textContent = ''; closedEl.hidden = !x;
+    form.classList.toggle('hz', hideDesk());
+    form.querySelector('.in').hidden = !!x;
+    q.required = !!x; ql.textContent = t('question') + (x ? ' *' : '');
+    sb.setAttribute('data-t', x ? 'sendMsg' : 'start'); sb.textContent = t(x ? 'sendMsg' : 'start');
+    if (!x) return;
+    var nx = x.next_open_text && (x.next_open_text[L] || x.next_open_text.en), lb = /^(holiday|closure|special_closed)$/.test(x.reason) && x.label,
+      wk = x.week && (x.week[L] || x.week.en) || [];
+    closedEl.appendChild(h('p', { text: (x.open ? t('nobody') : t('shut') + (lb ? ' (' + lb + ')' : '') + '.' + (nx ? ' ' + t('reopen', nx) : '')) + (x.when_closed === 'hide' ? '' : ' ' + t('leave')) }));
+    if (wk.length) closedEl.appendChild(h('p', { text: t('hours') }));
+    if (wk.length) closedEl.appendChild(h('ul', {}, wk.map(function (l) { return h('li', { text: l }); })));
   }
 
   function setOpen(open, user) {
@@ -265,6 +352,7 @@
       unread = 0; updateBadge();
       if (!st && !cfg) showForm();
       else scrollDown(true);
+      if (!st && cfg && Date.now() - cfgAt > 12e4) loadConfig(1).then(function () { if (!st && hideDesk()) showForm(); }, function () {}); // hours may have changed
       seen();
       fitViewport();
       if (user) focusView();
@@ -272,7 +360,7 @@
   }
   function focusView() {
     var wide = window.innerWidth >= 480;
-    if (!st) { if (wide && cfg) form.elements.name.focus(); else title.focus(); }
+    if (!st) { if (wide && !faqBox.hidden) faqIn.focus(); else if (wide && cfg && !form.hidden && !hideDesk()) form.elements.name.focus(); else title.focus(); }
     else if (wide && !closed) input.focus();
     else title.focus();
   }
@@ -288,7 +376,7 @@
   }
 
   /* ---------- HTTP ---------- */
-  function api(method, path, body, secs, ctl) {
+  function api(method, path, body, secs, ctl, raw) {
     ctl = ctl || (window.AbortController ? new AbortController() : null);
     var tm = ctl && setTimeout(function () { ctl.abort(); }, (secs || 20) * 1000);
     var hd = { Accept: 'application/json' };
@@ -296,6 +384,7 @@
     if (st && path.indexOf('/api/sessions/') === 0) hd.Authorization = 'Bearer ' + st.token;
     return fetch(API + path, { method: method, headers: hd, body: body ? JSON.stringify(body) : undefined, credentials: 'omit', cache: 'no-store', signal: ctl ? ctl.signal : undefined })
       .then(function (r) {
+        if (raw) { clearTimeout(tm); return r; }
         return r.json().catch(function () { return {}; }).then(function (d) { clearTimeout(tm); return { s: r.status, d: d || {} }; });
       }, function (e) { clearTimeout(tm); throw e; });
   }
@@ -303,14 +392,16 @@
   function authFail(s) { return s === 401 || s === 403 || s === 404; }
 
   /* ---------- pre-chat form ---------- */
-  var cfgLoading;
-  function loadConfig() {
-    if (cfg) return Promise.resolve(cfg);
+  var cfgLoading, cfgAt = 0, WKEY = KEY + ':hide';
+  function loadConfig(fresh) {
+    if (cfg && !fresh) return Promise.resolve(cfg);
     if (!cfgLoading) {
       cfgLoading = api('GET', '/api/config').then(function (r) {
         cfgLoading = null;
         if (r.s !== 200) throw new Error('config');
-        cfg = r.d;
+        cfg = r.d; cfgAt = Date.now();
+        save(WKEY, cfg.hours && cfg.hours.when_closed === 'hide' ? 1 : null); // next page load: ask before showing the launcher
+        if (st && !st.desk_name) { st.desk_name = cfg.desk_name; persist(); }
         if (!lang) lang = T[cfg.default_language] ? cfg.default_language : 'id';
         applyTexts();
         return cfg;
@@ -318,27 +409,57 @@
     }
     return cfgLoading;
   }
-  function showForm(note) {
-    chat.hidden = true; endBtn.hidden = true; qsEl.hidden = true; form.hidden = false; setStatus(null);
-    showFormErr(note || '');
+  var noteNext = '';
+  function showForm(note, direct) { // the start screen: quick answers first when the desk has them (direct: the form)
+    var n = note || noteNext;
+    noteNext = '';
+    chat.hidden = true; endBtn.hidden = true; qsEl.hidden = true; offEl.hidden = true; setStatus(null);
     if (!cfg) {
-      var b = form.querySelector('[data-refdesk=start]'); b.disabled = true;
-      loadConfig().then(function () { b.disabled = false; if (isOpen && window.innerWidth >= 480) form.elements.name.focus(); },
-        function () { b.disabled = false; showFormErr(t('e_net')); });
+      faqBox.hidden = true; form.hidden = true; setStatus('conn');
+      loadConfig().then(function () { if (!st) { showForm(n, direct); if (isOpen) focusView(); } },
+        function () { if (!st) { setStatus(null); form.hidden = false; showFormErr(t('e_net')); } });
+      return;
     }
+    var faq = !!cfg.faq && !direct && !hideDesk();
+    faqBox.hidden = !faq; form.hidden = faq; backBtn.hidden = !cfg.faq || hideDesk();
+    showFormErr(faq ? '' : n); faqNote.textContent = n; faqNote.hidden = !faq || !n;
+    if (faq && !faqDone) faqSearch();
+  }
+
+  /* ---------- quick answers ---------- */
+  var faqT, faqN = 0, faqDone = false;
+  function faqType() { clearTimeout(faqT); faqT = setTimeout(faqSearch, 250); }
+  function faqSearch() { // the top entries for an empty query
+    var n = ++faqN, L = cfg && cfg.languages && cfg.languages.indexOf(lang) < 0 ? '' : '&language=' + (lang || 'id');
+    faqDone = true;
+    api('GET', '/api/faq?q=' + encodeURIComponent(faqIn.value.trim().slice(0, 200)) + L).then(function (r) {
+      if (n !== faqN) return;
+      if (r.s !== 200) { faqDone = false; return; }
+      var e = r.d.entries || [];
+      faqList.textContent = '';
+      e.forEach(function (x, i) {
+        var id = 'rd-fa' + n + '-' + i, a = h('div', { class: 'fa', id: id, 'data-refdesk': 'faq-answer', hidden: true }),
+          b = h('button', { type: 'button', 'aria-expanded': 'false', 'aria-controls': id, onclick: function () { a.hidden = !a.hidden; b.setAttribute('aria-expanded', String(!a.hidden)); } }, [h('span', { text: x.question || '' }), icon(true)]);
+        fillText(a, String(x.answer || ''));
+        faqList.appendChild(h('li', { class: 'fi', 'data-refdesk': 'faq-item', 'data-key': x.key }, [b, a]));
+      });
+      faqNo.hidden = !!e.length;
+    }, function () { if (n === faqN) faqDone = false; });
   }
   function showFormErr(msg) { formErr.textContent = msg; formErr.hidden = !msg; }
-  function fieldError(name, msg) {
-    var el = form.querySelector('[data-refdesk=field-error][data-field="' + name + '"]'), inp = form.elements[name];
+  function fieldError(name, msg, f) {
+    f = f || form;
+    var el = f.querySelector('[data-refdesk=field-error][data-field="' + name + '"]'), inp = f.elements[name];
     if (!el) return false;
     el.textContent = msg; el.hidden = !msg;
     if (inp) { if (msg) inp.setAttribute('aria-invalid', 'true'); else inp.removeAttribute('aria-invalid'); }
     return true;
   }
-  function serverProblem(p) {
+  function serverProblem(p, strict) {
     p = String(p || '');
     var m = /at most (\d+)/.exec(p);
-    return p === 'required' ? t('e_req') : /email/.test(p) ? t('e_email') : m ? t('e_long', m[1]) : /topic/.test(p) ? t('e_topic') : p || t('e_bad');
+    return p === 'required' ? t('e_req') : /email/.test(p) ? t('e_email') : m ? t('e_long', m[1]) : /topic/.test(p) ? t('e_topic')
+      : /date/.test(p) ? t('e_date') : /phone/.test(p) ? t('e_phone') : !strict && p || t('e_bad');
   }
   var busy = false;
   function submitForm(e) {
@@ -375,13 +496,17 @@
 
   /* ---------- conversation ---------- */
   var byId = {}, byCid = {}, seenCursor = 0, sess = null, maxLib = 0;
-  function reset() { list.textContent = ''; byId = {}; byCid = {}; sess = null; maxLib = 0; showQueue(); showTyping(); }
+  function reset() {
+    list.textContent = ''; byId = {}; byCid = {}; sess = null; maxLib = 0; fbN = 0; fbLive = false;
+    cmtBox.firstChild.value = ''; trStat.textContent = ''; trMail.hidden = false;
+    showQueue(); showTyping(); showVerify(); paintStars();
+  }
   function startChat(session, since, later) {
     form.hidden = true; chat.hidden = false; endBtn.hidden = false; confirmBar.hidden = true;
     closed = false; endBar.hidden = true; composer.hidden = false;
     reset();
     if (st.max) input.maxLength = st.max;
-    seenCursor = since; first = true; fails = 0; delay = 1000;
+    seenCursor = since; first = true; fails = 0; delay = 1000; pollView = null;
     mode = Date.now() - (st.poll || 0) < 36e5 ? 'poll' : 'ws'; // WebSocket failed here recently: skip it
     applyTexts();
     st.outbox.forEach(function (o) { render({ origin: 'visitor', body: o.body, client_id: o.client_id, created_at: o.at }, 'sending'); });
@@ -521,16 +646,19 @@
       closed = true; stop();
       composer.hidden = true; confirmBar.hidden = true; endBtn.hidden = true; endBar.hidden = false; setStatus(null);
       if (st) { st.outbox.forEach(function (o) { var el = byCid[o.client_id]; if (el) mark(el, 'failed'); }); st.outbox = []; persist(); }
+      showFeedback();
       scrollDown(true);
     }
-    showQueue(); showTyping(); showRead();
+    showQueue(); showTyping(); showRead(); showVerify();
   }
-  function showQueue() { // the honest state under the header: waiting (and where in the queue) or who serves
-    var s = st && !closed && sess, p = s && s.queue_position, x = '';
+  function showQueue() { // the honest state under the header: waiting (and where in the queue), who serves, or left for email
+    var s = st && !closed && sess, p = s && s.queue_position, x = '', o = '';
     if (s && s.status === 'claimed') x = t('helping', s.librarian && s.librarian.name || t('lib'));
+    else if (s && s.offline) o = s.status !== 'new' ? t('offSent', s.visitor && s.visitor.email || '') : '';
     else if (s && (s.status === 'new' || s.status === 'waiting')) x = t('waiting') + (p ? ' ' + t('pos', p) : '');
     if (qsEl.textContent !== x) qsEl.textContent = x;
-    qsEl.hidden = !x || !form.hidden;
+    if (offEl.textContent !== o) offEl.textContent = o;
+    qsEl.hidden = !x || chat.hidden; offEl.hidden = !o || chat.hidden;
   }
   function showTyping() {
     var n = (!closed && sess && sess.librarian_typing || []).map(String), l = n.length, stick = nearBottom(),
@@ -599,6 +727,100 @@
       if (closed) endBar.querySelector('[data-refdesk=new]').focus();
     });
   }
+  /* ---------- membership check, feedback, transcript ---------- */
+  var vKey = '', vBusy = false, fbN = 0, fbLive = false;
+  function showVerify() { // the librarian asked: a small form in the conversation; what is typed is sent once and dropped
+    var v = !closed && st && sess && sess.verification, s = v && v.state, stick = nearBottom(),
+      f = (v && v.fields || []).filter(function (n) { return T.id['v_' + n]; });
+    if (s === 'requested' && st.vx) { st.vx = 0; persist(); }
+    if (!/^(requested|mismatch|not_found|unavailable)$/.test(s) || st.vx || !f.length) { vCard.hidden = true; vCard.textContent = ''; vKey = ''; return; }
+    if (vKey === f.join()) return;
+    vKey = f.join(); vCard.textContent = '';
+    vCard.appendChild(h('h3', { id: 'rd-vt', 'data-t': 'vT', text: t('vT') }));
+    vCard.appendChild(h('p', { class: 'nt', 'data-t': 'vNote', text: t('vNote') }));
+    f.forEach(function (n) {
+      var ty = n === 'date_of_birth' ? 'date' : n === 'phone' ? 'tel' : 'text',
+        el = h('input', { type: ty, name: n, id: 'rd-v-' + n, autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'rd-ve-' + n, maxlength: ty === 'tel' ? '24' : ty === 'text' ? '40' : null, max: ty === 'date' ? new Date().toISOString().slice(0, 10) : null, min: ty === 'date' ? '1900-01-01' : null });
+      el.addEventListener('input', function () { fieldError(n, '', vCard); });
+      vCard.appendChild(h('div', { class: 'f' }, [h('label', { for: 'rd-v-' + n, 'data-t': 'v_' + n, text: t('v_' + n) }), el,
+        h('p', { class: 'fe', id: 'rd-ve-' + n, 'data-refdesk': 'field-error', 'data-field': n, hidden: true })]));
+    });
+    vCard.appendChild(h('button', { type: 'submit', class: 'pr', 'data-refdesk': 'verify-submit', 'data-t': 'vGo', text: t('vGo') }));
+    vCard.appendChild(h('p', { role: 'status', 'data-refdesk': 'verify-result' }));
+    vCard.hidden = false;
+    scrollDown(stick);
+  }
+  function verify(e) {
+    e.preventDefault();
+    var els = [].slice.call(vCard.querySelectorAll('input')), b = vCard.querySelector('button'), res = vCard.lastChild, body = { fields: {} }, bad;
+    if (vBusy || !st) return;
+    els.forEach(function (el) { var v = el.value.trim(); fieldError(el.name, v ? '' : t('e_req'), vCard); bad = bad || !v && el; body.fields[el.name] = v; });
+    if (bad) return bad.focus();
+    els.forEach(function (el) { el.value = ''; });
+    vBusy = b.disabled = true; res.textContent = '';
+    api('POST', sp('/verification'), body).then(function (r) {
+      var d = r.d;
+      if (r.s === 200) {
+        res.textContent = d.message || '';
+        if (d.locked || d.attempts_left === 0 || /^(verified|expired|locked)$/.test(d.outcome)) { st.vx = 1; persist(); showVerify(); }
+      } else if (r.s === 422 && d.fields) {
+        var first = null;
+        Object.keys(d.fields).forEach(function (k) { if (fieldError(k, serverProblem(d.fields[k], 1), vCard)) first = first || vCard.elements[k]; else res.textContent = t('e_gen'); });
+        if (first) first.focus();
+      } else if (d.error === 'invalid_token' || d.error === 'unknown_session') expire();
+      else if (r.s === 404 || r.s === 409) { st.vx = 1; persist(); showVerify(); refreshSession(); }
+      else res.textContent = t(r.s === 429 ? 'e_busy' : 'e_gen');
+    }, function () { res.textContent = t('e_net'); }).then(function () { vBusy = b.disabled = false; if (!vCard.hidden) res.scrollIntoView({ block: 'nearest' }); });
+    body = null;
+  }
+  function paintStars() {
+    stars.forEach(function (b, i) { b.classList.toggle('on', i < fbN); b.setAttribute('aria-pressed', String(i + 1 === fbN)); });
+    rateLbl.textContent = fbN ? T[lang || 'id'].r[fbN - 1] : '';
+  }
+  function showFeedback() { // rated before this page load (or commented): just the thanks
+    var done = st && (st.fbc || st.fb && !fbLive);
+    rateBox.hidden = !!done; cmtBox.hidden = !!done || !fbLive; thanksEl.hidden = !(st && st.fb);
+  }
+  function rate(n) { // stored at once: closing the tab after the tap keeps the rating
+    if (!st) return;
+    fbN = n; paintStars();
+    api('POST', sp('/feedback'), { rating: n }).then(function (r) {
+      if (r.s !== 200) return (rateLbl.textContent = t('e_gen'));
+      if (st && fbN === n) { st.fb = n; fbLive = true; persist(); showFeedback(); }
+    }, function () { rateLbl.textContent = t('e_net'); });
+  }
+  function sendComment() {
+    var b = cmtBox.lastChild;
+    if (!st || !fbN) return;
+    b.disabled = true;
+    api('POST', sp('/feedback'), { rating: fbN, comment: cmtBox.firstChild.value.trim() || null }).then(function (r) {
+      if (r.s === 200 && st) { st.fbc = 1; persist(); showFeedback(); thanksEl.focus(); } else rateLbl.textContent = t('e_gen');
+    }, function () { rateLbl.textContent = t('e_net'); }).then(function () { b.disabled = false; });
+  }
+  function download() { // with the bearer header, so: fetch, then save the blob
+    if (!st) return;
+    trBtn.disabled = true; trStat.textContent = '';
+    api('GET', sp('/transcript'), null, 30, null, 1).then(function (r) {
+      if (!r.ok) throw 0;
+      var m = /filename="?([^";]+)/.exec(r.headers.get('Content-Disposition') || '');
+      return r.blob().then(function (b) {
+        var u = URL.createObjectURL(b), a = h('a', { href: u, download: m ? m[1] : 'transcript.html', hidden: true });
+        root.appendChild(a); a.click(); a.remove();
+        setTimeout(function () { URL.revokeObjectURL(u); }, 3e4);
+      });
+    }).then(null, function (e) { trStat.textContent = t(e === 0 ? 'e_gen' : 'e_net'); }).then(function () { trBtn.disabled = false; });
+  }
+  function mailTranscript() {
+    if (!st) return;
+    trMail.disabled = true; trStat.textContent = '';
+    api('POST', sp('/transcript/email')).then(function (r) {
+      if (r.s < 300) trStat.textContent = t('trTo', r.d.to || '');
+      else if (r.s === 429) trStat.textContent = t('trDup');
+      else if (r.s === 503) trMail.hidden = true; // this desk sends no email
+      else trStat.textContent = t('e_gen');
+    }, function () { trStat.textContent = t('e_net'); }).then(function () { trMail.disabled = false; });
+  }
+
   function forget() { stop(); st = null; save(KEY, null); closed = false; reset(); }
   function expire() { forget(); showForm(t('expired')); }
   function newConversation() { forget(); showForm(); focusView(); }
@@ -696,14 +918,14 @@
     if (first) setStatus('conn');
     var t0 = Date.now(), wait = first ? 0 : 25;
     pollCtl = window.AbortController ? new AbortController() : null;
-    api('GET', sp('/messages?after=' + (first ? 0 : st.cursor) + '&wait=' + wait + '&limit=500'), null, wait + 15, pollCtl).then(function (r) {
+    api('GET', sp('/messages?after=' + (first ? 0 : st.cursor) + '&wait=' + wait + '&limit=500' + (wait && pollView ? '&view=' + encodeURIComponent(pollView) : '')), null, wait + 15, pollCtl).then(function (r) {
       if (g !== gen) return;
       if (authFail(r.s)) return expire();
       if (r.s !== 200) return retry();
       first = false; connected();
       (r.d.messages || []).forEach(onMessage);
       if (+r.d.cursor > st.cursor) { st.cursor = +r.d.cursor; persist(); }
-      var sv = JSON.stringify(r.d.session || 0), changed = sv !== pollView;
+      var sv = r.d.view_tag || '', changed = sv !== pollView; // the tag of this view: the next poll answers at once if it changed meanwhile
       pollView = sv;
       onSession(r.d.session);
       if (closed) return;
@@ -742,12 +964,31 @@
       connect();
     }, function () { if (st && st.session_id === sid) connect(); });
   }
+  function dropLink() { try { var u = new URL(location.href); u.searchParams.delete('refdesk_resume'); history.replaceState(history.state, '', u.href); } catch (e) { /* ok */ } }
+  function resumeLink(link, back) { // the link from a reply email: this browser takes over that conversation
+    api('POST', '/api/resume', { link: link }).then(function (r) {
+      var s = r.d.session, v = s && s.visitor || {};
+      if (r.s >= 500 || r.s === 429) return back(); // try again on the next load
+      dropLink();
+      if (r.s !== 200 || !s || !r.d.token) { if (st) return back(); noteNext = t('badLink'); return setOpen(true, false); }
+      if (st) forget();
+      if (!T[dataLang] && T[v.language]) lang = v.language;
+      st = { session_id: s.id, token: r.d.token, cursor: 0, language: lang, outbox: [] };
+      persist(); resume(); setOpen(true, false);
+      loadConfig().then(null, function () {}); // the desk's name and limits
+    }, back);
+  }
   function init() {
     build();
     applyTexts();
-    var o = load(OKEY);
-    if (st) resume();
-    if (o === 1 || (o == null && dataOpen)) setOpen(true, false);
+    var o = load(OKEY), link = new URLSearchParams(location.search).get('refdesk_resume');
+    function go() { if (st) resume(); if (o === 1 || (o == null && dataOpen)) setOpen(true, false); }
+    if (link) return resumeLink(link, go);
+    if (!st && load(WKEY)) { // this desk hides the chat while closed: ask before showing the launcher
+      launcher.hidden = true;
+      return loadConfig().then(function () { if (!hideDesk()) { launcher.hidden = false; go(); } }, function () { launcher.hidden = false; go(); });
+    }
+    go();
   }
   if (document.body) init(); else document.addEventListener('DOMContentLoaded', init);
 }());
