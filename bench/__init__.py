@@ -1,0 +1,1 @@
+"""Benchmarks: refdesk measured against the homeserver it runs on (docs/BENCHMARKS.md)."""

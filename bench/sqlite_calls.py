@@ -1,0 +1,166 @@
+"""``python -m bench.sqlite_calls``: how many SQLite round trips refdesk makes per message.
+
+Each aiosqlite call is one trip to its worker thread and back through the event loop's
+self-pipe; on the message path these trips, not the queries, are most of refdesk's CPU time
+(see docs/BENCHMARKS.md). This counts them per visitor and per librarian message, by the desk
+code that made them. The count does not depend on the machine, so it shows whether a change
+to the store made the path cheaper. refdesk runs in this process here (the calls are counted
+by wrapping aiosqlite), against a real Synapse on loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import aiohttp
+import aiosqlite.core
+
+from bench.actors import MatrixUser, Visitor, wait_arrival
+from bench.stack import LIBRARIAN, PASSWORD, config_data
+from bridge.registration import registration
+from refdesk.config import load_config
+from refdesk.embedded import write_yaml
+from refdesk.homeserver import EmbeddedSynapse, free_port
+from refdesk.service import RefDesk
+
+_PACKAGES = ("rooms", "bridge", "widget_server")
+CALLS: Counter[str] = Counter()
+
+
+# Frames that only pass a call on (the store's connection wrapper, the HTTP middlewares).
+_PLUMBING = ("database.py", "app.py", "errors.py")
+
+
+def _where(frame: FrameType | None) -> str:
+    """``entry -> store function``: the outermost and innermost desk frames of a call."""
+    inner: str | None = None
+    outer: str | None = None
+    while frame is not None:
+        path = Path(frame.f_code.co_filename)
+        if path.parent.name in (*_PACKAGES, "api", "store") and path.name not in _PLUMBING:
+            name = f"{path.parent.name}/{path.name}:{frame.f_code.co_name}"
+            inner = inner or name
+            outer = name
+        frame = frame.f_back
+    return f"{outer} -> {inner}" if inner else "(outside refdesk)"
+
+
+def _count_calls() -> None:
+    original = aiosqlite.core.Connection._execute
+
+    async def counted(self: aiosqlite.core.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        CALLS[_where(sys._getframe(1))] += 1
+        return await original(self, fn, *args, **kwargs)
+
+    aiosqlite.core.Connection._execute = counted  # type: ignore[method-assign]
+
+
+def _report(title: str, n: int, unit: str = "per message") -> None:
+    print(f"{title}: {sum(CALLS.values()) / n:.1f} aiosqlite calls {unit}")
+    for where, count in CALLS.most_common():
+        print(f"  {count / n:6.2f}  {where}")
+    CALLS.clear()
+
+
+async def main(n: int, idle: int) -> None:
+    _count_calls()
+    root = Path(tempfile.mkdtemp(prefix="refdesk-sqlite-calls-"))
+    hs_port, as_port, widget_port = free_port(), free_port(), free_port()
+    data = config_data(root, hs_port, as_port, widget_port, "WARNING")
+    write_yaml(root / "refdesk.yaml", data)
+    config = load_config(root / "refdesk.yaml")
+    write_yaml(root / "registration.yaml", registration(config))
+    synapse = EmbeddedSynapse(
+        data_dir=root / "synapse",
+        port=hs_port,
+        registration_files=[root / "registration.yaml"],
+        extra_config={"bcrypt_rounds": 4},
+    )
+    await synapse.start()
+    desk = RefDesk(config)
+    http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    librarian: MatrixUser | None = None
+    try:
+        await synapse.register_user(LIBRARIAN, PASSWORD)
+        await desk.start()
+        librarian = await MatrixUser.login(
+            synapse.url, f"@{LIBRARIAN}:localhost", PASSWORD, auto_join=True
+        )
+        visitor = Visitor(http, f"http://127.0.0.1:{widget_port}", "Counter")
+        await visitor.start_session()
+        await visitor.connect()
+        first = librarian.inbox.expect("first")
+        await visitor.send("first", "first")
+        room_id = (await wait_arrival(first, 60, "first message")).room_id
+        assert room_id is not None
+        answer = visitor.inbox.expect("answer")
+        await librarian.send(room_id, "answer")
+        await wait_arrival(answer, 60, "first answer")
+        await asyncio.sleep(2)  # let the room's setup traffic settle
+        CALLS.clear()
+        for i in range(n):
+            future = librarian.inbox.expect(f"v{i}")
+            await visitor.send(f"v{i}", f"v{i}")
+            await wait_arrival(future, 30, f"v{i}")
+        await asyncio.sleep(1)
+        _report("visitor → librarian", n)
+        for i in range(n):
+            future = visitor.inbox.expect(f"l{i}")
+            await librarian.send(room_id, f"l{i}")
+            await wait_arrival(future, 30, f"l{i}")
+        await asyncio.sleep(1)
+        _report("librarian → visitor", n)
+        await visitor.close()
+        if idle:
+            await _new_chat_with_idle(http, widget_port, librarian, idle)
+    finally:
+        if librarian is not None:
+            await librarian.close()
+        await http.close()
+        await desk.stop()
+        await synapse.stop()
+
+
+async def _new_chat_with_idle(
+    http: aiohttp.ClientSession, widget_port: int, librarian: MatrixUser, idle: int
+) -> None:
+    """One whole new chat (first message, claim, end) while ``idle`` other visitors wait."""
+    base = f"http://127.0.0.1:{widget_port}"
+    crowd = [Visitor(http, base, f"Idle {i}") for i in range(idle)]
+    for visitor in crowd:
+        await visitor.start_session()
+        await visitor.connect()
+    await asyncio.sleep(2)
+    CALLS.clear()
+    newcomer = Visitor(http, base, "Newcomer")
+    await newcomer.start_session()
+    await newcomer.connect()
+    first = librarian.inbox.expect("new first")
+    await newcomer.send("new first", "new-first")
+    room_id = (await wait_arrival(first, 60, "new first")).room_id
+    assert room_id is not None
+    answer = newcomer.inbox.expect("new answer")
+    await librarian.send(room_id, "new answer")
+    await wait_arrival(answer, 60, "new answer")
+    await newcomer.end()
+    await asyncio.sleep(2)
+    _report(f"one new chat (start, claim, end) with {idle} idle visitors connected", 1, "")
+    for visitor in [newcomer, *crowd]:
+        await visitor.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.sqlite_calls", description=__doc__)
+    parser.add_argument("-n", type=int, default=100, help="messages per direction")
+    parser.add_argument(
+        "--idle", type=int, default=0, help="then count one new chat with this many idle visitors"
+    )
+    args = parser.parse_args()
+    asyncio.run(main(args.n, args.idle))
