@@ -43,6 +43,7 @@ class Deliverer:
     max_backoff: float = 30.0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _ready_ghosts: set[str] = field(default_factory=set)
+    _sessions: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._worker = Worker("refdesk-delivery", self._run)
@@ -56,55 +57,72 @@ class Deliverer:
 
     async def stop(self) -> None:
         await self._worker.stop()
+        tasks = list(self._sessions.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sessions.clear()
 
     async def _run(self) -> None:
-        backoff = self.min_backoff
+        """Hand each session with pending messages to its own task.
+
+        A session that is slow (its room is being created) or failing (the homeserver refuses
+        it) backs off on its own; messages of every other chat keep flowing.
+        """
         while True:
             self._wake.clear()
             try:
-                progressed, blocked = await self.deliver_pending()
+                self.dispatch(await self.desk.pending_deliveries(limit=1000))
             except Exception:
-                log.exception("delivery round failed")
-                progressed, blocked = False, True
-            if blocked:
-                await self._sleep_or_wake(backoff, honour_wake=False)
-                backoff = min(backoff * 2, self.max_backoff)
-                continue
-            backoff = self.min_backoff
-            if not progressed:
-                await self._sleep_or_wake(60)
+                log.exception("reading the outbox failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), 30)
+            except TimeoutError:
+                pass
 
-    async def _sleep_or_wake(self, seconds: float, honour_wake: bool = True) -> None:
-        if not honour_wake:
-            await asyncio.sleep(seconds)
-            return
+    def dispatch(self, pending: Iterable[Message]) -> None:
+        for session_id in dict.fromkeys(m.session_id for m in pending):
+            task = self._sessions.get(session_id)
+            if task is None or task.done():
+                self._sessions[session_id] = asyncio.create_task(
+                    self._session_loop(session_id), name=f"refdesk-deliver-{session_id}"
+                )
+
+    async def _session_loop(self, session_id: str) -> None:
+        """Deliver one session's messages in order until none is pending; retry with back-off."""
+        backoff = self.min_backoff
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            pass
+            while True:
+                pending = [
+                    m
+                    for m in await self.desk.pending_deliveries(limit=1000)
+                    if m.session_id == session_id
+                ]
+                if not pending:
+                    return
+                if await self._deliver_session(pending):
+                    backoff = self.min_backoff
+                    continue
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+        except Exception:
+            log.exception(
+                "delivery for session %s failed; it is retried on the next wake", session_id
+            )
+        finally:
+            if self._sessions.get(session_id) is asyncio.current_task():
+                del self._sessions[session_id]
 
-    async def deliver_pending(self) -> tuple[bool, bool]:
-        """One pass over the outbox. Returns (anything delivered, some session blocked)."""
-        pending = await self.desk.pending_deliveries(limit=500)
-        if not pending:
-            return False, False
-        by_session: dict[str, list[Message]] = {}
-        for message in pending:
-            by_session.setdefault(message.session_id, []).append(message)
-        results = await asyncio.gather(
-            *(self._deliver_session(messages) for messages in by_session.values())
-        )
-        progressed = any(done for done, _ in results)
-        blocked = any(stuck for _, stuck in results)
-        return progressed, blocked
+    async def deliver_pending(self) -> None:
+        """Deliver everything pending now, every session in parallel (tests, start-up)."""
+        self.dispatch(await self.desk.pending_deliveries(limit=1000))
+        await asyncio.gather(*list(self._sessions.values()), return_exceptions=True)
 
-    async def _deliver_session(self, messages: Iterable[Message]) -> tuple[bool, bool]:
-        """Deliver one session's messages in order; stop at the first failure."""
-        done = False
+    async def _deliver_session(self, messages: Iterable[Message]) -> bool:
+        """Deliver one session's messages in order; False at the first failure."""
         for message in messages:
             try:
                 await self._deliver(message)
-                done = True
             except (HomeserverUnavailable, MatrixError) as exc:
                 log.warning(
                     "message %d of session %s not delivered yet: %s",
@@ -112,8 +130,8 @@ class Deliverer:
                     message.session_id,
                     exc,
                 )
-                return done, True
-        return done, False
+                return False
+        return True
 
     async def _deliver(self, message: Message) -> None:
         session = await self.desk.get_session(message.session_id)

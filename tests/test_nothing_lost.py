@@ -76,3 +76,34 @@ async def test_first_message_while_homeserver_down_still_creates_the_room(
     await agus.join(room_id)
     await agus.wait_for(lambda s: s.room_id == room_id and s.body == "Halo, ada orang?")
     assert agus.bodies(room_id, sender=ghost) == ["Halo, ada orang?"]
+
+
+async def test_a_failing_chat_does_not_hold_up_the_others(
+    stack: Stack, visitor: Visitor, librarians: dict[str, Librarian]
+) -> None:
+    from rooms.ids import RoomID
+
+    sari = librarians["sari"]
+    # A chat whose room the homeserver refuses (as if the room were gone): its delivery fails.
+    broken = Visitor(stack.widget_url)
+    await broken.start(name="Rusak")
+    assert broken.session_id is not None
+    await stack.desk.desk.attach_room(broken.session_id, RoomID("!gone:localhost"))  # type: ignore[arg-type]
+    await broken.send("this one cannot be delivered")
+    try:
+        # Another chat's messages still flow.
+        room_id = await open_chat(stack, visitor, sari, "Apakah ada e-book tentang kopi?")
+        await visitor.send("Dan tentang teh?")
+        await sari.wait_for(lambda s: s.room_id == room_id and s.body == "Dan tentang teh?")
+        pending = await stack.desk.desk.pending_deliveries()
+        assert [m.body for m in pending if m.session_id == broken.session_id] == [
+            "this one cannot be delivered"
+        ]  # kept, retried with its own back-off
+    finally:
+        # Give up on the broken chat so its retries do not outlive the test.
+        desk = stack.desk.desk
+        await desk.end_session(broken.session_id, by="visitor")  # type: ignore[arg-type]
+        for message in await desk.pending_deliveries():
+            if message.session_id == broken.session_id:
+                await desk.mark_delivered(message.id, None)
+        await broken.close()

@@ -91,12 +91,12 @@ class Database:
             await conn.execute("COMMIT")
 
     async def fetchone(self, sql: str, params: dict | tuple = ()) -> aiosqlite.Row | None:
-        async with self.conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def fetchall(self, sql: str, params: dict | tuple = ()) -> list[aiosqlite.Row]:
-        async with self.conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        # One trip to the database thread (execute + fetch + close would be three).
+        return list(await self.conn.execute_fetchall(sql, params))
 
 
 async def _executescript(conn: aiosqlite.Connection, script: str) -> None:
