@@ -225,7 +225,7 @@
     formErr = h('p', { class: 'ee', role: 'alert', 'data-refdesk': 'form-error', hidden: true });
     backBtn = h('button', { type: 'button', class: 'lk', 'data-refdesk': 'faq-back', 'data-t': 'back', hidden: true, onclick: function () { showForm(); focusView(); } });
     closedEl = h('div', { class: 'cn', role: 'note', 'data-refdesk': 'closed-notice', hidden: true });
-    form = h('form', { 'data-refdesk': 'form', novalidate: true, 'aria-labelledby': 'rd-title' }, [
+    form = h('form', { 'data-refdesk': 'form', novalidate: true, 'aria-labelledby': 'rd-title', hidden: true }, [
       backBtn, closedEl,
       h('p', { class: 'in', 'data-t': 'intro' }),
       h('p', { class: 'nt', 'data-t': 'req' }),
@@ -350,7 +350,7 @@
     save(OKEY, open ? 1 : 0);
     if (open) {
       unread = 0; updateBadge();
-      if (!st && !cfg) showForm();
+      if (!st && form.hidden && faqBox.hidden) showForm();
       else scrollDown(true);
       if (!st && cfg && Date.now() - cfgAt > 12e4) loadConfig(1).then(function () { if (!st && hideDesk()) showForm(); }, function () {}); // hours may have changed
       seen();
