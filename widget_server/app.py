@@ -53,6 +53,7 @@ def _cors_middleware(allowed: tuple[str, ...]) -> web.middleware:  # type: ignor
             response = await handler(request)
         if is_api and allowed_origin:
             response.headers["Access-Control-Allow-Origin"] = allowed_origin
+            response.headers["Access-Control-Expose-Headers"] = "Content-Disposition, Retry-After"
             response.headers["Vary"] = "Origin"
         return response
 

@@ -19,6 +19,8 @@ from rooms.events import (
     SessionQueued,
     SessionTransferred,
     Typing,
+    VerificationDone,
+    VerificationRequested,
 )
 
 
@@ -57,7 +59,9 @@ class SessionSignals:
         elif isinstance(event, SessionQueued | SessionClaimed):
             self.fire(event.session.id)
             self._queue_changed()
-        elif isinstance(event, SessionTransferred | SessionEscalated):
+        elif isinstance(
+            event, SessionTransferred | SessionEscalated | VerificationRequested | VerificationDone
+        ):
             self.fire(event.session.id)
         elif isinstance(event, Typing) and event.side == "librarian":
             if event.names:

@@ -155,14 +155,15 @@
     '.cm textarea{resize:none;max-height:120px;line-height:1.35}' +
     '.eb,.cf{padding:12px 16px;border-top:1px solid #d5dfe3;text-align:center;flex:none;padding-bottom:max(12px,env(safe-area-inset-bottom))}' +
     '.eb p,.cf p{margin:0 0 10px;color:#3d4f57}.cf{background:#fbf0ef}.cf button{margin:0 4px}' +
-    '.eb{max-height:75%;overflow-y:auto}.eb .pr{width:100%}.eb textarea{margin:0 0 8px}.eb .tk{color:#0d5868;font-weight:600}' +
+    '.eb .pr{width:100%}.ec{margin:14px 0 4px;padding:14px 12px 4px;background:#fff;border:1px solid #d5dfe3;border-radius:12px;text-align:center}' +
+    '.ec p{margin:0 0 8px;color:#3d4f57}.ec textarea{margin:0 0 8px}.ec .pr{width:100%}.ec .tk{color:#0d5868;font-weight:600}' +
     '.fq{flex:1;display:flex;flex-direction:column;min-height:0}.fs{flex:1;overflow-y:auto;padding:16px}.fs p{margin:0 0 12px}' +
     '.fl{list-style:none;margin:12px 0 0;padding:0}.fi{margin:0 0 8px;border:1px solid #d5dfe3;border-radius:10px;background:#fff}' +
     '.fi button{width:100%;display:flex;align-items:center;gap:8px;text-align:left;border:0;background:none;padding:8px 12px;color:#0d5868;font-weight:600}' +
     '.fi svg{width:20px;height:20px;flex:none;margin-left:auto}.fi [aria-expanded=true] svg{transform:rotate(180deg)}' +
     '.fa{padding:0 12px 12px;white-space:pre-wrap;overflow-wrap:anywhere}.fa a{color:#0a4d8c}' +
     '.lk{border:0;background:none;color:#0d5868;text-decoration:underline;padding:0;margin:-8px 0 4px;font-size:14px}' +
-    '.cn{background:#fff3d1;color:#5c4300;border-radius:8px;padding:10px 12px;margin:0 0 12px;font-size:14px}.cn p{margin:0}.cn ul{margin:4px 0 0;padding-left:20px}' +
+    '.cn{background:#fff3d1;color:#5c4300;border-radius:8px;padding:10px 12px;margin:0 0 12px;font-size:14px}.cn p{margin:0}.cn p+p{margin-top:6px}.cn ul{margin:4px 0 0;padding-left:20px}' +
     '.hz>:not(.cn){display:none!important}' +
     '.vf{flex:none;overflow:visible;margin:12px 0 0;padding:12px;background:#fff;border:2px solid #0d5868;border-radius:12px}.vf h3{margin:0 0 4px;font-size:15px}.vf .nt{margin:0 0 10px}' +
     '.vf [role=status]{margin:8px 0 0;font-weight:600}' +
@@ -173,7 +174,7 @@
 
   var root, launcher, badge, panel, title, statusEl, form, formErr, chat, list, scroller, composer, input, sendBtn,
     endBtn, confirmBar, endBar, live, topicSel, qsEl, typEl, readEl, offEl, faqBox, faqIn, faqList, faqNote, faqNo, askBtn,
-    backBtn, closedEl, vCard, rateBox, stars, rateLbl, cmtBox, thanksEl, trBtn, trMail, trStat;
+    backBtn, closedEl, vCard, endCard, rateBox, stars, rateLbl, cmtBox, thanksEl, trBtn, trMail, trStat;
   function build() {
     var host = document.createElement('refdesk-widget');
     host.style.setProperty('all', 'initial', 'important');
@@ -275,10 +276,12 @@
     trBtn = h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'transcript', 'data-t': 'tr', onclick: download });
     trMail = h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'transcript-email', 'data-t': 'trM', onclick: mailTranscript });
     trStat = h('p', { role: 'status', 'data-refdesk': 'transcript-status' });
-    endBar = h('div', { class: 'eb', hidden: true }, [
+    endCard = h('div', { class: 'ec', hidden: true }, [
       h('p', { 'data-refdesk': 'ended', 'data-t': 'ended' }),
       rateBox, thanksEl, cmtBox,
-      h('div', { class: 'tr' }, [trBtn, trMail, trStat]),
+      h('div', { class: 'tr' }, [trBtn, trMail, trStat])]);
+    scroller.insertBefore(endCard, typEl);
+    endBar = h('div', { class: 'eb', hidden: true }, [
       h('button', { type: 'button', class: 'pr', 'data-refdesk': 'new', 'data-t': 'again', onclick: newConversation })]);
     chat = h('div', { class: 'c', hidden: true }, [scroller, confirmBar, composer, endBar]);
     live = h('div', { class: 'sr', 'aria-live': 'polite' });
@@ -352,7 +355,7 @@
       unread = 0; updateBadge();
       if (!st && form.hidden && faqBox.hidden) showForm();
       else scrollDown(true);
-      if (!st && cfg && Date.now() - cfgAt > 12e4) loadConfig(1).then(function () { if (!st && hideDesk()) showForm(); }, function () {}); // hours may have changed
+      freshen();
       seen();
       fitViewport();
       if (user) focusView();
@@ -408,6 +411,11 @@
       }, function (e) { cfgLoading = null; throw e; });
     }
     return cfgLoading;
+  }
+  function freshen() { // the hours move on: a config older than two minutes is asked again when the start screen shows
+    if (st || !cfg || Date.now() - cfgAt < 12e4) return;
+    var was = hideDesk();
+    loadConfig(1).then(function () { if (!st && hideDesk() !== was) showForm(); }, function () {});
   }
   var noteNext = '';
   function showForm(note, direct) { // the start screen: quick answers first when the desk has them (direct: the form)
@@ -503,7 +511,7 @@
   }
   function startChat(session, since, later) {
     form.hidden = true; chat.hidden = false; endBtn.hidden = false; confirmBar.hidden = true;
-    closed = false; endBar.hidden = true; composer.hidden = false;
+    closed = false; endBar.hidden = endCard.hidden = true; composer.hidden = false;
     reset();
     if (st.max) input.maxLength = st.max;
     seenCursor = since; first = true; fails = 0; delay = 1000; pollView = null;
@@ -644,7 +652,7 @@
     sess = s;
     if (s.state === 'closed' && !closed) {
       closed = true; stop();
-      composer.hidden = true; confirmBar.hidden = true; endBtn.hidden = true; endBar.hidden = false; setStatus(null);
+      composer.hidden = true; confirmBar.hidden = true; endBtn.hidden = true; endBar.hidden = endCard.hidden = false; setStatus(null);
       if (st) { st.outbox.forEach(function (o) { var el = byCid[o.client_id]; if (el) mark(el, 'failed'); }); st.outbox = []; persist(); }
       showFeedback();
       scrollDown(true);
@@ -786,7 +794,7 @@
     fbN = n; paintStars();
     api('POST', sp('/feedback'), { rating: n }).then(function (r) {
       if (r.s !== 200) return (rateLbl.textContent = t('e_gen'));
-      if (st && fbN === n) { st.fb = n; fbLive = true; persist(); showFeedback(); }
+      if (st && fbN === n) { st.fb = n; fbLive = true; persist(); showFeedback(); cmtBox.scrollIntoView({ block: 'nearest' }); }
     }, function () { rateLbl.textContent = t('e_net'); });
   }
   function sendComment() {
@@ -804,7 +812,7 @@
       if (!r.ok) throw 0;
       var m = /filename="?([^";]+)/.exec(r.headers.get('Content-Disposition') || '');
       return r.blob().then(function (b) {
-        var u = URL.createObjectURL(b), a = h('a', { href: u, download: m ? m[1] : 'transcript.html', hidden: true });
+        var u = URL.createObjectURL(b), a = h('a', { href: u, download: m ? m[1] : 'transcript-' + String(sess && sess.created_at || '').slice(0, 10) + '.html', hidden: true }); // cross-origin: the header may be unreadable
         root.appendChild(a); a.click(); a.remove();
         setTimeout(function () { URL.revokeObjectURL(u); }, 3e4);
       });
@@ -823,7 +831,7 @@
 
   function forget() { stop(); st = null; save(KEY, null); closed = false; reset(); }
   function expire() { forget(); showForm(t('expired')); }
-  function newConversation() { forget(); showForm(); focusView(); }
+  function newConversation() { forget(); showForm(); focusView(); freshen(); }
   function uuid() {
     var c = window.crypto;
     if (c && c.randomUUID) try { return c.randomUUID(); } catch (e) { /* insecure context */ }
@@ -984,9 +992,11 @@
     var o = load(OKEY), link = new URLSearchParams(location.search).get('refdesk_resume');
     function go() { if (st) resume(); if (o === 1 || (o == null && dataOpen)) setOpen(true, false); }
     if (link) return resumeLink(link, go);
-    if (!st && load(WKEY)) { // this desk hides the chat while closed: ask before showing the launcher
+    if (!st && load(WKEY)) { // this desk hides the chat while closed: ask before showing the launcher (again every 10 min)
       launcher.hidden = true;
-      return loadConfig().then(function () { if (!hideDesk()) { launcher.hidden = false; go(); } }, function () { launcher.hidden = false; go(); });
+      return (function ask(again) {
+        loadConfig(again).then(function () { if (!hideDesk()) { launcher.hidden = false; go(); } else setTimeout(ask, 6e5, 1); }, function () { launcher.hidden = false; go(); });
+      }());
     }
     go();
   }
