@@ -25,6 +25,32 @@ from widget_server.app import create_app
 log = logging.getLogger("refdesk")
 
 
+def desk_rules(config: Config) -> DeskRules:
+    """The parts of the config the desk core needs."""
+    return DeskRules(
+        topics=tuple(t.id for t in config.desk.topics),
+        default_language=config.desk.default_language,
+        max_message_length=config.widget.max_message_length,
+        queue=QueueRules(
+            librarians=config.desk.librarians,
+            supervisors=config.desk.supervisors,
+            escalate_after=config.desk.escalate_after,
+        ),
+        desk_name=config.desk.name,
+        timezone=config.desk.timezone,
+        topic_labels={t.id: t.labels for t in config.desk.topics},
+        email_enabled=config.email.enabled,
+        greeting=config.desk.greeting,
+        verify_after_claim=bool(config.verification and config.verification.auto_after_claim),
+        offline=OfflineRules(
+            batch_delay=config.offline.batch_delay,
+            unseen_after=config.offline.unseen_after,
+            link_valid_days=config.offline.link_valid_days,
+            resume_page=config.offline.resume_page or f"{config.widget.public_url}/demo",
+        ),
+    )
+
+
 class RefDesk:
     """One refdesk process: start() it, stop() it; it keeps nothing that the store does not."""
 
@@ -39,30 +65,7 @@ class RefDesk:
             verifier = Verifier(self.directory, config.verification.rules, utcnow)
         self.desk = Desk(
             self.store,
-            DeskRules(
-                topics=tuple(t.id for t in config.desk.topics),
-                default_language=config.desk.default_language,
-                max_message_length=config.widget.max_message_length,
-                queue=QueueRules(
-                    librarians=config.desk.librarians,
-                    supervisors=config.desk.supervisors,
-                    escalate_after=config.desk.escalate_after,
-                ),
-                desk_name=config.desk.name,
-                timezone=config.desk.timezone,
-                topic_labels={t.id: t.labels for t in config.desk.topics},
-                email_enabled=config.email.enabled,
-                greeting=config.desk.greeting,
-                verify_after_claim=bool(
-                    config.verification and config.verification.auto_after_claim
-                ),
-                offline=OfflineRules(
-                    batch_delay=config.offline.batch_delay,
-                    unseen_after=config.offline.unseen_after,
-                    link_valid_days=config.offline.link_valid_days,
-                    resume_page=config.offline.resume_page or f"{config.widget.public_url}/demo",
-                ),
-            ),
+            desk_rules(config),
             knowledge=KnowledgeBase(list(config.desk.knowledge)),
             verifier=verifier,
             hours=ServiceHours(config.hours.schedule) if config.hours is not None else None,

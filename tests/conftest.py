@@ -196,3 +196,16 @@ async def visitor(stack: Stack) -> AsyncIterator[Visitor]:
         yield v
     finally:
         await v.close()
+
+
+@pytest.fixture
+async def nobody_on_duty(stack: Stack) -> AsyncIterator[None]:
+    """Every librarian off duty for one test (the desk takes offline messages)."""
+    queue = stack.desk.desk.queue
+    for name in LIBRARIANS:
+        await queue.set_duty(stack.mxid(name), False)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        for name in LIBRARIANS:
+            await queue.set_duty(stack.mxid(name), True)  # type: ignore[arg-type]

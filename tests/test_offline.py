@@ -3,27 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
-
-import pytest
 
 from tests.conftest import LIBRARIANS, MailSink, Stack
 from tests.helpers import Librarian, Visitor
 from tests.test_desk_in_element import eventually, in_desk_room  # noqa: F401
 from tests.test_spine import room_of
-
-
-@pytest.fixture
-async def nobody_on_duty(stack: Stack) -> AsyncIterator[None]:
-    queue = stack.desk.desk.queue
-    for name in LIBRARIANS:
-        await queue.set_duty(stack.mxid(name), False)  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        for name in LIBRARIANS:
-            await queue.set_duty(stack.mxid(name), True)  # type: ignore[arg-type]
 
 
 async def test_offline_message_answered_by_email_and_resumed(

@@ -39,13 +39,13 @@ from referencing.jsonschema import DRAFT202012
 
 from refdesk.config import Config, parse_config
 from refdesk.embedded import embedded_config_data
+from refdesk.service import desk_rules
 from rooms import session as session_rules
-from rooms.desk import Desk, DeskRules, utcnow
+from rooms.desk import Desk, utcnow
 from rooms.directory.local import LocalDirectory
 from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
-from rooms.offline import RESUME_PARAM, OfflineRules
-from rooms.queue import QueueRules
+from rooms.offline import RESUME_PARAM
 from rooms.store import Database, Store
 from rooms.verification import VerificationRules, Verifier
 from widget_server import app as widget_app
@@ -264,27 +264,7 @@ def _desk(config: Config, store: Store) -> Desk:
     """The desk as refdesk.service wires it, minus the homeserver and the mail worker."""
     return Desk(
         store,
-        DeskRules(
-            topics=tuple(t.id for t in config.desk.topics),
-            default_language=config.desk.default_language,
-            max_message_length=config.widget.max_message_length,
-            queue=QueueRules(
-                librarians=config.desk.librarians,
-                supervisors=config.desk.supervisors,
-                escalate_after=config.desk.escalate_after,
-            ),
-            desk_name=config.desk.name,
-            timezone=config.desk.timezone,
-            topic_labels={t.id: t.labels for t in config.desk.topics},
-            email_enabled=config.email.enabled,
-            greeting=config.desk.greeting,
-            offline=OfflineRules(
-                batch_delay=config.offline.batch_delay,
-                unseen_after=config.offline.unseen_after,
-                link_valid_days=config.offline.link_valid_days,
-                resume_page=config.offline.resume_page or f"{config.widget.public_url}/demo",
-            ),
-        ),
+        desk_rules(config),
         knowledge=KnowledgeBase(list(config.desk.knowledge)),
         verifier=Verifier(LocalDirectory.from_data(MEMBERS), VerificationRules(), utcnow),
         hours=ServiceHours(config.hours.schedule) if config.hours is not None else None,

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from playwright.async_api import Browser, Page, expect
 
-from tests.conftest import LIBRARIANS, MailSink, Stack
+from tests.conftest import MailSink, Stack
 from tests.helpers import Librarian
 from tests.test_desk_in_element import eventually, in_desk_room  # noqa: F401
 from tests.test_spine import room_of
@@ -144,18 +142,6 @@ async def test_rating_and_transcript_after_the_chat(
 
 async def feedback_of(stack: Stack, session_id: str) -> bool:
     return await stack.desk.store.feedback(session_id) is not None  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def nobody_on_duty(stack: Stack) -> AsyncIterator[None]:
-    queue = stack.desk.desk.queue
-    for name in LIBRARIANS:
-        await queue.set_duty(stack.mxid(name), False)  # type: ignore[arg-type]
-    try:
-        yield
-    finally:
-        for name in LIBRARIANS:
-            await queue.set_duty(stack.mxid(name), True)  # type: ignore[arg-type]
 
 
 async def test_offline_message_and_its_email_link_in_the_browser(
