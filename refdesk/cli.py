@@ -14,7 +14,7 @@ import yaml
 from bridge.registration import new_token, registration
 from refdesk.config import PLACEHOLDER, Config, ConfigError, load_config
 from refdesk.directory_config import LocalDirectoryConfig, build_directory
-from refdesk.service import RefDesk
+from refdesk.service import RefDesk, config_warnings
 
 log = logging.getLogger("refdesk")
 
@@ -53,6 +53,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    for warning in config_warnings(config):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{args.file}: OK (homeserver {config.homeserver.url}, "
         f"{len(config.desk.librarians)} librarians, {len(config.desk.topics)} topics)"

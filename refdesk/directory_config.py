@@ -7,7 +7,6 @@ values, an API key in a URL) are kept out of every ``repr`` and never quoted in 
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +27,6 @@ from rooms.directory.http_json import FieldMapping, HttpJsonDirectory
 from rooms.directory.koha import KohaAuth, KohaBasicAuth, KohaDirectory, KohaOAuth
 from rooms.directory.local import DirectoryFileError, LocalDirectory
 from rooms.verification import VerificationRules
-
-log = logging.getLogger("refdesk.config")
 
 SECTION = "verification"
 DEMO_MEMBERS = Path(__file__).resolve().with_name("demo_members.yaml")
@@ -282,6 +279,19 @@ def parse_directory(data: dict[str, Any] | None, base_dir: Path) -> DirectoryCon
     return DirectoryConfig(fields, auto_after_claim, per_session, per_client, source)
 
 
+def demo_warning(cfg: DirectoryConfig | None) -> str | None:
+    """What to tell the admin while visitors are checked against the bundled demo list."""
+    if cfg is None or not isinstance(cfg.directory, LocalDirectoryConfig):
+        return None
+    if not cfg.directory.is_demo:
+        return None
+    return (
+        f"{SECTION}.directory: visitors are verified against refdesk's demo list of invented "
+        f"members ({DEMO_MEMBERS}), not the library's; point {SECTION}.directory at your member "
+        "directory (path: a YAML member list, or type: koha or http)"
+    )
+
+
 def build_directory(cfg: DirectoryConfig) -> MemberDirectory:
     """The directory the config describes. A local member file is read (and checked) now."""
     source = cfg.directory
@@ -290,11 +300,6 @@ def build_directory(cfg: DirectoryConfig) -> MemberDirectory:
             directory = LocalDirectory.from_file(source.path)
         except DirectoryFileError as exc:
             raise ConfigError(f"{SECTION}.directory.path", f"{source.path}: {exc}") from None
-        if source.is_demo:
-            log.warning(
-                "verification uses the demo member list; "
-                "set verification.directory to the library's own members"
-            )
         return directory
     if isinstance(source, KohaDirectoryConfig):
         return KohaDirectory(

@@ -10,7 +10,7 @@ from aiohttp import web
 from bridge.service import Bridge
 from refdesk.background import Worker
 from refdesk.config import Config
-from refdesk.directory_config import build_directory
+from refdesk.directory_config import build_directory, demo_warning
 from refdesk.mailer import Mailer
 from rooms.desk import Desk, DeskRules, utcnow
 from rooms.directory import MemberDirectory
@@ -51,6 +51,20 @@ def desk_rules(config: Config) -> DeskRules:
     )
 
 
+def config_warnings(config: Config) -> list[str]:
+    """What the admin should hear from `check-config` and at start: working, not finished."""
+    warnings = []
+    demo = demo_warning(config.verification)
+    if demo is not None:
+        warnings.append(demo)
+    if not config.email.enabled:
+        warnings.append(
+            "email: off (no email.host), so replies to offline messages and transcripts are not "
+            "emailed to visitors; fill in the email: section to send them"
+        )
+    return warnings
+
+
 class RefDesk:
     """One refdesk process: start() it, stop() it; it keeps nothing that the store does not."""
 
@@ -81,6 +95,8 @@ class RefDesk:
         return self.config.widget.public_url
 
     async def start(self) -> None:
+        for warning in config_warnings(self.config):
+            log.warning("%s", warning)
         await self.db.open()
         await self.bridge.start()
         app = create_app(self.config, self.desk)

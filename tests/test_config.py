@@ -6,6 +6,8 @@ import copy
 import re
 import subprocess
 import sys
+import textwrap
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,14 @@ import pytest
 import yaml
 
 from refdesk.cli import main
-from refdesk.config import ConfigError, load_config, parse_config
+from refdesk.config import ConfigError, EmailConfig, load_config, parse_config
+from refdesk.directory_config import (
+    HttpDirectoryConfig,
+    KohaDirectoryConfig,
+    LocalDirectoryConfig,
+    demo_warning,
+    parse_directory,
+)
 from refdesk.embedded import embedded_config_data
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,32 +110,124 @@ def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "OK" in capsys.readouterr().out
 
 
-def test_sample_documents_every_key_and_only_needs_real_tokens(tmp_path: Path) -> None:
+def _section(text: str, name: str, indent: str = "") -> list[str]:
+    """The lines of the block ``name:`` opens (at ``indent``), up to the next shallower key."""
+    lines = text.splitlines()
+    start = lines.index(f"{indent}{name}:")
+    block: list[str] = []
+    for line in lines[start + 1 :]:
+        if line.strip() and not line.startswith(indent + " ") and not line.startswith("#"):
+            break
+        block.append(line)
+    return block
+
+
+def _uncomment(lines: list[str]) -> str:
+    """The settings among commented lines (``#key:`` and their ``#  child:`` lines) as YAML.
+
+    Prose comments are ``# text``: one space after the ``#``.
+    """
+    settings = []
+    for line in lines:
+        match = re.match(r"^(\s*)#(\S.*|  .*)$", line)
+        if match:
+            settings.append(match[1] + match[2])
+    return textwrap.dedent("\n".join(settings))
+
+
+def _paragraph(lines: list[str], first: str) -> list[str]:
+    """The lines from the one starting with ``first`` (stripped) to the next blank line."""
+    start = next(i for i, line in enumerate(lines) if line.strip().startswith(first))
+    end = next((i for i in range(start, len(lines)) if not lines[i].strip()), len(lines))
+    return lines[start:end]
+
+
+_KEY_LINE = re.compile(r"^(?P<indent> *)(?P<off>#?)(?P<key>[a-z_]+):(?:\s|$)")
+
+
+def _documented(lines: list[str], index: int) -> bool:
+    """A key line has a comment of its own at the end, or one above it at its indentation
+    (sibling keys may share one: `listen_host` and `listen_port` under one comment)."""
+    line = lines[index]
+    match = _KEY_LINE.match(line)
+    assert match is not None
+    if re.search(r"\s#\s", line[match.end() :]):
+        return True
+    indent = match["indent"]
+    for above in reversed(lines[:index]):
+        if above.startswith(f"{indent}# "):
+            return True
+        sibling = _KEY_LINE.match(above)
+        deeper = above.startswith(f"{indent} ") or above.startswith(f"{indent}#  ")
+        if not (deeper or (sibling is not None and sibling["indent"] == indent)):
+            return False
+    return False
+
+
+def test_sample_documents_every_key(tmp_path: Path) -> None:
     sample = (ROOT / "config.sample.yaml").read_text()
+    lines = sample.splitlines()
     data = yaml.safe_load(sample)
-    # Every key of a full config appears in the sample, and each has a comment above it.
+    # Every key of a full config appears in the sample.
     for section, values in good().items():
         assert section in data, section
         for key in values:
             assert key in data[section], f"{section}.{key} missing from config.sample.yaml"
-    for line_no, line in enumerate(sample.splitlines()):
-        match = re.match(r"^  (\w+):", line)
-        if match and not sample.splitlines()[line_no - 1].strip().startswith(("#", "-", "label")):
-            prev = sample.splitlines()[line_no - 1].strip()
-            assert prev.startswith("#") or re.match(r"^\w+:", prev), f"no comment for {line}"
-    # The sample is valid except for its placeholder tokens.
+    # Each setting of a section, and each setting shown commented out (`#key:`), has a comment.
+    checked = 0
+    for index, line in enumerate(lines):
+        match = _KEY_LINE.match(line)
+        if match and (match["indent"] == "  " or match["off"]):
+            assert _documented(lines, index), f"no comment for line {index + 1}: {line!r}"
+            checked += 1
+    assert checked > 60
+    # Email is off in the sample, and every one of its settings is shown, commented out.
+    email_lines = _section(sample, "email")
+    email = yaml.safe_load(_uncomment(email_lines))
+    assert set(email) == {f.name for f in fields(EmailConfig)}
+    assert not any(re.match(r"^  [a-z]", line) for line in email_lines)
+
+
+def test_sample_is_valid_with_real_tokens_and_its_commented_settings_work(
+    tmp_path: Path,
+) -> None:
+    sample = (ROOT / "config.sample.yaml").read_text()
+    data = yaml.safe_load(sample)
     with pytest.raises(ConfigError) as info:
         parse_config(data)
     assert info.value.path == "appservice.as_token"
     data["appservice"]["as_token"] = "a" * 40
     data["appservice"]["hs_token"] = "b" * 40
-    with pytest.raises(ConfigError) as info:
+    config = parse_config(data)  # nothing else to fill in
+    assert config.hours is not None and config.hours.schedule.holidays_country == "ID"
+    assert not config.email.enabled
+    assert demo_warning(config.verification) is not None
+    assert "demo list of invented members" in str(demo_warning(config.verification))
+
+    # Email, switched on by removing the `#`s: valid once the password is real.
+    email = _uncomment(_section(sample, "email"))
+    data["email"] = yaml.safe_load(email)
+    with pytest.raises(ConfigError, match="placeholder") as info:
         parse_config(data)
     assert info.value.path == "email.password"
-    data["email"]["password"] = "a real password"
+    data["email"] = yaml.safe_load(email.replace("CHANGE_ME", "a real password"))
     config = parse_config(data)
-    assert config.hours is not None and config.verification is not None
-    assert config.hours.schedule.holidays_country == "ID"
+    assert config.email.enabled and config.email.host == "smtp.library.example"
+    assert config.email.reply_to == "layanan@library.example"
+
+    # Each kind of member directory, as the sample shows it commented out.
+    directory = _section(sample, "directory", "  ")
+    local = yaml.safe_load("type: local\n" + _uncomment(_paragraph(directory, "#path:")))
+    cfg = parse_directory({"directory": local}, tmp_path)
+    assert cfg.directory == LocalDirectoryConfig(tmp_path / "members.yaml")
+    assert demo_warning(cfg) is None
+    for first, kind in (("#type: koha", KohaDirectoryConfig), ("#type: http", HttpDirectoryConfig)):
+        block = _uncomment(_paragraph(directory, first))
+        with pytest.raises(ConfigError, match="placeholder"):
+            parse_directory({"directory": yaml.safe_load(block)}, tmp_path)
+        block = block.replace("CHANGE_ME", "a-real-secret")
+        cfg = parse_directory({"directory": yaml.safe_load(block)}, tmp_path)
+        assert isinstance(cfg.directory, kind)
 
 
 def test_generate_registration_refuses_placeholders_then_writes(tmp_path: Path) -> None:
@@ -146,7 +247,6 @@ def test_generate_registration_refuses_placeholders_then_writes(tmp_path: Path) 
     data = yaml.safe_load(config_path.read_text())
     data["appservice"]["as_token"] = "a" * 40
     data["appservice"]["hs_token"] = "b" * 40
-    data["email"]["password"] = "a real password"
     config_path.write_text(yaml.safe_dump(data))
     second = subprocess.run([*cmd, "--output", str(out)], capture_output=True, text=True, cwd=ROOT)
     assert second.returncode == 0, second.stderr
@@ -158,3 +258,24 @@ def test_generate_registration_refuses_placeholders_then_writes(tmp_path: Path) 
         "regex": r"@refdesk_v_.*:example\.org",
     }
     assert out.stat().st_mode & 0o077 == 0  # tokens: readable by the owner only
+
+
+def test_check_config_warns_until_directory_and_email_are_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(good()))  # no member directory path, no email
+    assert main(["check-config", str(path)]) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 2
+    assert warnings[0].startswith("warning: verification.directory: ")
+    assert "demo list of invented members" in warnings[0]
+    assert warnings[1].startswith("warning: email: off (no email.host)")
+    (tmp_path / "members.yaml").write_text(
+        "members:\n  - {member_number: X-1, name: Ani, date_of_birth: 1990-01-02}\n"
+    )
+    data = with_change("verification.directory", {"type": "local", "path": "members.yaml"})
+    data["email"] = {"host": "smtp.library.example", "from_address": "tanya@library.example"}
+    path.write_text(yaml.safe_dump(data))
+    assert main(["check-config", str(path)]) == 0
+    assert capsys.readouterr().err == ""
