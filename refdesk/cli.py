@@ -11,8 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from bridge.registration import new_token, registration
+from bridge.registration import registration
 from refdesk.config import PLACEHOLDER, Config, ConfigError, load_config
+from refdesk.config_file import fill_placeholder_tokens, write_atomically
 from refdesk.directory_config import LocalDirectoryConfig, build_directory
 from refdesk.service import RefDesk, config_warnings
 
@@ -78,20 +79,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_generate_registration(args: argparse.Namespace) -> int:
     path = Path(args.config)
     try:
+        filled = fill_placeholder_tokens(path)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"config error: cannot write {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if filled:
+        keys = " and ".join(f"appservice.{key}" for key in filled)
+        print(
+            f"Wrote fresh {keys} into {path} in place of {PLACEHOLDER} "
+            "(nothing else in the file changed)."
+        )
+    try:
         config = load_config(path)
     except ConfigError as exc:
-        if exc.path in ("appservice.as_token", "appservice.hs_token"):
-            print(
-                f"config error: {exc}\n\nPut these fresh tokens in {path} and run again:\n"
-                f"  appservice:\n    as_token: {new_token()}\n    hs_token: {new_token()}",
-                file=sys.stderr,
-            )
-        else:
-            print(f"config error: {exc}", file=sys.stderr)
+        print(f"config error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.output)
-    out.write_text(yaml.safe_dump(registration(config), sort_keys=False), encoding="utf-8")
-    out.chmod(0o600)
+    text = yaml.safe_dump(registration(config), sort_keys=False)
+    try:
+        write_atomically(out, text.encode("utf-8"), mode=0o600)  # it holds both tokens
+    except OSError as exc:
+        print(f"cannot write {out}: {exc.strerror}", file=sys.stderr)
+        return 2
     print(
         f"Wrote {out}. Give it to the homeserver admin: add it to app_service_config_files "
         "in homeserver.yaml and restart the homeserver."
@@ -131,7 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True)
     serve.set_defaults(func=cmd_serve)
 
-    gen = sub.add_parser("generate-registration", help="write the appservice registration")
+    gen = sub.add_parser(
+        "generate-registration",
+        help="fill in the config's placeholder tokens, write the appservice registration",
+    )
     gen.add_argument("--config", required=True)
     gen.add_argument("--output", default="registration.yaml")
     gen.set_defaults(func=cmd_generate_registration)

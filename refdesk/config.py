@@ -1,7 +1,9 @@
 """Typed configuration, built once at start from one YAML file.
 
 Every problem is reported with its key path (``widget.listen_port: must be an integer``) so an
-admin can fix the file without reading code. The admin's file is never rewritten.
+admin can fix the file without reading code. The admin's file is never rewritten, except
+for one line edit: `refdesk generate-registration` fills in the appservice tokens while they
+still hold the placeholder (:mod:`refdesk.config_file`).
 """
 
 from __future__ import annotations
@@ -193,7 +195,7 @@ class _Reader:
             raise ConfigError(
                 self._key(key),
                 "still holds a placeholder or is too short; "
-                "run `refdesk generate-registration` to create real tokens",
+                "run `refdesk generate-registration` to fill in real tokens",
             )
         return value
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import copy
 import re
-import subprocess
-import sys
 import textwrap
 from dataclasses import fields
 from pathlib import Path
@@ -230,34 +228,120 @@ def test_sample_is_valid_with_real_tokens_and_its_commented_settings_work(
         assert isinstance(cfg.directory, kind)
 
 
-def test_generate_registration_refuses_placeholders_then_writes(tmp_path: Path) -> None:
+def _token_lines(text: str) -> dict[str, str]:
+    return {
+        m[1]: m[2] for m in re.finditer(r"^  (as_token|hs_token): (\S+)\r?$", text, re.MULTILINE)
+    }
+
+
+def test_generate_registration_fills_the_placeholder_tokens_in_place(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config_path = tmp_path / "config.yaml"
-    config_path.write_text((ROOT / "config.sample.yaml").read_text())
+    original = (ROOT / "config.sample.yaml").read_text()
+    config_path.write_text(original)
+    config_path.chmod(0o640)
     out = tmp_path / "registration.yaml"
-    cmd = [
-        sys.executable,
-        "-m",
-        "refdesk.cli",
-        "generate-registration",
-        "--config",
-        str(config_path),
+    args = ["generate-registration", "--config", str(config_path), "--output", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    said = capsys.readouterr().out
+    assert "Wrote fresh appservice.as_token and appservice.hs_token" in said
+    assert f"Wrote {out}" in said
+    filled = config_path.read_text()
+    tokens = _token_lines(filled)
+    assert tokens["as_token"] != tokens["hs_token"] and len(tokens["as_token"]) == 64
+    # Only the two token lines changed; every comment and every other byte stayed.
+    changed = [
+        (old, new)
+        for old, new in zip(original.splitlines(True), filled.splitlines(True), strict=True)
+        if old != new
     ]
-    first = subprocess.run([*cmd, "--output", str(out)], capture_output=True, text=True, cwd=ROOT)
-    assert first.returncode == 2 and "as_token:" in first.stderr and not out.exists()
-    data = yaml.safe_load(config_path.read_text())
-    data["appservice"]["as_token"] = "a" * 40
-    data["appservice"]["hs_token"] = "b" * 40
-    config_path.write_text(yaml.safe_dump(data))
-    second = subprocess.run([*cmd, "--output", str(out)], capture_output=True, text=True, cwd=ROOT)
-    assert second.returncode == 0, second.stderr
+    assert changed == [
+        ("  as_token: CHANGE_ME\n", f"  as_token: {tokens['as_token']}\n"),
+        ("  hs_token: CHANGE_ME\n", f"  hs_token: {tokens['hs_token']}\n"),
+    ]
+    assert config_path.stat().st_mode & 0o777 == 0o640
+    assert not list(tmp_path.glob(".*.tmp"))
     reg = yaml.safe_load(out.read_text())
-    assert reg["as_token"] == "a" * 40 and reg["hs_token"] == "b" * 40
+    assert (reg["as_token"], reg["hs_token"]) == (tokens["as_token"], tokens["hs_token"])
     assert reg["rate_limited"] is False
     assert reg["namespaces"]["users"][0] == {
         "exclusive": True,
         "regex": r"@refdesk_v_.*:example\.org",
     }
-    assert out.stat().st_mode & 0o077 == 0  # tokens: readable by the owner only
+    assert out.stat().st_mode & 0o777 == 0o600  # tokens: readable by the owner only
+    # Real tokens are never replaced: a second run changes nothing in the config.
+    assert main(args) == 0
+    assert "Wrote fresh" not in capsys.readouterr().out
+    assert config_path.read_text() == filled
+    assert yaml.safe_load(out.read_text())["as_token"] == tokens["as_token"]
+
+
+def test_generate_registration_keeps_quotes_comments_and_line_endings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = good()
+    data["appservice"]["hs_token"] = "h" * 40  # a real one: kept
+    text = yaml.safe_dump(data, sort_keys=False).replace(
+        f"  as_token: {data['appservice']['as_token']}\n",
+        "  as_token: 'CHANGE_ME'   # from the sample\n",
+    )
+    config_path = tmp_path / "config.yaml"
+    config_path.write_bytes(text.replace("\n", "\r\n").encode())
+    out = tmp_path / "registration.yaml"
+    args = ["generate-registration", "--config", str(config_path), "--output", str(out)]
+    assert main(args) == 0, capsys.readouterr().err
+    assert "Wrote fresh appservice.as_token into" in capsys.readouterr().out
+    before, after = text.replace("\n", "\r\n").encode(), config_path.read_bytes()
+    changed = [
+        (old, new)
+        for old, new in zip(before.split(b"\n"), after.split(b"\n"), strict=True)
+        if old != new
+    ]
+    assert len(changed) == 1
+    assert re.fullmatch(rb"  as_token: '[\w-]{64}'   # from the sample\r", changed[0][1])
+    assert load_config(config_path).appservice.hs_token == "h" * 40
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("appservice: {as_token: CHANGE_ME, hs_token: CHANGE_ME}\n", "no `appservice:` block"),
+        (
+            "appservice:\n  as_token: CHANGE_ME\n  hs_token: CHANGE_ME\n  hs_token: CHANGE_ME\n",
+            "2 `hs_token: CHANGE_ME` lines",
+        ),
+    ],
+)
+def test_generate_registration_refuses_lines_it_cannot_edit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, why: str
+) -> None:
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text("homeserver: {url: 'http://127.0.0.1:8008', domain: x.org}\n" + text)
+    before = config_path.read_bytes()
+    out = tmp_path / "registration.yaml"
+    args = ["generate-registration", "--config", str(config_path), "--output", str(out)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("config error: appservice.as_token: still holds the placeholder")
+    assert why in err and "left the file unchanged" in err
+    assert "\n    as_token: " in err and "\n    hs_token: " in err  # fresh ones to paste
+    assert config_path.read_bytes() == before and not out.exists()
+
+
+def test_generate_registration_reports_other_errors_by_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config_path = tmp_path / "config.yaml"
+    sample = (ROOT / "config.sample.yaml").read_text()
+    config_path.write_text(sample.replace('- "@sari:example.org"', "- sari"))
+    out = tmp_path / "registration.yaml"
+    args = ["generate-registration", "--config", str(config_path), "--output", str(out)]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert "Wrote fresh appservice.as_token" in captured.out  # kept for the next run
+    assert "config error: desk.librarians[0]: must be a Matrix user ID" in captured.err
+    assert not out.exists()
 
 
 def test_check_config_warns_until_directory_and_email_are_set(
