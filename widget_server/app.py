@@ -20,6 +20,7 @@ from widget_server.api import (
     verification,
     ws,
 )
+from widget_server.client import ClientAddresses
 from widget_server.errors import Handler, error_middleware
 from widget_server.hub import SessionSignals
 
@@ -120,6 +121,7 @@ def create_app(config: Config, desk: Desk) -> web.Application:
         signals=signals,
         config=config,
         limiter=RateLimiter(config.widget.new_sessions_per_minute),
+        clients=ClientAddresses(config.widget.trusted_proxies, config.widget.forwarded_header),
     )
     app.on_shutdown.append(_close_sockets)
     app.add_routes(sessions.routes)
