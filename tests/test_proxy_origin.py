@@ -1,4 +1,4 @@
-"""Behind a reverse proxy each visitor is still one client.
+"""Behind a reverse proxy each visitor is still one client; the origin allowlist is enforced.
 
 The widget app runs in-process (aiohttp's TestServer) on a Desk over a temporary SQLite store.
 The test client always connects from 127.0.0.1: whether that peer is a trusted proxy is what
@@ -7,6 +7,7 @@ The test client always connects from 127.0.0.1: whether that peer is a trusted p
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from aiohttp import WSServerHandshakeError, web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -31,6 +32,7 @@ from widget_server.app import create_app
 from widget_server.client import ClientAddresses, forwarded_for, limit_key, parse_node
 
 FORM = {"name": "Budi", "email": "budi@example.org", "topic": "literature"}
+LIBRARY = "https://library.example"
 MEMBERS = {
     "members": [
         {
@@ -302,6 +304,84 @@ def test_node_parsing_and_limit_keys() -> None:
     assert limit_key("2001:db8:1:2::10") != limit_key("2001:db8:1:1::10")
     assert limit_key("198.51.100.1") == "198.51.100.1"
     assert limit_key("unknown") == "unknown"
+
+
+# --- the origin check --------------------------------------------------------------------------
+
+
+async def test_cross_origin_requests_are_refused(tmp_path: Path) -> None:
+    async with widget_app(tmp_path, allowed_origins=[LIBRARY]) as app:
+        evil = {"Origin": "https://evil.example", "Content-Type": "text/plain"}
+        resp = await app.client.post("/api/sessions", data=json_text(FORM), headers=evil)
+        body = await resp.json()
+        assert (resp.status, body["error"]) == (403, "origin_not_allowed")
+        assert isinstance(body["message"], str)
+        assert "Access-Control-Allow-Origin" not in resp.headers
+        assert await app.count("sessions") == 0
+        for origin in ("null", "", "https://library.example.evil", "http://library.example"):
+            resp = await app.client.post("/api/sessions", json=FORM, headers={"Origin": origin})
+            assert resp.status == 403, origin
+        # Two Origin headers are no browser's: refused.
+        twice = CIMultiDict([("Origin", LIBRARY), ("Origin", "https://evil.example")])
+        assert (await app.client.post("/api/sessions", json=FORM, headers=twice)).status == 403
+        assert await app.count("sessions") == 0
+
+        # A session opened properly; a cross-origin page cannot act on it either.
+        status, started = await app.start()
+        assert status == 201
+        session_id, token = started["session"]["id"], started["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        messages = await app.count("messages")
+        resp = await app.client.post(
+            f"/api/sessions/{session_id}/messages",
+            data=json_text({"body": "hi", "client_id": "x1"}),
+            headers={**auth, **evil},
+        )
+        assert (resp.status, (await resp.json())["error"]) == (403, "origin_not_allowed")
+        resp = await app.client.post(f"/api/sessions/{session_id}/end", headers={**auth, **evil})
+        assert resp.status == 403
+        assert await app.count("messages") == messages
+        assert (await app.desk.get_session(session_id)).is_open
+        # Reads stay open (the token guards them; CORS keeps other pages from reading them).
+        resp = await app.client.get(f"/api/sessions/{session_id}", headers={**auth, **evil})
+        assert resp.status == 200 and "Access-Control-Allow-Origin" not in resp.headers
+
+        # The WebSocket is refused before the upgrade.
+        with pytest.raises(WSServerHandshakeError) as refused:
+            await app.client.ws_connect(
+                f"/api/sessions/{session_id}/ws", origin="https://evil.example"
+            )
+        assert refused.value.status == 403
+
+
+async def test_no_origin_own_origin_and_allowed_origins_work(tmp_path: Path) -> None:
+    async with widget_app(
+        tmp_path, allowed_origins=[LIBRARY, "https://WWW.Library.example:443/"]
+    ) as app:
+        for origin in (None, "http://localhost:8080", LIBRARY, "https://www.library.example"):
+            resp = await app.client.post(
+                "/api/sessions",
+                data=json_text(FORM),
+                headers={"Content-Type": "text/plain"} | ({"Origin": origin} if origin else {}),
+            )
+            assert resp.status == 201, (origin, await resp.text())
+            if origin:
+                assert resp.headers["Access-Control-Allow-Origin"] == origin
+            started = await resp.json()
+            path = f"/api/sessions/{started['session']['id']}/ws"
+            async with app.client.ws_connect(path, origin=origin) as ws:
+                await ws.send_json({"type": "hello", "token": started["token"]})
+                assert (await ws.receive_json(timeout=5))["type"] == "ready"
+
+
+async def test_any_origin(tmp_path: Path) -> None:
+    async with widget_app(tmp_path, allowed_origins=["*"]) as app:
+        for origin in ("https://anywhere.example", "null"):
+            assert (await app.start({"Origin": origin}))[0] == 201
+
+
+def json_text(data: dict[str, Any]) -> str:
+    return json.dumps(data)
 
 
 # --- config ------------------------------------------------------------------------------------
