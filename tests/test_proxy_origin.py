@@ -432,3 +432,10 @@ def test_config_errors_name_the_key(key: str, value: Any, path: str, words: str)
         config_with(**{key: value})
     assert info.value.path == path
     assert words in info.value.problem
+
+
+def test_a_stray_quote_never_yields_a_client_chosen_address() -> None:
+    # The client's quote pairs with the one in the proxy's element: unreadable, so the proxy
+    # (the trusted peer) stands in; the address inside the client's part is never taken.
+    line = 'for="198.51.100.66, for="[2001:db8:1::1]:4711"'
+    assert resolver("forwarded").resolve("127.0.0.1", headers("Forwarded", line)) == "127.0.0.1"

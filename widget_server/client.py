@@ -70,8 +70,11 @@ def x_forwarded_for(values: Sequence[str]) -> list[str]:
 def forwarded_for(values: Sequence[str]) -> list[str | None]:
     """The ``for=`` value of each element of Forwarded header lines, left to right.
 
-    None for an element without ``for`` or one that does not parse; a broken element never
-    swallows the elements after it (parsing resumes at the next comma after the error).
+    None for an element without ``for`` or one that does not parse. Parsing resumes at the next
+    comma after an error, so an unterminated quote does not swallow the elements after it. A
+    client's stray quote can still pair with a quote in a proxy's element on the same line and
+    make that element unreadable: then the walk stops at the proxy (never at a client's value).
+    Proxies that replace the header, or add their own line, avoid this.
     """
     hops: list[str | None] = []
     for line in values:  # each line on its own: one line's syntax cannot reach into the next
