@@ -8,10 +8,12 @@ still hold the placeholder (:mod:`refdesk.config_file`).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -53,14 +55,47 @@ class AppserviceConfig:
     ghost_prefix: str
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
+
+
 @dataclass(frozen=True)
 class WidgetConfig:
     listen_host: str
     listen_port: int
     public_url: str
     allowed_origins: tuple[str, ...]
+    """Normalised origins (``https://lib.example``, lower case, no default port) or ``*``."""
     max_message_length: int
     new_sessions_per_minute: int = 10
+    trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
+    forwarded_header: str = "x-forwarded-for"
+
+    @property
+    def own_origin(self) -> str:
+        """The origin of ``public_url``: where the demo page is served from."""
+        origin = web_origin(self.public_url)
+        assert origin is not None  # public_url is checked to be an http(s) URL
+        return origin
+
+
+def web_origin(url: str) -> str | None:
+    """The origin of an http(s) URL as browsers send it (``scheme://host[:port]``, lower case,
+    no default port), or None when ``url`` has none."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or parts.username:
+        return None
+    scheme = parts.scheme.lower()
+    host = parts.hostname  # lower case; IPv6 without brackets
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" if port in (None, default) else f"{scheme}://{host}:{port}"
 
 
 @dataclass(frozen=True)
@@ -345,6 +380,50 @@ def _canned(reader: _Reader) -> dict[str, dict[str, str]]:
     return canned
 
 
+def _origins(reader: _Reader) -> tuple[str, ...]:
+    origins: list[str] = []
+    for index, value in enumerate(reader.items("allowed_origins", ["*"])):
+        origin = value if value == "*" else web_origin(value) if isinstance(value, str) else None
+        if origin is not None and origin != "*":
+            parts = urlsplit(value.strip())
+            if parts.path not in ("", "/") or parts.query or parts.fragment:
+                origin = None
+        if origin is None:
+            raise ConfigError(
+                f"{reader._key('allowed_origins')}[{index}]",
+                "must be '*' or an origin like https://lib.example (no path)",
+            )
+        origins.append(origin)
+    return tuple(origins)
+
+
+def _networks(reader: _Reader, key: str, default: list[str]) -> tuple[IPNetwork, ...]:
+    networks: list[IPNetwork] = []
+    for index, value in enumerate(reader.items(key, default)):
+        where = f"{reader._key(key)}[{index}]"
+        text = value.strip() if isinstance(value, str) else ""
+        try:
+            networks.append(ipaddress.ip_network(text))
+        except ValueError:
+            try:
+                meant = ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ConfigError(where, "not a network like 10.0.0.0/8") from None
+            raise ConfigError(
+                where, f"{text} has host bits set: write {meant} (or one address without /)"
+            ) from None
+    return tuple(networks)
+
+
+def _forwarded_header(reader: _Reader) -> str:
+    header = reader.text("forwarded_header", "x-forwarded-for").strip().lower()
+    if header not in FORWARDED_HEADERS:
+        raise ConfigError(
+            reader._key("forwarded_header"), f"must be {' or '.join(FORWARDED_HEADERS)}"
+        )
+    return header
+
+
 def _email(er: _Reader) -> EmailConfig:
     if not er.data or er.data.get("host") in (None, ""):
         er.seen.update(er.data)
@@ -408,20 +487,15 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     asr.check_unknown()
 
     wr = root.section("widget", required=False)
-    origins = wr.items("allowed_origins", ["*"])
-    for index, origin in enumerate(origins):
-        if not isinstance(origin, str) or not (origin == "*" or re.match(r"^https?://", origin)):
-            raise ConfigError(
-                f"widget.allowed_origins[{index}]",
-                "must be '*' or an origin like https://lib.example",
-            )
     widget = WidgetConfig(
         listen_host=wr.text("listen_host", "127.0.0.1"),
         listen_port=wr.integer("listen_port", 8080, low=1, high=65535),
         public_url=wr.url("public_url", "http://localhost:8080"),
-        allowed_origins=tuple(o.rstrip("/") for o in origins),
+        allowed_origins=_origins(wr),
         max_message_length=wr.integer("max_message_length", 4000, low=1, high=65536),
         new_sessions_per_minute=wr.integer("new_sessions_per_minute", 10, low=1, high=100_000),
+        trusted_proxies=_networks(wr, "trusted_proxies", [str(n) for n in LOOPBACK]),
+        forwarded_header=_forwarded_header(wr),
     )
     wr.check_unknown()
 

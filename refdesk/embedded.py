@@ -107,6 +107,8 @@ def embedded_config_data(
             "allowed_origins": ["*"],
             "max_message_length": 4000,
             "new_sessions_per_minute": 10,
+            "trusted_proxies": ["127.0.0.0/8", "::1/128"],
+            "forwarded_header": "x-forwarded-for",
         },
         "desk": {
             "name": "Tanya Pustakawan",

@@ -1,4 +1,5 @@
-"""The widget server's aiohttp application: routes, CORS, security headers, static files."""
+"""The widget server's aiohttp application: routes, CORS and origin checks, security headers,
+static files."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from widget_server.api import (
     verification,
     ws,
 )
+from widget_server.client import ClientAddresses
 from widget_server.errors import Handler, error_middleware
 from widget_server.hub import SessionSignals
 
@@ -31,20 +33,43 @@ OPENAPI = Path(__file__).parent / "openapi.json"
 MAX_BODY = 64 * 1024
 
 
-def _cors_middleware(allowed: tuple[str, ...]) -> web.middleware:  # type: ignore[valid-type]
+# Requests that change something: a browser sends them cross-site without asking first when
+# they look like a form post (e.g. Content-Type text/plain), so CORS alone does not stop them.
+_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _origin_middleware(allowed: tuple[str, ...], own: str) -> web.middleware:  # type: ignore[valid-type]
+    """CORS for the sites in ``widget.allowed_origins``, and the server-side origin check.
+
+    A state-changing request under /api/ or a WebSocket handshake that carries an ``Origin``
+    header must come from an allowed origin (or the desk's own, where /demo is served); else
+    403 ``origin_not_allowed`` before the handler runs. No ``Origin`` (curl, integrations):
+    allowed. ``Origin: null`` (sandboxed frames, file: pages): only with ``*``.
+    """
     any_origin = "*" in allowed
+    origins = frozenset(allowed) | {own}
+
+    def is_allowed(origin: str) -> bool:
+        return any_origin or origin.lower() in origins
 
     @web.middleware
-    async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
-        origin = request.headers.get("Origin")
+    async def origins_and_cors(request: web.Request, handler: Handler) -> web.StreamResponse:
         is_api = request.path.startswith("/api/")
-        allowed_origin = origin if origin and (any_origin or origin in allowed) else None
-        if is_api and request.method == "OPTIONS" and origin:
-            if not allowed_origin:
-                return web.json_response(
-                    {"error": "origin_not_allowed", "message": "This site may not embed the desk."},
-                    status=403,
-                )
+        sent = request.headers.getall("Origin", [])
+        origin = sent[0] if len(sent) == 1 else None
+        allowed_origin = origin if origin is not None and is_allowed(origin) else None
+        refuse = is_api and bool(sent) and allowed_origin is None
+        if refuse and (
+            request.method in _STATE_CHANGING
+            or request.method == "OPTIONS"
+            or request.headers.get("Upgrade", "").lower() == "websocket"
+        ):
+            return web.json_response(
+                {"error": "origin_not_allowed", "message": "This site may not use the desk."},
+                status=403,
+                headers={"Vary": "Origin"},
+            )
+        if is_api and request.method == "OPTIONS" and allowed_origin:
             response: web.StreamResponse = web.Response(status=204)
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
@@ -57,7 +82,7 @@ def _cors_middleware(allowed: tuple[str, ...]) -> web.middleware:  # type: ignor
             response.headers["Vary"] = "Origin"
         return response
 
-    return cors
+    return origins_and_cors
 
 
 @web.middleware
@@ -111,7 +136,7 @@ def create_app(config: Config, desk: Desk) -> web.Application:
         client_max_size=MAX_BODY,
         middlewares=[
             _security_headers,
-            _cors_middleware(config.widget.allowed_origins),
+            _origin_middleware(config.widget.allowed_origins, config.widget.own_origin),
             error_middleware,
         ],
     )
@@ -120,6 +145,7 @@ def create_app(config: Config, desk: Desk) -> web.Application:
         signals=signals,
         config=config,
         limiter=RateLimiter(config.widget.new_sessions_per_minute),
+        clients=ClientAddresses(config.widget.trusted_proxies, config.widget.forwarded_header),
     )
     app.on_shutdown.append(_close_sockets)
     app.add_routes(sessions.routes)

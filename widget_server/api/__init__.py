@@ -16,6 +16,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from refdesk.config import Config
 from rooms.desk import Desk
 from rooms.session import Message, Session
+from widget_server.client import ClientAddresses, limit_key
 from widget_server.errors import ApiError
 from widget_server.hub import SessionSignals
 
@@ -52,6 +53,7 @@ class WidgetContext:
     signals: SessionSignals
     config: Config
     limiter: RateLimiter
+    clients: ClientAddresses
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
 
 
@@ -60,6 +62,21 @@ CONTEXT = web.AppKey("refdesk_context", WidgetContext)
 
 def context(request: web.Request) -> WidgetContext:
     return request.app[CONTEXT]
+
+
+def client_address(request: web.Request) -> str:
+    """The visitor's address: the peer, or what trusted proxies say (widget_server/client.py).
+
+    Everything that limits or bans clients goes through here (via :func:`client_key`), once
+    per request. Not kept on the request: str keys there warn, and ``web.RequestKey`` needs
+    aiohttp 3.14.
+    """
+    return context(request).clients.resolve(request.remote, request.headers)
+
+
+async def client_key(request: web.Request) -> str:
+    """The salted hash of the client (its /64 for IPv6) that bans and limits count."""
+    return await context(request).desk.client_key(limit_key(client_address(request)))
 
 
 MAX_INT = 2**62

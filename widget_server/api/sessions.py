@@ -10,6 +10,7 @@ from rooms.hours import format_next_open
 from widget_server.api import (
     MAX_INT,
     authenticated_session,
+    client_key,
     context,
     json_body,
     session_json,
@@ -84,10 +85,10 @@ async def create_session(request: web.Request) -> web.Response:
     if user_agent is not None:  # header bytes that are not UTF-8 must not reach the store
         user_agent = user_agent.encode("utf-8", "replace").decode("utf-8")
     form = desk.validate_form({**raw, "user_agent": user_agent} if user_agent else raw)
-    client_key = await desk.client_key(request.remote or "unknown")
-    await desk.check_client(client_key)
-    context(request).limiter.check(client_key)
-    session, token = await desk.start_session(form, client_key=client_key)
+    client = await client_key(request)
+    await desk.check_client(client)
+    context(request).limiter.check(client)
+    session, token = await desk.start_session(form, client_key=client)
     session = await desk.get_session(session.id)  # as stored (timestamps in store precision)
     return web.json_response({"session": session_json(session), "token": token}, status=201)
 

@@ -1,14 +1,15 @@
 """Membership verification from the widget: the visitor's answer to a librarian's `!verify`.
 
 What the visitor types goes to the directory check and nowhere else: not the store, not the
-logs, not the room. The client is identified for rate limits by a salted hash of its address.
+logs, not the room. The client is identified for rate limits by a salted hash of its address
+(``client_key``: behind a trusted proxy, the address the proxy reports).
 """
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from widget_server.api import authenticated_session, context, json_body
+from widget_server.api import authenticated_session, client_key, context, json_body
 from widget_server.errors import ApiError
 
 routes = web.RouteTableDef()
@@ -26,9 +27,9 @@ async def verify(request: web.Request) -> web.Response:
             'Send the form as {"fields": {...}}.',
             fields={"fields": "must be an object"},
         )
-    desk = context(request).desk
-    client_key = await desk.client_key(request.remote or "unknown")
-    outcome = await desk.submit_verification(session, client_key, fields)
+    outcome = await context(request).desk.submit_verification(
+        session, await client_key(request), fields
+    )
     return web.json_response(
         {
             "outcome": str(outcome.code),

@@ -149,9 +149,6 @@ async def _hello(
     if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_INT:
         await refuse(400, "bad_frame", "'after' must be a non-negative integer.")
         return None
-    if not token.isascii():
-        await refuse(403, "invalid_token", "This token is not valid for this session.")
-        return None
     try:
         session = await ctx.desk.authenticate(session_id, token)
     except DeskError as exc:
