@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from rooms.ids import MessageID, RoomID, SessionID, UserID
+from rooms.names import clean_text
 
 _EMAIL = re.compile(r"^[^@\s<>\"]{1,64}@[^@\s<>\"]+\.[^@\s<>\"]{2,}$")
 NAME_MAX = 80
@@ -75,7 +76,16 @@ class VisitorForm:
             if not isinstance(value, str):
                 problems[key] = "must be a string"
                 return None
-            value = " ".join(value.split()) if key != "page_url" else value.strip()
+            if key == "email" and clean_text(value) != value.strip():
+                problems[key] = "not a valid email address"
+                return None
+            # No invisible or direction-changing characters: they would reach Matrix as names
+            # that read differently from what they are (rooms/names.py).
+            value = clean_text(value)
+            if not value:
+                if required:
+                    problems[key] = "required"
+                return None
             if len(value) > limit:
                 problems[key] = f"must be at most {limit} characters"
                 return None
@@ -109,7 +119,9 @@ class VisitorForm:
             member_number=member_number,
             language=language,
             page_url=page_url,
-            user_agent=user_agent[:USER_AGENT_MAX] if isinstance(user_agent, str) else None,
+            user_agent=clean_text(user_agent)[:USER_AGENT_MAX]
+            if isinstance(user_agent, str)
+            else None,
         )
 
 
