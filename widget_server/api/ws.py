@@ -192,10 +192,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     try:
         async for msg in ws:
             if msg.type == WSMsgType.TEXT:
+                frame = _frame(msg.data)
                 try:
-                    await channel.handle_frame(_frame(msg.data))
+                    await channel.handle_frame(frame)
                 except Exception:
-                    # One bad frame answers an error; it never takes the connection down.
                     reference = secrets.token_hex(4)
                     log.exception("websocket frame failed (reference %s)", reference)
                     await channel.send(
@@ -206,6 +206,12 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                             "reference": reference,
                         }
                     )
+                    if isinstance(frame, dict) and frame.get("type") == "send":
+                        # A message that could not be stored must not be overtaken by the
+                        # ones behind it: end the connection; the widget reconnects and
+                        # sends its outbox again, in order.
+                        await ws.close(code=1011, message=b"internal error")
+                        break
             elif msg.type == WSMsgType.ERROR:
                 break
             if pusher.done():
