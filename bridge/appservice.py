@@ -1,26 +1,37 @@
 """The appservice endpoint the homeserver pushes transactions to.
 
-A transaction is answered 200 only after every event in it is handled and stored, in order;
-its txnId is persisted so a retry (same txnId) is acknowledged without handling anything twice.
+A transaction is answered 200 only after every event in it is handled and stored, in order.
+Events are deduplicated by their ids, which are unique forever; a transaction id is not (Synapse
+numbers transactions from 1 again after a restart), so it is remembered only briefly, together
+with a digest of the body, to answer an immediate retry without work.
+
+A failure that passes by itself (the homeserver or the store briefly unavailable) answers 503:
+the homeserver sends the whole transaction again, and the events already handled are skipped by
+id. An event that cannot be handled at all (malformed content, a bug) is recorded with its reason
+and skipped, so it is never retried for ever and never blocks the events after it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
-import sqlite3
+import secrets
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
+from bridge.errors import is_transient
 from bridge.ghosts import GhostTemplate
-from rooms.desk import Desk
+from rooms.desk import Desk, DeskError
 
 log = logging.getLogger("refdesk.bridge.appservice")
 
 EventSink = Callable[[dict[str, Any]], Awaitable[None]]
+RECENT_TRANSACTIONS = 256
 
 
 def _error(status: int, errcode: str, error: str) -> web.Response:
@@ -43,6 +54,8 @@ class AppserviceServer:
         self.ghosts = ghosts
         self.on_event = on_event
         self.on_ephemeral = on_ephemeral
+        # txn id -> digest of its body, for the last few transactions of this process only.
+        self._recent: OrderedDict[str, str] = OrderedDict()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024 * 1024)
@@ -67,11 +80,13 @@ class AppserviceServer:
         if denied := self._check_token(request):
             return denied
         txn_id = request.match_info["txn_id"]
-        if await self.desk.store.batch_seen(txn_id):
-            log.debug("transaction %s already handled", txn_id)
+        raw = await request.read()
+        digest = hashlib.sha256(raw).hexdigest()
+        if self._recent.get(txn_id) == digest:
+            log.debug("transaction %s was handled a moment ago", txn_id)
             return web.json_response({})
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "M_NOT_JSON", "Body is not JSON")
         if not isinstance(body, dict):
@@ -80,44 +95,76 @@ class AppserviceServer:
         ephemeral = body.get("ephemeral", body.get("de.sorunome.msc2409.ephemeral", []))
         if not isinstance(events, list) or not isinstance(ephemeral, list):
             return _error(400, "M_BAD_JSON", "events and ephemeral must be lists")
-        failed = 0
+        skipped = 0
         for event in events:
             if not isinstance(event, dict):
-                failed += 1
+                skipped += 1
                 continue
             try:
                 await self.on_event(event)
-            except sqlite3.Error:
-                # The store could not keep the effect: let the homeserver retry the transaction.
-                log.exception("store error in transaction %s; asking for a retry", txn_id)
-                return _error(500, "M_UNKNOWN", "Could not store the transaction")
-            except Exception:
-                failed += 1
-                log.exception(
-                    "event %s in transaction %s could not be handled", event.get("event_id"), txn_id
-                )
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning("transaction %s must wait (%s); asking for a retry", txn_id, exc)
+                    return _error(503, "M_UNKNOWN", "Temporarily unavailable; send it again")
+                skipped += 1
+                if not await self._set_aside(txn_id, event, exc):
+                    return _error(503, "M_UNKNOWN", "Temporarily unavailable; send it again")
         for edu in ephemeral:
             if self.on_ephemeral is not None and isinstance(edu, dict):
                 try:
                     await self.on_ephemeral(edu)
                 except Exception:
                     log.exception("ephemeral event in transaction %s failed", txn_id)
-        await self.desk.store.record_batch(txn_id, self.desk.clock())
+        self._recent[txn_id] = digest
+        while len(self._recent) > RECENT_TRANSACTIONS:
+            self._recent.popitem(last=False)
         log.info(
-            "transaction %s: %d events, %d ephemeral, %d failed",
+            "transaction %s: %d events, %d ephemeral, %d skipped",
             txn_id,
             len(events),
             len(ephemeral),
-            failed,
+            skipped,
         )
         return web.json_response({})
+
+    async def _set_aside(self, txn_id: str, event: dict[str, Any], exc: Exception) -> bool:
+        """Record a poison event so it is never handled again; False if even that failed."""
+        reference = secrets.token_hex(4)
+        event_id = event.get("event_id")
+        log.error(
+            "event %s in transaction %s cannot be handled and is skipped (reference %s)",
+            event_id,
+            txn_id,
+            reference,
+            exc_info=exc,
+        )
+        if not isinstance(event_id, str):
+            return True
+        room_id, kind = event.get("room_id"), event.get("type")
+        try:
+            await self.desk.record_poison(
+                event_id,
+                room_id if isinstance(room_id, str) else None,
+                kind if isinstance(kind, str) else None,
+                f"{type(exc).__name__}: {exc} (reference {reference})"[:500],
+            )
+        except Exception as again:
+            if is_transient(again):
+                return False
+            raise
+        return True
 
     async def query_user(self, request: web.Request) -> web.Response:
         if denied := self._check_token(request):
             return denied
         session_id = self.ghosts.parse(request.match_info["user_id"])
-        if session_id is not None and await self.desk.store.get_session(session_id) is not None:
-            return web.json_response({})
+        if session_id is not None:
+            try:
+                await self.desk.get_session(session_id)
+            except DeskError:
+                pass
+            else:
+                return web.json_response({})
         return _error(404, "M_NOT_FOUND", "No such visitor")
 
     async def query_alias(self, request: web.Request) -> web.Response:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import html
 import logging
-import time
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from bridge.formatting import edit, notice
 from bridge.matrix_api import MatrixClient, MatrixError
 from rooms.session import Session, Status
 from rooms.store import Store
+
+if TYPE_CHECKING:
+    from bridge.actions import Attempt
 
 log = logging.getLogger("refdesk.bridge.desk_room")
 
@@ -144,32 +147,30 @@ class DeskRooms:
 
     async def upsert_queue_notice(
         self,
+        attempt: Attempt,
         session: Session,
         first_line: str | None,
         mentions: list[str],
         rating: int | None = None,
     ) -> None:
+        """Post the session's line in the desk room, or edit it to the session's state now."""
         if self.desk_room_id is None:
             return
         body, html_body = self.describe(session, first_line, rating)
         content = notice(body, mentions, html_body)
         key = f"queue_notice:{session.id}"
         event_id = await self.store.get_state(key)
-        stamp = int(time.time() * 1000)
         if event_id is None:
-            event_id = await self.client.send_message(
-                self.desk_room_id, content, f"refdesk-q-{session.id}"
-            )
-            await self.store.set_state(key, event_id)
-            await self.store.set_state(f"queue_event:{event_id}", session.id)
+            event_id = await attempt.send(self.desk_room_id, content, "queue")
+            async with self.store.unit():
+                await self.store.set_state(key, event_id)
+                await self.store.set_state(f"queue_event:{event_id}", session.id)
         else:
-            await self.client.send_message(
-                self.desk_room_id, edit(event_id, content), f"refdesk-q-{session.id}-{stamp}"
-            )
+            await attempt.send(self.desk_room_id, edit(event_id, content), "queue")
 
     async def session_for_notice(self, event_id: str) -> str | None:
         return await self.store.get_state(f"queue_event:{event_id}")
 
-    async def say(self, body: str, mentions: list[str], txn_id: str) -> None:
+    async def say(self, attempt: Attempt, body: str, mentions: list[str], step: str) -> None:
         if self.desk_room_id is not None:
-            await self.client.send_message(self.desk_room_id, notice(body, mentions), txn_id)
+            await attempt.send(self.desk_room_id, notice(body, mentions), step)

@@ -1,24 +1,36 @@
-"""Librarian events from the homeserver become desk actions."""
+"""Librarian events from the homeserver become desk actions, each exactly once.
+
+An event that changes the desk is carried out in one unit of work that also claims its event
+id: the effect, the intents it causes and the claim commit together, so an event the homeserver
+sends again (a retried transaction, the catch-up after a restart) changes nothing the second
+time. Anything that needs the homeserver (a display name) is looked up before that unit opens:
+the store is never held while waiting for the network.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.commands import Context, dispatch
 from bridge.desk_room import DeskRooms
-from bridge.formatting import notice, text_and_html
+from bridge.errors import is_transient
+from bridge.formatting import text_and_html
 from bridge.ghosts import GhostTemplate
 from bridge.matrix_api import MatrixClient
 from rooms.desk import Desk
 from rooms.ids import SessionID, UserID
+from rooms.intents import DESK_LANE
+from rooms.names import clean_text
 from rooms.session import Session
 
 log = logging.getLogger("refdesk.bridge.handler")
 
 TEXT_TYPES = ("m.text", "m.notice", "m.emote")
 MEDIA_TYPES = ("m.image", "m.file", "m.audio", "m.video")
+_MXID = re.compile(r"@[^\s:]+:[^\s]+")
 
 
 @dataclass
@@ -48,7 +60,7 @@ class EventHandler:
         if not isinstance(content, dict):
             return
         if kind == "m.room.member":
-            await self._member(room_id, sender, raw, content)
+            await self._member(room_id, sender, event_id, raw, content)
             return
         if self._ours(sender):
             return
@@ -57,7 +69,9 @@ class EventHandler:
         elif kind == "m.room.redaction":
             redacts = raw.get("redacts") or content.get("redacts")
             if isinstance(redacts, str):
-                await self.desk.message_deleted(redacts)
+                async with self.desk.unit():
+                    if await self.desk.claim_event(event_id):
+                        await self.desk.message_deleted(redacts)
         elif kind == "m.room.message":
             await self._message(room_id, sender, event_id, content)
 
@@ -66,7 +80,7 @@ class EventHandler:
     ) -> None:
         relates = content.get("m.relates_to")
         if isinstance(relates, dict) and relates.get("rel_type") == "m.replace":
-            await self._edit(sender, relates, content)
+            await self._edit(sender, event_id, relates, content)
             return
         session = await self.desk.session_for_room(room_id)
         body = content.get("body")
@@ -76,8 +90,7 @@ class EventHandler:
             if session is None and room_id != self.rooms.desk_room_id:
                 if not self.desk.queue.is_librarian(sender):
                     return  # a room we were invited to by someone who is not staff
-            if await self.desk.store.record_event(event_id, self.desk.clock()):
-                await self._command(room_id, sender, event_id, session, body)
+            await self._command(room_id, sender, event_id, session, body)
             return
         if session is None:
             return
@@ -90,20 +103,26 @@ class EventHandler:
         elif not body:
             return
         name = await self.display_name(sender)
-        await self.desk.librarian_message(
-            session, UserID(sender), name, body, remote_id=event_id, html=html
-        )
+        async with self.desk.unit():
+            if await self.desk.claim_event(event_id):
+                await self.desk.librarian_message(
+                    session, UserID(sender), name, body, remote_id=event_id, html=html
+                )
 
-    async def _edit(self, sender: str, relates: dict[str, Any], content: dict[str, Any]) -> None:
+    async def _edit(
+        self, sender: str, event_id: str, relates: dict[str, Any], content: dict[str, Any]
+    ) -> None:
         original_id = relates.get("event_id")
         new = content.get("m.new_content")
         if not isinstance(original_id, str) or not isinstance(new, dict):
             return
-        original = await self.desk.store.message_by_remote_id(original_id)
+        original = await self.desk.message_by_remote_id(original_id)
         if original is None or original.sender_id != sender:
             return  # only the author may edit what the visitor sees
         body, html = text_and_html(new)
-        await self.desk.librarian_edit(original_id, body, html)
+        async with self.desk.unit():
+            if await self.desk.claim_event(event_id):
+                await self.desk.librarian_edit(original_id, body, html)
 
     async def _reaction(
         self, room_id: str, sender: str, event_id: str, content: dict[str, Any]
@@ -120,70 +139,87 @@ class EventHandler:
         )
         if session_id is None or not self.desk.queue.is_librarian(sender):
             return
-        if not await self.desk.store.record_event(event_id, self.desk.clock()):
-            return
         name = await self.display_name(sender)
-        result = await self.desk.queue.claim(SessionID(session_id), UserID(sender), name)
-        if not result.won and result.session.owner != sender:
-            who = result.session.owner_name or "nobody (it is closed)"
-            await self.rooms.say(
-                f"{name}: {result.session.form.name} is already served by {who}.",
-                [],
-                f"refdesk-r-{event_id}",
-            )
+        async with self.desk.unit():
+            if not await self.desk.claim_event(event_id):
+                return
+            result = await self.desk.queue.claim(SessionID(session_id), UserID(sender), name)
+            if not result.won and result.session.owner != sender:
+                who = result.session.owner_name or "nobody (it is closed)"
+                body = f"{name}: {result.session.form.name} is already served by {who}."
+                await self.desk.say(DESK_LANE, room_id, body)
 
     async def _member(
-        self, room_id: str, sender: str, raw: dict[str, Any], content: dict[str, Any]
+        self, room_id: str, sender: str, event_id: str, raw: dict[str, Any], content: dict[str, Any]
     ) -> None:
         user_id = raw.get("state_key")
         membership = content.get("membership")
         if not isinstance(user_id, str):
             return
         name = content.get("displayname")
-        if membership == "join" and isinstance(name, str) and name:
-            self._names[user_id] = name
+        if membership == "join" and isinstance(name, str) and clean_text(name):
+            self._names[user_id] = clean_text(name)
         if user_id == self.bot_mxid and membership == "invite":
             # A librarian opens a direct chat with the bot for !duty and !queue.
             if self.desk.queue.is_librarian(sender):
-                await self.client.join(room_id, self.bot_mxid)
+                async with self.desk.unit():
+                    if await self.desk.claim_event(event_id):
+                        await self.desk.accept_invitation(room_id)
             return
-        if membership not in ("leave", "ban") or self._ours(user_id):
-            return
+        if membership not in ("leave", "ban") or self._ours(user_id) or self._ours(sender):
+            return  # the bot's own withdrawals and removals are not a librarian leaving
         session = await self.desk.session_for_room(room_id)
         if session is not None and session.is_open and session.owner == user_id:
-            await self.desk.queue.requeue(session.id, UserID(user_id), reason="owner_left")
+            async with self.desk.unit():
+                if await self.desk.claim_event(event_id):
+                    await self.desk.queue.requeue(session.id, UserID(user_id), reason="owner_left")
 
     async def _command(
         self, room_id: str, sender: str, event_id: str, session: Session | None, body: str
     ) -> None:
+        # Names the command may need, looked up now: never while the store is held.
+        sender_name = await self.display_name(sender)
+        for mxid in _MXID.findall(body)[:5]:
+            await self.display_name(mxid.rstrip(".,;"))
         ctx = Context(
             desk=self.desk,
             client=self.client,
             room_id=room_id,
             sender=UserID(sender),
-            sender_name=await self.display_name(sender),
+            sender_name=sender_name,
             event_id=event_id,
             session=session,
             names=self.display_name,
             timezone=self.timezone,
         )
-        reply = await dispatch(ctx, body)
-        if reply:
-            await self.client.send_message(
-                room_id, notice(reply), txn_id=f"refdesk-reply-{event_id}"
-            )
+        async with self.desk.unit():
+            if not await self.desk.claim_event(event_id):
+                return
+            reply = await dispatch(ctx, body)
+            if reply:
+                lane = session.id if session is not None else DESK_LANE
+                await self.desk.say(lane, room_id, reply)
 
     async def display_name(self, user_id: str) -> str:
         cached = self._names.get(user_id)
         if cached:
             return cached
-        name = await self.client.get_displayname(user_id) or user_id.split(":")[0].lstrip("@")
+        found = await self.client.get_displayname(user_id)
+        name = clean_text(found or "") or user_id.split(":")[0].lstrip("@")
         self._names[user_id] = name
         return name
 
-    # ephemeral events: typing and read receipts
+    # ephemeral events: typing and read receipts (passing signals: a failure is dropped)
 
     async def handle_ephemeral(self, edu: dict[str, Any]) -> None:
+        try:
+            await self._ephemeral(edu)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.info("ephemeral %s dropped: %s", edu.get("type"), exc)
+
+    async def _ephemeral(self, edu: dict[str, Any]) -> None:
         room_id = edu.get("room_id")
         content = edu.get("content")
         if not isinstance(room_id, str) or not isinstance(content, dict):

@@ -21,6 +21,11 @@ log = logging.getLogger("refdesk.bridge.matrix_api")
 
 _TOKEN_SLOT = "refdesk-token-slot"
 
+# Every event refdesk sends carries its transaction id under this content key, so a send whose
+# outcome is unknown can be looked for in the room before it is repeated: a homeserver forgets
+# the transaction ids it has seen when it restarts.
+SEND_MARKER = "org.refdesk.txn"
+
 
 class MatrixError(Exception):
     """The homeserver answered with an error (``status``, ``errcode``)."""
@@ -192,10 +197,54 @@ class MatrixClient:
     async def send_message(
         self, room_id: str, content: dict[str, Any], txn_id: str, *, user_id: str | None = None
     ) -> str:
-        """Send ``m.room.message``; the same ``txn_id`` never produces a second event."""
-        method, path, data = Api.room_send(_TOKEN_SLOT, room_id, "m.room.message", content, txn_id)
+        """Send ``m.room.message`` marked with ``txn_id`` (see :data:`SEND_MARKER`).
+
+        The homeserver turns a repeated ``txn_id`` into the first event only while it remembers
+        it; :meth:`find_marked` finds an earlier send after the homeserver restarted.
+        """
+        marked = {**content, SEND_MARKER: txn_id}
+        method, path, data = Api.room_send(_TOKEN_SLOT, room_id, "m.room.message", marked, txn_id)
         result = await self.request(method, path, data, user_id=user_id)
         return str(result["event_id"])
+
+    async def find_marked(
+        self,
+        room_id: str,
+        sender: str,
+        txn_id: str,
+        not_before_ms: int,
+        *,
+        pages: int = 10,
+    ) -> str | None:
+        """The event ``sender`` sent with ``txn_id`` in the room, if it exists.
+
+        Reads the room backwards (only that sender's messages) down to ``not_before_ms``.
+        """
+        room_filter = {"types": ["m.room.message"], "senders": [sender], "lazy_load_members": True}
+        start: str | None = None
+        for _ in range(pages):
+            method, path = Api.room_messages(
+                _TOKEN_SLOT, room_id, start=start, direction="b", limit=100,
+                message_filter=room_filter,
+            )  # fmt: skip
+            result = await self.request(method, path)
+            chunk = result.get("chunk")
+            if not isinstance(chunk, list) or not chunk:
+                return None
+            for event in chunk:
+                if not isinstance(event, dict):
+                    continue
+                content = event.get("content")
+                if isinstance(content, dict) and content.get(SEND_MARKER) == txn_id:
+                    return str(event.get("event_id"))
+                stamp = event.get("origin_server_ts")
+                if isinstance(stamp, int) and stamp < not_before_ms:
+                    return None
+            start = result.get("end")
+            if not isinstance(start, str):
+                return None
+        log.warning("gave up looking for %s in %s after %d pages", txn_id, room_id, pages)
+        return None
 
     async def kick(self, room_id: str, user_id: str, reason: str) -> None:
         """Remove a member, or withdraw a pending invitation."""

@@ -1,4 +1,5 @@
-"""The bridge as one unit: appservice endpoint, event handler, delivery worker, catch-up."""
+"""The bridge as one unit: appservice endpoint, event handler, the performer of the desk's
+intents, the typing mirror, and the catch-up after a restart."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.actions import Actions
 from bridge.appservice import AppserviceServer
-from bridge.delivery import Deliverer
 from bridge.desk_room import DeskRooms
+from bridge.errors import is_transient
 from bridge.ghosts import GhostTemplate
 from bridge.handler import EventHandler
 from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
-from bridge.reactor import Reactor
+from bridge.performer import Performer
+from bridge.typing import TypingMirror
 from refdesk.config import Config
 from rooms.desk import Desk
 
@@ -56,10 +59,11 @@ class Bridge:
             self.handler.handle,
             on_ephemeral=self.handler.handle_ephemeral,
         )
-        self.deliverer = Deliverer(desk, self.client, self.ghosts, self.rooms, topic_labels)
-        self.reactor = Reactor(desk, self.client, self.ghosts, self.rooms, config.desk.supervisors)
-        desk.subscribe(self.deliverer.on_desk_event)
-        desk.subscribe(self.reactor.on_desk_event)
+        self.actions = Actions(desk, self.client, self.ghosts, self.rooms, topic_labels)
+        self.performer = Performer(desk, self.client, self.actions)
+        self.typing = TypingMirror(desk, self.client, self.ghosts)
+        desk.subscribe(self.performer.on_desk_event)
+        desk.subscribe(self.typing.on_desk_event)
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -71,7 +75,7 @@ class Bridge:
         site = web.TCPSite(self._runner, asc.listen_host, asc.listen_port)
         await site.start()
         log.info("appservice listening on %s:%d", asc.listen_host, asc.listen_port)
-        self.reactor.start()
+        self.typing.start()
         self._spawn(self._prepare())
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -86,8 +90,8 @@ class Bridge:
 
     async def _prepare(self) -> None:
         """Once the homeserver is reachable: give the bot its name, make sure the Space and the
-        desk room exist, then start delivering, ping the homeserver (so it resends transactions
-        it held for us at once, instead of after its back-off) and catch up."""
+        desk room exist, then start performing intents, ping the homeserver (so it resends
+        transactions it held for us at once, instead of after its back-off) and catch up."""
         delay = 1.0
         while True:
             try:
@@ -96,7 +100,7 @@ class Bridge:
                 )
                 await self.rooms.ensure()
                 log.info("homeserver reached; the desk bot is %s", self.config.bot_mxid)
-                self.deliverer.start()
+                await self.performer.start()
                 await self.client.ping(self.config.appservice.id)
                 await self.catch_up()
                 return
@@ -109,7 +113,10 @@ class Bridge:
         """Read what librarians wrote in open session rooms while the bridge was away.
 
         The homeserver also retries undelivered transactions, but with growing back-off; reading
-        the rooms makes a restart converge at once. Events are deduplicated by event id.
+        the rooms makes a restart converge at once. Only the events after the newest one the
+        desk already knows are read, so a late event can never be stored before an earlier one
+        the homeserver has yet to send; a room with more unknown events than one page is left to
+        the homeserver's own retries. Events are deduplicated by event id.
         """
         delay = 1.0
         while True:
@@ -117,22 +124,39 @@ class Bridge:
                 sessions = await self.desk.open_sessions_with_rooms()
                 for session in sessions:
                     assert session.room_id is not None
-                    for event in await self.client.recent_events(session.room_id):
-                        event.setdefault("room_id", session.room_id)
-                        await self.handler.handle(event)
+                    await self._catch_up_room(session.room_id)
                 log.info("catch-up read %d open session rooms", len(sessions))
                 return
-            except (HomeserverUnavailable, MatrixError) as exc:
-                log.info("catch-up waits for the homeserver (%s)", exc)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.info("catch-up waits (%s)", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
+
+    async def _catch_up_room(self, room_id: str, limit: int = 100) -> None:
+        events = await self.client.recent_events(room_id, limit=limit)
+        start: int | None = None
+        for index in range(len(events) - 1, -1, -1):
+            event_id = events[index].get("event_id")
+            if isinstance(event_id, str) and await self.desk.event_known(event_id):
+                start = index + 1
+                break
+        if start is None:
+            if len(events) >= limit:
+                log.info("catch-up leaves %s to the homeserver's retries", room_id)
+                return
+            start = 0
+        for event in events[start:]:
+            event.setdefault("room_id", room_id)
+            await self.handler.handle(event)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.deliverer.stop()
-        await self.reactor.stop()
+        await self.performer.stop()
+        await self.typing.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +23,6 @@ from rooms.events import (
     ReadUpTo,
     RoomAttached,
     SessionClosed,
-    SessionQueued,
     SessionStarted,
     Typing,
     VerificationDone,
@@ -31,6 +31,7 @@ from rooms.events import (
 from rooms.feedback import Feedback, validate_feedback
 from rooms.hours import HoursStatus, ServiceHours
 from rooms.ids import MessageID, RoomID, SessionID, UserID
+from rooms.intents import DESK_LANE, Intent, IntentKind, Intents
 from rooms.knowledge import KnowledgeBase
 from rooms.offline import (
     LinkError,
@@ -176,8 +177,10 @@ class Desk:
         self.verifier = verifier
         self.hours = hours
         self._was_open: bool | None = None
-        self.bus = EventBus()
-        self.queue = Queue(store, self.bus, rules.queue, clock)
+        # Events are announced once the change they tell of is committed.
+        self.bus = EventBus(defer=store.db.after_commit)
+        self.intents = Intents(store, self.bus, clock)
+        self.queue = Queue(store, self.bus, rules.queue, clock, self.intents)
         if verifier is not None and rules.verify_after_claim:
             self.queue.after_claim = self._verify_after_claim
         self._emit = self.bus.emit
@@ -198,10 +201,7 @@ class Desk:
 
     async def client_key(self, address: str) -> str:
         """A salted hash of a visitor's network address: enough to ban, useless to trace."""
-        salt = await self.store.get_state("client_key_salt")
-        if salt is None:
-            salt = new_token()
-            await self.store.set_state("client_key_salt", salt)
+        salt = await self.secret("client_key_salt")
         return hmac.new(salt.encode(), address.encode(), hashlib.sha256).hexdigest()[:32]
 
     async def check_client(self, client_key: str) -> None:
@@ -219,16 +219,22 @@ class Desk:
         if session.client_key is None:
             raise DeskError("This session's address is not known; it cannot be banned.")
         until = self.clock() + timedelta(days=days)
-        await self.store.ban(
-            session.client_key,
-            until=until,
-            banned_by=by,
-            reason=reason,
-            session_id=session.id,
-            at=self.clock(),
-        )
+        async with self.store.unit():
+            await self.store.ban(
+                session.client_key,
+                until=until,
+                banned_by=by,
+                reason=reason,
+                session_id=session.id,
+                at=self.clock(),
+            )
+            await self.end_session(
+                session.id,
+                by=by,
+                note=f"banned: {reason}" if reason else None,
+                banned_until=until,
+            )
         log.info("session %s: its client is banned for %d days", session.id, days)
-        await self.end_session(session.id, by=by, note=f"banned: {reason}" if reason else None)
         return until
 
     async def start_session(
@@ -247,20 +253,21 @@ class Desk:
             offline=not available.live,
             client_key=client_key,
         )
-        await self.store.insert_session(session, hash_token(token))
-        log.info("session %s started (topic %s)", session.id, form.topic)
-        self._emit(SessionStarted(session))
         greeting = self.rules.greeting.get(form.language) or self.rules.greeting.get("en")
-        if greeting:
-            welcome = Message(
-                id=MessageID(0),
-                session_id=session.id,
-                origin=Origin.DESK,
-                body=greeting.format_map({"visitor": form.name, "desk": self.rules.desk_name}),
-                created_at=self.clock(),
-            )
-            stored, _ = await self.store.insert_message(welcome)
-            self._emit(MessageAdded(stored))
+        async with self.store.unit():
+            await self.store.insert_session(session, hash_token(token))
+            self._emit(SessionStarted(session))
+            if greeting:
+                welcome = Message(
+                    id=MessageID(0),
+                    session_id=session.id,
+                    origin=Origin.DESK,
+                    body=greeting.format_map({"visitor": form.name, "desk": self.rules.desk_name}),
+                    created_at=self.clock(),
+                )
+                stored, _ = await self.store.insert_message(welcome)
+                self._emit(MessageAdded(stored))
+        log.info("session %s started (topic %s)", session.id, form.topic)
         return session, token
 
     async def get_session(self, session_id: str) -> Session:
@@ -306,18 +313,21 @@ class Desk:
             client_id=client_id,
             needs_delivery=True,
         )
-        current = await self.get_session(session.id)
-        if not current.is_open:
-            # A retry of a message stored before the session closed still gets its answer.
-            existing = await self.store.message_by_client_id(session.id, client_id)
-            if existing is None:
-                raise SessionClosedError("This chat has ended.")
-            return existing, False
-        stored, created = await self.store.insert_message(message, enqueue_at=self.clock())
-        if created:
-            self._emit(MessageAdded(stored))
-            if current.queued_at is None and current.owner is None:
-                self._emit(SessionQueued(await self.get_session(session.id), "new"))
+        async with self.store.unit():
+            current = await self.get_session(session.id)
+            if not current.is_open:
+                # A retry of a message stored before the session closed still gets its answer.
+                existing = await self.store.message_by_client_id(session.id, client_id)
+                if existing is None:
+                    raise SessionClosedError("This chat has ended.")
+                return existing, False
+            stored, created = await self.store.insert_message(message, enqueue_at=self.clock())
+            if created:
+                await self.intents.add(session.id, IntentKind.MESSAGE, message_id=stored.id)
+                self._emit(MessageAdded(stored))
+                if current.queued_at is None and current.owner is None:
+                    # The first message: the room is made for it, then the librarians rung.
+                    await self.queue.ring(await self.get_session(session.id), "new")
         return stored, created
 
     async def messages_after(
@@ -325,47 +335,73 @@ class Desk:
     ) -> list[Message]:
         return await self.store.messages_after(session_id, max(0, after), limit)
 
-    async def end_session(self, session_id: SessionID, by: str, note: str | None = None) -> Session:
+    async def end_session(
+        self,
+        session_id: SessionID,
+        by: str,
+        note: str | None = None,
+        banned_until: datetime | None = None,
+    ) -> Session:
         """Close a session (idempotent) and leave a notice for both sides.
 
-        ``by`` is ``visitor`` or the closing librarian's user id.
+        ``by`` is ``visitor`` or the closing librarian's user id; ``banned_until``: the chat
+        ends with a ban of the visitor's connection.
         """
-        session = await self.get_session(session_id)
-        if not session.is_open:
-            return session
-        key = "closed_by_visitor" if by == "visitor" else "closed_by_librarian"
-        notice = Message(
-            id=MessageID(0),
-            session_id=session_id,
-            origin=Origin.DESK,
-            body=text(key, session.form.language),
-            created_at=self.clock(),
-            needs_delivery=by == "visitor",
-        )
-        stored = await self.store.close_session(session_id, self.clock(), by, notice)
-        closed = await self.get_session(session_id)
-        if stored is not None:
-            log.info(
-                "session %s closed by %s", session_id, "visitor" if by == "visitor" else "librarian"
+        async with self.store.unit():
+            session = await self.get_session(session_id)
+            if not session.is_open:
+                return session
+            key = "closed_by_visitor" if by == "visitor" else "closed_by_librarian"
+            notice = Message(
+                id=MessageID(0),
+                session_id=session_id,
+                origin=Origin.DESK,
+                body=text(key, session.form.language),
+                created_at=self.clock(),
+                needs_delivery=by == "visitor",
             )
+            stored = await self.store.close_session(session_id, self.clock(), by, notice)
+            closed = await self.get_session(session_id)
+            if stored is None:
+                return closed
             if note:
                 await self.store.add_note(session_id, by, note, self.clock())
+            if stored.needs_delivery:
+                # The room reads the visitor's goodbye before the librarians are let go.
+                await self.intents.add(session_id, IntentKind.MESSAGE, message_id=stored.id)
+            await self.intents.add(
+                session_id,
+                IntentKind.CLOSED,
+                by=by,
+                banned_until=banned_until.isoformat() if banned_until else None,
+            )
             self._emit(MessageAdded(stored))
             self._emit(SessionClosed(closed, note))
+        log.info(
+            "session %s closed by %s", session_id, "visitor" if by == "visitor" else "librarian"
+        )
         return closed
 
     async def give_feedback(self, session: Session, raw: dict[str, Any]) -> Feedback:
         """Store the visitor's rating (and comment) at once; later calls update it."""
         rating, comment = validate_feedback(raw)
-        current = await self.get_session(session.id)
-        if current.is_open:
-            raise SessionStillOpen("Feedback can be given once the chat has ended.")
-        first = await self.store.feedback(session.id) is None
-        feedback = await self.store.upsert_feedback(
-            session.id, rating, comment, current.owner, self.clock()
-        )
+        async with self.store.unit():
+            current = await self.get_session(session.id)
+            if current.is_open:
+                raise SessionStillOpen("Feedback can be given once the chat has ended.")
+            first = await self.store.feedback(session.id) is None
+            feedback = await self.store.upsert_feedback(
+                session.id, rating, comment, current.owner, self.clock()
+            )
+            await self.intents.add(
+                session.id,
+                IntentKind.FEEDBACK,
+                rating=feedback.rating,
+                comment=feedback.comment,
+                librarian_name=current.owner_name,
+            )
+            self._emit(FeedbackGiven(current, feedback, first))
         log.info("session %s rated %d", session.id, rating)
-        self._emit(FeedbackGiven(current, feedback, first))
         return feedback
 
     def topic_label(self, session: Session) -> str:
@@ -414,11 +450,16 @@ class Desk:
         return Availability(is_open, staffed, status)
 
     async def _link_secret(self) -> bytes:
-        secret = await self.store.get_state("resume_link_secret")
-        if secret is None:
-            secret = new_token()
-            await self.store.set_state("resume_link_secret", secret)
-        return secret.encode()
+        return (await self.secret("resume_link_secret")).encode()
+
+    async def secret(self, key: str) -> str:
+        """A random secret made once and kept in the store (the first caller makes it)."""
+        async with self.store.unit():
+            secret = await self.store.get_state(key)
+            if secret is None:
+                secret = new_token()
+                await self.store.set_state(key, secret)
+        return secret
 
     async def resume_link(self, session: Session) -> tuple[str, datetime]:
         until = link_expiry(self.clock(), self.rules.offline)
@@ -461,18 +502,19 @@ class Desk:
                 until=until,
             )
             last = replies[-1].id
-            mail_id = await self.store.enqueue_mail(
-                session_id=session.id,
-                kind="replies",
-                recipient=session.form.email,
-                subject=subject,
-                text_body=text_body,
-                html_body=html_body,
-                at=now,
-                dedup_key=f"replies:{session.id}:{last}",
-            )
-            await self.store.mark_emailed(session.id, last)
-            self._emit(MailQueued(mail_id))
+            async with self.store.unit():
+                mail_id = await self.store.enqueue_mail(
+                    session_id=session.id,
+                    kind="replies",
+                    recipient=session.form.email,
+                    subject=subject,
+                    text_body=text_body,
+                    html_body=html_body,
+                    at=now,
+                    dedup_key=f"replies:{session.id}:{last}",
+                )
+                await self.store.mark_emailed(session.id, last)
+                self._emit(MailQueued(mail_id))
             queued += 1
         return queued
 
@@ -484,9 +526,14 @@ class Desk:
         opened = available.open and self._was_open is not True
         self._was_open = available.open
         if opened and available.staffed:
-            waiting = await self.store.offline_waiting()
-            if waiting:
-                self._emit(OfflineWaiting(waiting))
+            async with self.store.unit():
+                waiting = await self.store.offline_waiting()
+                if waiting:
+                    users = [str(u) for u in await self.queue.on_duty()]
+                    await self.intents.add(
+                        DESK_LANE, IntentKind.OFFLINE_WAITING, count=waiting, users=users
+                    )
+                    self._emit(OfflineWaiting(waiting))
 
     # verification: during the chat, never a gate
 
@@ -509,13 +556,20 @@ class Desk:
         """Ask the visitor (in the widget) to confirm membership."""
         if self.verifier is None:
             raise VerificationOff("Member verification is not configured for this desk.")
-        current = await self.get_session(session.id)
-        if not current.is_open:
-            raise SessionClosedError("This chat has ended.")
-        await self.store.set_verification(session.id, "requested")
-        updated = await self.get_session(session.id)
-        self._emit(VerificationRequested(updated, by))
-        await self._tell(updated, text("verify_asked", updated.form.language))
+        async with self.store.unit():
+            current = await self.get_session(session.id)
+            if not current.is_open:
+                raise SessionClosedError("This chat has ended.")
+            await self.store.set_verification(session.id, "requested")
+            updated = await self.get_session(session.id)
+            await self.intents.add(
+                session.id,
+                IntentKind.VERIFICATION_ASKED,
+                by=by,
+                fields=list(self.verification_fields),
+            )
+            self._emit(VerificationRequested(updated, by))
+            await self._tell(updated, text("verify_asked", updated.form.language))
         return updated
 
     async def _verify_after_claim(self, session: Session, by: UserID) -> None:
@@ -543,14 +597,18 @@ class Desk:
         today = self.clock().astimezone(ZoneInfo(self.rules.timezone)).date()
         outcome = await self.verifier.attempt(session.id, client_key, fields, today)
         code = str(outcome.code)
-        await self.store.audit_verification(
-            session.id, client_key, current.owner, code, self.clock()
-        )
-        await self.store.set_verification(session.id, code)
-        updated = await self.get_session(session.id)
+        async with self.store.unit():
+            await self.store.audit_verification(
+                session.id, client_key, current.owner, code, self.clock()
+            )
+            await self.store.set_verification(session.id, code)
+            updated = await self.get_session(session.id)
+            await self._tell(updated, outcome.visitor_text(updated.form.language))
+            await self.intents.add(
+                session.id, IntentKind.VERIFICATION_DONE, notice=outcome.notice()
+            )
+            self._emit(VerificationDone(updated, outcome.notice()))
         log.info("session %s verification: %s", session.id, code)
-        await self._tell(updated, outcome.visitor_text(updated.form.language))
-        self._emit(VerificationDone(updated, outcome.notice()))
         return outcome
 
     async def visitor_typing(self, session: Session, typing: bool) -> None:
@@ -564,8 +622,10 @@ class Desk:
             return None
         if message.origin is not Origin.LIBRARIAN:
             return None
-        if await self.store.set_visitor_seen(session.id, message.id):
-            self._emit(ReadUpTo(session.id, "visitor", message))
+        async with self.store.unit():
+            if await self.store.set_visitor_seen(session.id, message.id):
+                await self.intents.add(session.id, IntentKind.READ, message_id=message.id)
+                self._emit(ReadUpTo(session.id, "visitor", message))
         return message
 
     # librarian side (called by the chat-network adapter)
@@ -592,25 +652,27 @@ class Desk:
 
         The first librarian to reply in a waiting session claims it.
         """
-        if await self.store.message_by_remote_id(remote_id) is not None:
-            return None
-        if session.is_open and session.owner is None and self.queue.is_librarian(sender_id):
-            await self.queue.claim(session.id, sender_id, sender_name)
-        message = Message(
-            id=MessageID(0),
-            session_id=session.id,
-            origin=Origin.LIBRARIAN,
-            body=body,
-            html=html,
-            created_at=self.clock(),
-            sender_name=sender_name,
-            sender_id=sender_id,
-            remote_id=remote_id,
-        )
-        stored, created = await self.store.insert_message(message)
-        if not created:
-            return None
-        self._emit(MessageAdded(stored))
+        async with self.store.unit():
+            if await self.store.message_by_remote_id(remote_id) is not None:
+                return None
+            current = await self.get_session(session.id)
+            if current.is_open and current.owner is None and self.queue.is_librarian(sender_id):
+                await self.queue.claim(session.id, sender_id, sender_name)
+            message = Message(
+                id=MessageID(0),
+                session_id=session.id,
+                origin=Origin.LIBRARIAN,
+                body=body,
+                html=html,
+                created_at=self.clock(),
+                sender_name=sender_name,
+                sender_id=sender_id,
+                remote_id=remote_id,
+            )
+            stored, created = await self.store.insert_message(message)
+            if not created:
+                return None
+            self._emit(MessageAdded(stored))
         return stored
 
     async def librarian_edit(
@@ -641,12 +703,76 @@ class Desk:
             self._emit(ReadUpTo(session.id, "librarian", message))
         return message
 
+    async def message_by_remote_id(self, remote_id: str) -> Message | None:
+        return await self.store.message_by_remote_id(remote_id)
+
+    # what an adapter received: each event is acted on once (its id is claimed in the unit
+    # of work that carries out its effect)
+
+    async def claim_event(self, event_id: str) -> bool:
+        """Claim an incoming event inside the unit that handles it; False: handled before."""
+        return await self.store.record_event(event_id, self.clock())
+
+    async def event_known(self, event_id: str) -> bool:
+        return await self.store.event_known(event_id)
+
+    async def record_poison(
+        self, event_id: str, room_id: str | None, event_type: str | None, reason: str
+    ) -> None:
+        """An event that cannot be handled: kept with its reason, never tried again."""
+        await self.store.record_poison(event_id, room_id, event_type, reason, self.clock())
+
+    async def say(
+        self, lane: str, room_id: str, body: str, mentions: list[str] | None = None
+    ) -> None:
+        """An adapter's own notice (an answer to a command), sent from the store like every
+        other: stored in the caller's unit of work, performed once it commits."""
+        await self.intents.add(
+            lane, IntentKind.SAY, room_id=room_id, body=body, mentions=mentions or []
+        )
+
+    async def accept_invitation(self, room_id: str) -> None:
+        await self.intents.add(DESK_LANE, IntentKind.JOIN, room_id=room_id)
+
+    def unit(self) -> AbstractAsyncContextManager[object]:
+        """One unit of work for an adapter's action: what it changes commits together."""
+        return self.store.unit()
+
     async def add_note(self, session: Session, author: UserID, body: str) -> None:
         """An internal note: kept with the session, never shown to the visitor."""
         await self.store.add_note(session.id, author, body, self.clock())
 
     async def pending_deliveries(self, limit: int = 100) -> list[Message]:
         return await self.store.pending_deliveries(limit)
+
+    async def message(self, message_id: MessageID) -> Message | None:
+        return await self.store.message(message_id)
+
+    async def feedback(self, session_id: SessionID) -> Feedback | None:
+        return await self.store.feedback(session_id)
+
+    # intents, for the adapter that performs them (rooms/intents.py)
+
+    async def pending_lanes(self) -> list[str]:
+        return await self.store.pending_lanes()
+
+    async def next_intent(self, lane: str) -> Intent | None:
+        return await self.store.next_intent(lane)
+
+    async def last_intent_id(self) -> int:
+        return await self.store.last_intent_id()
+
+    async def intent_done(
+        self, intent_id: int, delivered: tuple[MessageID, str | None] | None = None
+    ) -> None:
+        """The intent is performed; ``delivered``: the message it delivered and its event."""
+        async with self.store.unit():
+            if delivered is not None:
+                await self.store.mark_delivered(delivered[0], delivered[1], self.clock())
+            await self.store.intent_done(intent_id, self.clock())
+
+    async def intent_failed(self, intent_id: int, reason: str, *, give_up: bool) -> int:
+        return await self.store.intent_failed(intent_id, reason, self.clock(), give_up=give_up)
 
     async def mark_delivered(self, message_id: MessageID, remote_id: str | None) -> None:
         await self.store.mark_delivered(message_id, remote_id, self.clock())

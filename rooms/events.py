@@ -130,6 +130,13 @@ class OfflineWaiting:
     count: int
 
 
+@dataclass(frozen=True)
+class IntentAdded:
+    """An intent was stored (see rooms/intents.py): the adapter has work in ``lane``."""
+
+    lane: str
+
+
 DeskEvent = (
     SessionStarted
     | MessageAdded
@@ -148,20 +155,33 @@ DeskEvent = (
     | VerificationRequested
     | VerificationDone
     | OfflineWaiting
+    | IntentAdded
 )
 Listener = Callable[[DeskEvent], None]
 
 
 class EventBus:
-    """Synchronous fan-out; listeners only schedule work and must never block."""
+    """Synchronous fan-out; listeners only schedule work and must never block.
 
-    def __init__(self) -> None:
+    ``defer`` postpones the fan-out until the change being announced is committed (the
+    store's ``after_commit``): a listener never reads the store before the change is there,
+    and a change that is rolled back is never announced.
+    """
+
+    def __init__(self, defer: Callable[[Callable[[], None]], None] | None = None) -> None:
         self._listeners: list[Listener] = []
+        self._defer = defer
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
     def emit(self, event: DeskEvent) -> None:
+        if self._defer is not None:
+            self._defer(lambda: self._fan_out(event))
+        else:
+            self._fan_out(event)
+
+    def _fan_out(self, event: DeskEvent) -> None:
         for listener in self._listeners:
             try:
                 listener(event)

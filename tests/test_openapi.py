@@ -871,9 +871,14 @@ async def test_fuzz_after_the_chat(
     after = await api.snapshot()
     if operation == "giveFeedback" and status == 200:
         assert visit is api.closed and auth in VALID_AUTH
-        assert {k: v for k, v in after.items() if k != "feedback"} == {
-            k: v for k, v in before.items() if k != "feedback"
+        changed = ("feedback", "intents", "sqlite_sequence")
+        assert {k: v for k, v in after.items() if k not in changed} == {
+            k: v for k, v in before.items() if k not in changed
         }
+        # The room hears of the rating (an intent for the chat network), nothing more.
+        assert after["intents"][: len(before["intents"])] == before["intents"]
+        told = [row[1:3] for row in after["intents"][len(before["intents"]) :]]
+        assert told == [(visit.session_id, "feedback")]
         assert [row[1] for row in after["feedback"] if row[0] == visit.session_id] == [
             data["feedback"]["rating"]
         ]
@@ -934,8 +939,13 @@ async def test_fuzz_verification(
     # Only the outcome is kept: the session's state, an audit row, a desk notice.
     assert visit is api.open and auth in VALID_AUTH
     typed = json.dumps(json.loads(body)["fields"])
-    for table in set(after) - {"sessions", "messages", "verification_audit", "sqlite_sequence"}:
+    changed = {"sessions", "messages", "verification_audit", "intents", "sqlite_sequence"}
+    for table in set(after) - changed:
         assert after[table] == before[table], table
+    # The librarians are told the outcome (an intent for the chat network), nothing more.
+    assert after["intents"][: len(before["intents"])] == before["intents"]
+    told = [row[1:3] for row in after["intents"][len(before["intents"]) :]]
+    assert told == [(visit.session_id, "verification_done")]
     assert [r for r in after["sessions"] if r[0] != visit.session_id] == [
         r for r in before["sessions"] if r[0] != visit.session_id
     ]

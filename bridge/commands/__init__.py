@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from bridge.errors import is_transient
 from bridge.matrix_api import MatrixClient
 from rooms.desk import Desk
 from rooms.ids import UserID
@@ -95,10 +96,14 @@ async def dispatch(ctx: Context, text: str) -> str | None:
         where = "a session room" if SESSION in cmd.where else "the desk room or a chat with me"
         return f"!{name} works in {where}. Type !help for what works here."
     try:
-        return await cmd.handler(ctx, args.strip())
+        # Its own savepoint: a command that fails half-way leaves no half of its effect.
+        async with ctx.desk.unit():
+            return await cmd.handler(ctx, args.strip())
     except QueueError as exc:
         return str(exc)
-    except Exception:
+    except Exception as exc:
+        if is_transient(exc):
+            raise  # the homeserver sends the event again; the command runs then
         reference = secrets.token_hex(4)
         log.exception("command !%s failed (reference %s)", name, reference)
         return f"Sorry, that failed (reference {reference}). The desk's log has the details."

@@ -86,10 +86,10 @@ async def ban(ctx: Context, args: str) -> str | None:
         words = words[1:]
     reason = words[0] if words else None
     try:
-        until = await ctx.desk.ban_client(ctx.need_session(), ctx.sender, days, reason)
+        await ctx.desk.ban_client(ctx.need_session(), ctx.sender, days, reason)
     except DeskError as exc:
         return str(exc)
-    return f"Blocked this visitor's connection until {until:%Y-%m-%d %H:%M} UTC."
+    return None  # the closing notice says it, before the librarians leave the room
 
 
 @command("info", "the visitor's details: form, page, browser, language, waiting time")

@@ -181,3 +181,37 @@ MIGRATIONS += (
         """,
     ),
 )
+
+MIGRATIONS += (
+    Migration(
+        7,
+        "durable intents; inbound dedup by event id only; poison events",
+        """
+        CREATE TABLE intents (
+            id         INTEGER PRIMARY KEY AUTOINCREMENT,
+            lane       TEXT NOT NULL,
+            kind       TEXT NOT NULL,
+            payload    TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            attempts   INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            done_at    TEXT,
+            failed_at  TEXT
+        );
+        CREATE INDEX intents_pending ON intents (lane, id)
+            WHERE done_at IS NULL AND failed_at IS NULL;
+        INSERT INTO intents (lane, kind, payload, created_at)
+            SELECT session_id, 'message', json_object('message_id', id), created_at
+            FROM messages WHERE needs_delivery = 1 AND delivered_at IS NULL ORDER BY id;
+        DROP INDEX messages_pending;
+        DROP TABLE inbound_batches;
+        CREATE TABLE inbound_failures (
+            event_id   TEXT PRIMARY KEY,
+            room_id    TEXT,
+            event_type TEXT,
+            reason     TEXT NOT NULL,
+            failed_at  TEXT NOT NULL
+        )
+        """,
+    ),
+)

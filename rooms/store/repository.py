@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -9,6 +11,7 @@ import aiosqlite
 
 from rooms.feedback import Feedback
 from rooms.ids import MessageID, RoomID, SessionID, UserID
+from rooms.intents import Intent, IntentKind
 from rooms.session import Message, Origin, Session, SessionState, VisitorForm
 from rooms.store.database import Database
 
@@ -73,6 +76,19 @@ def _message(row: aiosqlite.Row) -> Message:
         html=row["html"],
         edited_at=_dt(row["edited_at"]),
         deleted_at=_dt(row["deleted_at"]),
+    )
+
+
+def _intent(row: aiosqlite.Row) -> Intent:
+    created_at = _dt(row["created_at"])
+    assert created_at is not None
+    return Intent(
+        id=int(row["id"]),
+        lane=row["lane"],
+        kind=IntentKind(row["kind"]),
+        payload=json.loads(row["payload"]),
+        created_at=created_at,
+        attempts=int(row["attempts"]),
     )
 
 
@@ -308,6 +324,7 @@ class Store:
     async def mark_delivered(
         self, message_id: MessageID, remote_id: str | None, at: datetime
     ) -> None:
+        """The message is in its room (``remote_id``: its event there) or needs no room."""
         async with self.db.transaction() as conn:
             await conn.execute(
                 """
@@ -317,33 +334,25 @@ class Store:
                 {"id": message_id, "remote_id": remote_id, "at": _ts(at)},
             )
 
-    async def is_remote_known(self, remote_id: str) -> bool:
+    # inbound dedup: event ids are unique forever (transaction ids are not)
+
+    async def event_known(self, event_id: str) -> bool:
+        """Whether an inbound event was handled (or refused as poison) before."""
         row = await self.db.fetchone(
             """
-            SELECT 1 FROM messages WHERE remote_id = :id
-            UNION ALL SELECT 1 FROM inbound_events WHERE event_id = :id
+            SELECT 1 FROM inbound_events WHERE event_id = :id
+            UNION ALL SELECT 1 FROM messages WHERE remote_id = :id
             """,
-            {"id": remote_id},
+            {"id": event_id},
         )
         return row is not None
-
-    # inbound dedup
-
-    async def batch_seen(self, batch_id: str) -> bool:
-        row = await self.db.fetchone(
-            "SELECT 1 FROM inbound_batches WHERE batch_id = :id", {"id": batch_id}
-        )
-        return row is not None
-
-    async def record_batch(self, batch_id: str, at: datetime) -> None:
-        async with self.db.transaction() as conn:
-            await conn.execute(
-                "INSERT OR IGNORE INTO inbound_batches (batch_id, received_at) VALUES (:id, :at)",
-                {"id": batch_id, "at": _ts(at)},
-            )
 
     async def record_event(self, event_id: str, at: datetime) -> bool:
-        """Remember an inbound event; False if it was handled before."""
+        """Claim an inbound event; False if it was handled before.
+
+        Called inside the unit of work that carries out the event's effect, so the effect and
+        the claim commit (or roll back) together.
+        """
         async with self.db.transaction() as conn:
             cur = await conn.execute(
                 "INSERT OR IGNORE INTO inbound_events (event_id, handled_at) VALUES (:id, :at)",
@@ -351,7 +360,115 @@ class Store:
             )
             return cur.rowcount == 1
 
+    async def record_poison(
+        self, event_id: str, room_id: str | None, event_type: str | None, reason: str, at: datetime
+    ) -> None:
+        """An event that cannot be handled: keep why, and never try it again."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                """
+                INSERT OR IGNORE INTO inbound_failures (event_id, room_id, event_type, reason,
+                                                        failed_at)
+                VALUES (:id, :room, :type, :reason, :at)
+                """,
+                {
+                    "id": event_id,
+                    "room": room_id,
+                    "type": event_type,
+                    "reason": reason,
+                    "at": _ts(at),
+                },
+            )
+            await conn.execute(
+                "INSERT OR IGNORE INTO inbound_events (event_id, handled_at) VALUES (:id, :at)",
+                {"id": event_id, "at": _ts(at)},
+            )
+
+    # intents: what the desk decided to tell the chat network, performed from here
+
+    async def add_intent(
+        self, lane: str, kind: IntentKind, payload: dict[str, Any], at: datetime
+    ) -> int:
+        async with self.db.transaction() as conn:
+            cur = await conn.execute(
+                """
+                INSERT INTO intents (lane, kind, payload, created_at)
+                VALUES (:lane, :kind, :payload, :at)
+                """,
+                {
+                    "lane": lane,
+                    "kind": kind.value,
+                    "payload": json.dumps(payload, separators=(",", ":")),
+                    "at": _ts(at),
+                },
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    async def pending_lanes(self) -> list[str]:
+        """Lanes with intents to perform, the longest waiting first."""
+        rows = await self.db.fetchall(
+            """
+            SELECT lane FROM intents WHERE done_at IS NULL AND failed_at IS NULL
+            GROUP BY lane ORDER BY MIN(id)
+            """
+        )
+        return [row["lane"] for row in rows]
+
+    async def next_intent(self, lane: str) -> Intent | None:
+        row = await self.db.fetchone(
+            """
+            SELECT * FROM intents WHERE lane = :lane AND done_at IS NULL AND failed_at IS NULL
+            ORDER BY id LIMIT 1
+            """,
+            {"lane": lane},
+        )
+        return _intent(row) if row else None
+
+    async def pending_intents(self, lane: str | None = None) -> list[Intent]:
+        rows = await self.db.fetchall(
+            """
+            SELECT * FROM intents WHERE done_at IS NULL AND failed_at IS NULL
+              AND (:lane IS NULL OR lane = :lane)
+            ORDER BY id
+            """,
+            {"lane": lane},
+        )
+        return [_intent(row) for row in rows]
+
+    async def last_intent_id(self) -> int:
+        row = await self.db.fetchone("SELECT COALESCE(MAX(id), 0) FROM intents")
+        return int(row[0]) if row else 0
+
+    async def intent_done(self, intent_id: int, at: datetime) -> None:
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                "UPDATE intents SET done_at = :at WHERE id = :id",
+                {"id": intent_id, "at": _ts(at)},
+            )
+
+    async def intent_failed(
+        self, intent_id: int, error: str, at: datetime, *, give_up: bool
+    ) -> int:
+        """Count a refused attempt; ``give_up`` sets it aside for good. Returns attempts."""
+        async with self.db.transaction() as conn:
+            await conn.execute(
+                """
+                UPDATE intents SET attempts = attempts + 1, last_error = :error,
+                       failed_at = CASE WHEN :give_up THEN :at ELSE NULL END
+                WHERE id = :id
+                """,
+                {"id": intent_id, "error": error[:500], "at": _ts(at), "give_up": give_up},
+            )
+            async with conn.execute("SELECT attempts FROM intents WHERE id = ?", (intent_id,)) as c:
+                row = await c.fetchone()
+        return int(row[0]) if row else 0
+
     # queue and owner
+
+    def unit(self) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """One transaction around several store calls (they join it): all or nothing."""
+        return self.db.transaction()
 
     async def _update_session(self, sql: str, params: dict[str, Any]) -> bool:
         async with self.db.transaction() as conn:

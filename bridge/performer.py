@@ -1,0 +1,162 @@
+"""Performs the desk's stored intents on the homeserver: in order per lane, at least once.
+
+Intents come from the store, never from memory (rooms/intents.py), so a restart of refdesk or a
+long homeserver outage delays them and loses none. Each lane (one chat, or the desk) has its own
+task: the lane's intents run strictly one after the other, so a later message never overtakes an
+earlier one and a chat's notices keep their order; a slow or failing lane backs off alone while
+the others flow.
+
+An intent whose outcome is unknown (the homeserver did not answer, or a previous process was
+stopped while performing it) is *uncertain*: its sends look for themselves in the room before
+they are repeated (bridge/actions.py). Refusals (a 4xx) are counted; an intent other than a
+message that keeps being refused is set aside with its reason after a few tries, so it cannot
+block its lane for ever. A message is never dropped: it is retried until it is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from bridge.actions import Actions, Attempt
+from bridge.errors import is_transient
+from bridge.matrix_api import MatrixClient, MatrixError
+from refdesk.background import Worker
+from rooms.desk import Desk
+from rooms.events import DeskEvent, IntentAdded
+from rooms.intents import Intent, IntentKind
+
+log = logging.getLogger("refdesk.bridge.performer")
+
+REFUSALS_BEFORE_GIVING_UP = 5
+SCAN_EVERY = 30.0
+
+
+class Performer:
+    def __init__(
+        self,
+        desk: Desk,
+        client: MatrixClient,
+        actions: Actions,
+        min_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.desk = desk
+        self.client = client
+        self.actions = actions
+        self.min_backoff = min_backoff
+        self.max_backoff = max_backoff
+        self.instance = ""
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+        self._again: set[str] = set()  # lanes that got work while their task was finishing
+        self._uncertain: set[int] = set()
+        self._floor = 0  # intents up to this id may have been tried by an earlier process
+        self._started = False
+        self._wake = asyncio.Event()
+        self._worker = Worker("refdesk-performer", self._scan)
+
+    def on_desk_event(self, event: DeskEvent) -> None:
+        if isinstance(event, IntentAdded) and self._started:
+            self._run_lane(event.lane)
+
+    async def start(self) -> None:
+        self.instance = (await self.desk.secret("bridge_instance"))[:8]
+        self._floor = await self.desk.last_intent_id()
+        self._started = True
+        self._worker.start()
+
+    async def stop(self) -> None:
+        self._started = False
+        await self._worker.stop()
+        tasks = list(self._lanes.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._lanes.clear()
+
+    async def _scan(self) -> None:
+        """At start and then now and again: make sure every lane with work has its task."""
+        while True:
+            self._wake.clear()
+            try:
+                for lane in await self.desk.pending_lanes():
+                    self._run_lane(lane)
+            except Exception:
+                log.exception("reading the intents failed")
+            try:
+                await asyncio.wait_for(self._wake.wait(), SCAN_EVERY)
+            except TimeoutError:
+                pass
+
+    def _run_lane(self, lane: str) -> None:
+        task = self._lanes.get(lane)
+        if task is not None and not task.done():
+            self._again.add(lane)
+            return
+        self._lanes[lane] = asyncio.create_task(self._lane(lane), name=f"refdesk-lane-{lane}")
+
+    async def _lane(self, lane: str) -> None:
+        backoff = self.min_backoff
+        try:
+            while True:
+                intent = await self.desk.next_intent(lane)
+                if intent is None:
+                    if lane in self._again:
+                        self._again.discard(lane)
+                        continue
+                    return
+                if await self._perform(intent):
+                    backoff = self.min_backoff
+                    continue
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("lane %s stopped; it is picked up again on the next scan", lane)
+        finally:
+            if self._lanes.get(lane) is asyncio.current_task():
+                del self._lanes[lane]
+
+    async def _perform(self, intent: Intent) -> bool:
+        """Try once; True if the lane may go on (done, or set aside), False to back off."""
+        attempt = Attempt(
+            intent,
+            self.client,
+            self.instance,
+            uncertain=intent.id <= self._floor or intent.id in self._uncertain,
+        )
+        try:
+            await self.actions.perform(attempt)
+        except Exception as exc:
+            # Whatever happened, a send may have got through: look before sending again.
+            self._uncertain.add(intent.id)
+            if is_transient(exc):
+                log.info("%s %d waits (%s)", intent.kind, intent.id, exc)
+                return False
+            if not isinstance(exc, MatrixError):
+                log.exception("%s %d failed", intent.kind, intent.id)
+            return await self._refused(intent, f"{type(exc).__name__}: {exc}")
+        await self.desk.intent_done(intent.id, delivered=attempt.delivered)
+        self._uncertain.discard(intent.id)
+        return True
+
+    async def _refused(self, intent: Intent, reason: str) -> bool:
+        give_up = (
+            intent.kind is not IntentKind.MESSAGE
+            and intent.attempts + 1 >= REFUSALS_BEFORE_GIVING_UP
+        )
+        await self.desk.intent_failed(intent.id, reason, give_up=give_up)
+        if give_up:
+            log.error(
+                "%s %d of lane %s set aside after %d refusals: %s",
+                intent.kind,
+                intent.id,
+                intent.lane,
+                intent.attempts + 1,
+                reason,
+            )
+            self._uncertain.discard(intent.id)
+            return True
+        log.warning("%s %d of lane %s refused: %s", intent.kind, intent.id, intent.lane, reason)
+        return False

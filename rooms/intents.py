@@ -1,0 +1,65 @@
+"""Intents: what the desk has decided to tell the chat network, stored before anyone is told.
+
+An intent is written in the same transaction as the state change that causes it (a claim and
+its notice, a first message and the ringing it starts), then performed from the store by the
+chat-network adapter: at least once, in order per lane, again after a restart. Intents speak the
+desk's words (ring, claimed, closed); the adapter decides what each means on its network.
+
+A lane is a session id (everything about one chat happens in order) or ``desk`` (desk-wide
+notices and the bot's own housekeeping).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from rooms.events import EventBus, IntentAdded
+
+if TYPE_CHECKING:
+    from rooms.store import Store
+
+DESK_LANE = "desk"
+
+
+class IntentKind(enum.StrEnum):
+    MESSAGE = "message"  # deliver a stored message into the session's room
+    RING = "ring"  # the chat (re)entered the queue: ring the librarians in ``users``
+    CLAIMED = "claimed"  # a librarian claimed it: tell the room, withdraw other invitations
+    TRANSFERRED = "transferred"  # handed to another librarian: ring them
+    ESCALATED = "escalated"  # waited too long: ring on-duty librarians and supervisors
+    CLOSED = "closed"  # the chat ended: tell the room, let librarians go
+    FEEDBACK = "feedback"  # the visitor rated the chat
+    VERIFICATION_ASKED = "verification_asked"
+    VERIFICATION_DONE = "verification_done"
+    READ = "read"  # the visitor has read the librarians' messages up to ``message_id``
+    OFFLINE_WAITING = "offline_waiting"  # the desk opened with offline messages waiting
+    SAY = "say"  # the adapter's own notice (a command's answer), stored with its cause
+    JOIN = "join"  # the adapter's own housekeeping: the bot accepts an invitation
+
+
+@dataclass(frozen=True)
+class Intent:
+    id: int
+    lane: str
+    kind: IntentKind
+    payload: dict[str, Any]
+    created_at: datetime
+    attempts: int = 0
+
+
+class Intents:
+    """Stores intents (inside the caller's unit of work) and wakes the adapter after commit."""
+
+    def __init__(self, store: Store, bus: EventBus, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.bus = bus
+        self.clock = clock
+
+    async def add(self, lane: str, kind: IntentKind, **payload: Any) -> int:
+        intent_id = await self.store.add_intent(lane, kind, payload, self.clock())
+        self.bus.emit(IntentAdded(lane))
+        return intent_id

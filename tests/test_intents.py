@@ -1,0 +1,222 @@
+"""Durable intents and units of work, on a real SQLite store (no homeserver needed).
+
+What the desk decides to tell the chat network is stored in the same transaction as the change
+that causes it, in order per chat; a read never sees a transaction that is not committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rooms.desk import Desk, DeskRules
+from rooms.events import DeskEvent, SessionClaimed
+from rooms.ids import RoomID
+from rooms.intents import DESK_LANE, IntentKind
+from rooms.queue import QueueRules
+from rooms.session import VisitorForm
+from rooms.store import Database, Store
+from rooms.store.migrations import MIGRATIONS
+from tests.test_queue import AGUS, DEWI, KEPALA, SARI, Clock
+
+FORM = VisitorForm("Budi", "b@example.org", "literature", language="en")
+
+
+@pytest.fixture
+async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
+    db = Database(tmp_path / "i.db")
+    await db.open()
+    rules = DeskRules(
+        topics=("literature",),
+        queue=QueueRules(librarians=(SARI, DEWI, AGUS), supervisors=(KEPALA,), escalate_after=60),
+    )
+    try:
+        yield Desk(Store(db), rules, clock=Clock())
+    finally:
+        await db.close()
+
+
+async def lane(desk: Desk, lane_id: str) -> list[tuple[IntentKind, dict[str, Any]]]:
+    return [(i.kind, i.payload) for i in await desk.store.pending_intents(lane_id)]
+
+
+async def test_a_read_never_sees_uncommitted_writes(tmp_path: Path) -> None:
+    db = Database(tmp_path / "r.db")
+    await db.open()
+    inserted, release = asyncio.Event(), asyncio.Event()
+
+    async def writer() -> None:
+        async with db.transaction() as conn:
+            await conn.execute("INSERT INTO adapter_state (key, value) VALUES ('k', 'v')")
+            inserted.set()
+            await release.wait()
+            raise RuntimeError("changed my mind")
+
+    task = asyncio.create_task(writer())
+    try:
+        await inserted.wait()
+        read = asyncio.create_task(db.fetchall("SELECT * FROM adapter_state"))
+        await asyncio.sleep(0.05)
+        assert not read.done()  # it waits for the transaction in progress
+        release.set()
+        with pytest.raises(RuntimeError):
+            await task
+        assert await read == []  # the rolled-back row was never seen
+    finally:
+        await db.close()
+
+
+async def test_a_state_change_and_its_intents_commit_together(desk: Desk) -> None:
+    events: list[DeskEvent] = []
+    desk.subscribe(events.append)
+    session, _ = await desk.start_session(FORM)
+    await desk.visitor_message(session, "halo", "c1")
+    add_intent = desk.store.add_intent
+
+    async def broken(*args: Any, **kwargs: Any) -> int:
+        raise OSError("disk full")
+
+    desk.store.add_intent = broken  # type: ignore[method-assign]
+    with pytest.raises(OSError):
+        await desk.queue.claim(session.id, SARI, "Sari")
+    desk.store.add_intent = add_intent  # type: ignore[method-assign]
+    # Neither the claim nor what the visitor would have been told was kept or announced.
+    assert (await desk.get_session(session.id)).owner is None
+    assert [m.body for m in await desk.messages_after(session.id, 0)] == ["halo"]
+    assert not any(isinstance(e, SessionClaimed) for e in events)
+    # The claim works once the store does.
+    assert (await desk.queue.claim(session.id, SARI, "Sari")).won
+
+
+async def test_a_chat_leaves_its_intents_in_order(desk: Desk) -> None:
+    session, _ = await desk.start_session(FORM)
+    first, _ = await desk.visitor_message(session, "halo", "c1")
+    await desk.attach_room(session.id, RoomID("!r:hs"))
+    second, _ = await desk.visitor_message(session, "are you there?", "c2")
+    await desk.queue.claim(session.id, SARI, "Sari")
+    await desk.queue.transfer(session.id, SARI, DEWI, "Dewi")
+    closed = await desk.end_session(session.id, by="visitor")
+    await desk.give_feedback(closed, {"rating": 4})
+    bye = (await desk.messages_after(session.id, 0))[-1]
+    assert await lane(desk, session.id) == [
+        (IntentKind.MESSAGE, {"message_id": first.id}),
+        (
+            IntentKind.RING,
+            {
+                "reason": "new",
+                "users": [SARI, DEWI, AGUS],
+                "offline": False,
+                "previous_owner": None,
+                "previous_name": None,
+            },
+        ),
+        (IntentKind.MESSAGE, {"message_id": second.id}),
+        (IntentKind.CLAIMED, {"by": SARI, "name": "Sari"}),
+        (
+            IntentKind.TRANSFERRED,
+            {"from_owner": SARI, "from_name": "Sari", "to": DEWI, "to_name": "Dewi"},
+        ),
+        # The visitor's goodbye reaches the room before the librarians are let go.
+        (IntentKind.MESSAGE, {"message_id": bye.id}),
+        (IntentKind.CLOSED, {"by": "visitor", "banned_until": None}),
+        (IntentKind.FEEDBACK, {"rating": 4, "comment": None, "librarian_name": "Dewi"}),
+    ]
+    # Done intents leave the lane; the next one is the oldest left.
+    intents = await desk.store.pending_intents(session.id)
+    await desk.intent_done(intents[0].id, delivered=(first.id, "$e1"))
+    assert (await desk.next_intent(session.id)) == intents[1]
+    assert (await desk.message(first.id)).remote_id == "$e1"  # type: ignore[union-attr]
+    assert await desk.pending_lanes() == [session.id]
+
+
+async def test_requeue_and_escalation_ring_who_is_on_duty_then(desk: Desk) -> None:
+    clock = desk.clock
+    assert isinstance(clock, Clock)
+    session, _ = await desk.start_session(FORM)
+    await desk.visitor_message(session, "halo", "c1")
+    await desk.queue.claim(session.id, SARI, "Sari")
+    await desk.queue.set_duty(AGUS, False)
+    await desk.queue.set_duty(SARI, False)  # hands the chat back
+    clock.now += timedelta(seconds=61)
+    await desk.queue.tick()
+    kinds = await lane(desk, session.id)
+    ring = [p for k, p in kinds if k is IntentKind.RING]
+    assert ring[1] == {
+        "reason": "off_duty",
+        "users": [DEWI],
+        "offline": False,
+        "previous_owner": SARI,
+        "previous_name": "Sari",
+    }
+    escalated = [p for k, p in kinds if k is IntentKind.ESCALATED]
+    assert escalated == [{"users": sorted([DEWI, KEPALA]), "waited": 61, "position": 1}]
+
+
+async def test_an_offline_chat_rings_nobody(tmp_path: Path) -> None:
+    db = Database(tmp_path / "o.db")
+    await db.open()
+    desk = Desk(Store(db), DeskRules(topics=("literature",), queue=QueueRules(librarians=())))
+    try:
+        session, _ = await desk.start_session(FORM)
+        assert session.offline
+        await desk.visitor_message(session, "halo", "c1")
+        [_, (kind, ring)] = await lane(desk, session.id)
+        assert kind is IntentKind.RING and ring["offline"] and ring["users"] == []
+    finally:
+        await db.close()
+
+
+async def test_answers_and_housekeeping_go_in_the_callers_unit(desk: Desk) -> None:
+    async with desk.unit():
+        assert await desk.claim_event("$cmd")
+        await desk.say(DESK_LANE, "!desk:hs", "On duty: Sari")
+    async with desk.unit():
+        assert not await desk.claim_event("$cmd")  # the same event again changes nothing
+    with pytest.raises(RuntimeError):
+        async with desk.unit():
+            assert await desk.claim_event("$other")
+            await desk.accept_invitation("!dm:hs")
+            raise RuntimeError("the command failed half-way")
+    assert await lane(desk, DESK_LANE) == [
+        (IntentKind.SAY, {"room_id": "!desk:hs", "body": "On duty: Sari", "mentions": []})
+    ]
+    assert await desk.event_known("$cmd") and not await desk.event_known("$other")
+
+
+async def test_an_older_desk_upgrades_with_its_undelivered_messages(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = Database(path, migrations=MIGRATIONS[:6])
+    await old.open()
+    await old.conn.executescript(
+        """
+        INSERT INTO sessions (id, token_hash, state, visitor_name, email, topic, language,
+                              created_at)
+        VALUES ('s1', 'h', 'open', 'Budi', 'b@example.org', 'literature', 'id',
+                '2026-03-02T02:00:00.000+00:00');
+        INSERT INTO messages (session_id, origin, body, needs_delivery, delivered_at, created_at)
+        VALUES ('s1', 'visitor', 'sent', 1, '2026-03-02T02:00:01.000+00:00',
+                '2026-03-02T02:00:00.000+00:00'),
+               ('s1', 'visitor', 'waiting 1', 1, NULL, '2026-03-02T02:00:02.000+00:00'),
+               ('s1', 'visitor', 'waiting 2', 1, NULL, '2026-03-02T02:00:03.000+00:00');
+        INSERT INTO inbound_batches (batch_id, received_at) VALUES ('1', 'x');
+        """
+    )
+    await old.close()
+    db = Database(path)
+    await db.open()
+    try:
+        store = Store(db)
+        pending = await store.pending_intents()
+        assert [(i.lane, i.kind, i.payload) for i in pending] == [
+            ("s1", IntentKind.MESSAGE, {"message_id": 2}),
+            ("s1", IntentKind.MESSAGE, {"message_id": 3}),
+        ]
+        tables = {r[0] for r in await db.fetchall("SELECT name FROM sqlite_master")}
+        assert "inbound_batches" not in tables and "inbound_failures" in tables
+    finally:
+        await db.close()

@@ -1,0 +1,178 @@
+"""Trust in production: transactions deduplicated by event id, transient failures retried,
+poison events set aside, desk actions performed from the store and never twice."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bridge.matrix_api import SEND_MARKER, HomeserverUnavailable
+from tests.conftest import Stack
+from tests.helpers import Librarian, Visitor
+from tests.test_desk_in_element import eventually
+from tests.test_spine import open_chat
+
+
+def librarian_event(room_id: str, sender: str, body: str) -> dict[str, Any]:
+    return {
+        "type": "m.room.message",
+        "room_id": room_id,
+        "sender": sender,
+        "event_id": f"$test-{uuid.uuid4().hex}",
+        "origin_server_ts": 1,
+        "content": {"msgtype": "m.text", "body": body},
+    }
+
+
+@pytest.fixture
+async def push(stack: Stack) -> AsyncIterator[Any]:
+    """PUT a transaction to the appservice as the homeserver does; returns the status."""
+    asc = stack.config.appservice
+    base = f"http://127.0.0.1:{asc.listen_port}/_matrix/app/v1/transactions/"
+    headers = {"Authorization": f"Bearer {asc.hs_token}"}
+    async with aiohttp.ClientSession() as http:
+
+        async def put(txn_id: str, events: list[dict[str, Any]]) -> int:
+            async with http.put(base + txn_id, json={"events": events}, headers=headers) as resp:
+                return resp.status
+
+        yield put
+
+
+async def bodies(visitor: Visitor) -> list[str]:
+    return [m["body"] for m in (await visitor.messages())["messages"]]
+
+
+async def test_a_reused_transaction_id_is_not_a_replay(
+    stack: Stack, visitor: Visitor, librarians: dict[str, Librarian], push: Any
+) -> None:
+    """Synapse numbers transactions from 1 again after it restarts: a known txn id with new
+    events must be handled, an exact retry must not be handled twice."""
+    agus = librarians["agus"]
+    room_id = await open_chat(stack, visitor, agus, "Ada yang bisa membantu?")
+    txn_id = f"reused-{uuid.uuid4().hex}"
+    first = librarian_event(room_id, agus.user_id, "before the homeserver restarted")
+    assert await push(txn_id, [first]) == 200
+    assert await push(txn_id, [first]) == 200  # the homeserver retrying: handled once
+    second = librarian_event(room_id, agus.user_id, "after the homeserver restarted")
+    assert await push(txn_id, [second]) == 200  # same id, new events: handled
+    assert await push(f"{txn_id}-other", [first, second]) == 200  # known events, new id
+    await visitor.wait_for(lambda m: m["body"] == "after the homeserver restarted")
+    got = await bodies(visitor)
+    assert got.count("before the homeserver restarted") == 1
+    assert got.count("after the homeserver restarted") == 1
+
+
+async def test_a_transient_failure_asks_the_homeserver_to_retry(
+    stack: Stack,
+    visitor: Visitor,
+    librarians: dict[str, Librarian],
+    push: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dewi = librarians["dewi"]
+    room_id = await open_chat(stack, visitor, dewi, "Bisa bantu cari jurnal?")
+    handler = stack.desk.bridge.handler
+    handler._names.pop(dewi.user_id, None)
+    original = handler.client.get_displayname
+
+    async def down(user_id: str) -> str | None:
+        raise HomeserverUnavailable("GET profile: connection refused")
+
+    event = librarian_event(room_id, dewi.user_id, "this one must not be lost")
+    later = librarian_event(room_id, dewi.user_id, "and this one comes after it")
+    monkeypatch.setattr(handler.client, "get_displayname", down)
+    assert await push("transient-1", [event, later]) == 503
+    assert "this one must not be lost" not in await bodies(visitor)
+    monkeypatch.setattr(handler.client, "get_displayname", original)
+    assert await push("transient-1", [event, later]) == 200
+    got = await bodies(visitor)
+    assert got.index("this one must not be lost") < got.index("and this one comes after it")
+
+
+async def test_a_poison_event_is_recorded_and_skipped(
+    stack: Stack,
+    visitor: Visitor,
+    librarians: dict[str, Librarian],
+    push: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sari = librarians["sari"]
+    room_id = await open_chat(stack, visitor, sari, "Halo")
+    desk = stack.desk.desk
+    original = desk.librarian_message
+    calls: list[str] = []
+
+    async def fussy(session: Any, sender: Any, name: str, body: str, **kwargs: Any) -> Any:
+        calls.append(body)
+        if body == "poison":
+            raise ValueError("content this version cannot handle")
+        return await original(session, sender, name, body, **kwargs)
+
+    monkeypatch.setattr(desk, "librarian_message", fussy)
+    poison = librarian_event(room_id, sari.user_id, "poison")
+    after = librarian_event(room_id, sari.user_id, "the next event still counts")
+    assert await push(f"poison-{uuid.uuid4().hex}", [poison, after]) == 200
+    assert await push(f"poison-{uuid.uuid4().hex}", [poison, after]) == 200  # sent again
+    assert calls.count("poison") == 1  # set aside for good, not tried again
+    assert (await bodies(visitor)).count("the next event still counts") == 1
+    row = await stack.desk.store.db.fetchone(
+        "SELECT room_id, event_type, reason FROM inbound_failures WHERE event_id = ?",
+        (poison["event_id"],),
+    )
+    assert row is not None and row["room_id"] == room_id and row["event_type"] == "m.room.message"
+    assert "ValueError: content this version cannot handle" in row["reason"]
+
+
+async def test_every_send_is_marked_and_found_again_after_an_unknown_outcome(
+    stack: Stack, visitor: Visitor, librarians: dict[str, Librarian]
+) -> None:
+    """A send whose answer was lost is looked for in the room before it is sent again: the
+    homeserver may have forgotten the transaction id (it restarted)."""
+    agus = librarians["agus"]
+    room_id = await open_chat(stack, visitor, agus, "Apakah buku ini tersedia?")
+    client = stack.desk.bridge.client
+    events = await client.recent_events(room_id)
+    ghost = stack.mxid(f"refdesk_v_{visitor.session_id}")
+    sent = [e for e in events if e["sender"] == ghost and e["type"] == "m.room.message"]
+    marker = sent[0]["content"][SEND_MARKER]
+    assert marker.startswith("rd.")
+    found = await client.find_marked(room_id, ghost, marker, not_before_ms=0)
+    assert found == sent[0]["event_id"]
+    assert await client.find_marked(room_id, ghost, marker + "x", not_before_ms=0) is None
+    # Every bot notice carries its own marker: none was posted twice.
+    markers = [e["content"].get(SEND_MARKER) for e in events if e["sender"] != agus.user_id]
+    markers = [m for m in markers if m]
+    assert len(markers) == len(set(markers)) and len(markers) >= 2
+
+
+async def test_the_homeserver_restarting_does_not_deafen_the_desk(
+    stack: Stack, visitor: Visitor, librarians: dict[str, Librarian]
+) -> None:
+    """After Synapse restarts (and numbers its transactions from 1 again), librarians' messages,
+    commands and claims still reach the desk."""
+    sari = librarians["sari"]
+    room_id = await open_chat(stack, visitor, sari, "Sebelum restart homeserver")
+    for i in range(3):
+        await sari.send(room_id, f"before {i}")
+    await visitor.wait_for(lambda m: m["body"] == "before 2")
+    await stack.synapse.stop()
+    await stack.synapse.start()
+    for i in range(3):
+        await sari.send(room_id, f"after {i}")
+    await visitor.wait_for(lambda m: m["body"] == "after 2")
+    got = await bodies(visitor)
+    assert [b for b in got if b.startswith(("before", "after"))] == [
+        *(f"before {i}" for i in range(3)),
+        *(f"after {i}" for i in range(3)),
+    ]
+    await sari.send(room_id, "!close")
+    await eventually(lambda: closed(stack, visitor))
+
+
+async def closed(stack: Stack, visitor: Visitor) -> bool:
+    return not (await stack.desk.desk.get_session(visitor.session_id or "")).is_open
