@@ -48,12 +48,18 @@ class AppserviceServer:
         ghosts: GhostTemplate,
         on_event: EventSink,
         on_ephemeral: EventSink | None = None,
+        on_contact: Callable[[], None] | None = None,
+        on_retry_asked: Callable[[], None] | None = None,
     ) -> None:
         self._hs_token = hs_token
         self.desk = desk
         self.ghosts = ghosts
         self.on_event = on_event
         self.on_ephemeral = on_ephemeral
+        # The homeserver called: it is up (lanes waiting for it go again).
+        self.on_contact = on_contact or (lambda: None)
+        # We answered 503: the homeserver backs off, so remind it soon (a ping).
+        self.on_retry_asked = on_retry_asked or (lambda: None)
         # txn id -> digest of its body, for the last few transactions of this process only.
         self._recent: OrderedDict[str, str] = OrderedDict()
 
@@ -80,6 +86,7 @@ class AppserviceServer:
         if denied := self._check_token(request):
             return denied
         txn_id = request.match_info["txn_id"]
+        self.on_contact()
         raw = await request.read()
         digest = hashlib.sha256(raw).hexdigest()
         if self._recent.get(txn_id) == digest:
@@ -103,12 +110,11 @@ class AppserviceServer:
             try:
                 await self.on_event(event)
             except Exception as exc:
-                if is_transient(exc):
+                if is_transient(exc) or not await self._set_aside(txn_id, event, exc):
                     log.warning("transaction %s must wait (%s); asking for a retry", txn_id, exc)
+                    self.on_retry_asked()
                     return _error(503, "M_UNKNOWN", "Temporarily unavailable; send it again")
                 skipped += 1
-                if not await self._set_aside(txn_id, event, exc):
-                    return _error(503, "M_UNKNOWN", "Temporarily unavailable; send it again")
         for edu in ephemeral:
             if self.on_ephemeral is not None and isinstance(edu, dict):
                 try:
@@ -175,4 +181,5 @@ class AppserviceServer:
     async def ping(self, request: web.Request) -> web.Response:
         if denied := self._check_token(request):
             return denied
+        self.on_contact()
         return web.json_response({})

@@ -16,6 +16,8 @@ block its lane for ever. A message is never dropped: it is retried until it is d
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import enum
 import logging
 
 from bridge.actions import Actions, Attempt
@@ -30,6 +32,12 @@ log = logging.getLogger("refdesk.bridge.performer")
 
 REFUSALS_BEFORE_GIVING_UP = 5
 SCAN_EVERY = 30.0
+
+
+class _Outcome(enum.Enum):
+    DONE = "done"  # performed (or set aside): the lane goes on
+    WAIT = "wait"  # the homeserver or the store is unavailable: back off, retry when it is back
+    REFUSED = "refused"  # refused this time: back off and try again
 
 
 class Performer:
@@ -52,6 +60,8 @@ class Performer:
         self._uncertain: set[int] = set()
         self._floor = 0  # intents up to this id may have been tried by an earlier process
         self._started = False
+        self._outage = False  # a try failed because the homeserver (or store) was unavailable
+        self._back = asyncio.Event()  # set, and replaced, when it is back
         self._wake = asyncio.Event()
         self._worker = Worker("refdesk-performer", self._scan)
 
@@ -105,10 +115,20 @@ class Performer:
                         self._again.discard(lane)
                         continue
                     return
-                if await self._perform(intent):
+                outcome = await self._perform(intent)
+                if outcome is _Outcome.DONE:
                     backoff = self.min_backoff
                     continue
-                await asyncio.sleep(backoff)
+                if outcome is _Outcome.WAIT:
+                    # Back off, but go again at once when the homeserver shows it is back.
+                    back = self._back
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(back.wait(), backoff)
+                    if back.is_set():
+                        backoff = self.min_backoff
+                        continue
+                else:
+                    await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
         except asyncio.CancelledError:
             raise
@@ -118,8 +138,16 @@ class Performer:
             if self._lanes.get(lane) is asyncio.current_task():
                 del self._lanes[lane]
 
-    async def _perform(self, intent: Intent) -> bool:
-        """Try once; True if the lane may go on (done, or set aside), False to back off."""
+    def homeserver_alive(self) -> None:
+        """A sign of life from the homeserver (it sent us a transaction, a send went through):
+        after an outage, every lane waiting for it goes again now instead of after its back-off.
+        """
+        if self._outage:
+            self._outage = False
+            back, self._back = self._back, asyncio.Event()
+            back.set()
+
+    async def _perform(self, intent: Intent) -> _Outcome:
         attempt = Attempt(
             intent,
             self.client,
@@ -132,16 +160,18 @@ class Performer:
             # Whatever happened, a send may have got through: look before sending again.
             self._uncertain.add(intent.id)
             if is_transient(exc):
+                self._outage = True
                 log.info("%s %d waits (%s)", intent.kind, intent.id, exc)
-                return False
+                return _Outcome.WAIT
             if not isinstance(exc, MatrixError):
                 log.exception("%s %d failed", intent.kind, intent.id)
             return await self._refused(intent, f"{type(exc).__name__}: {exc}")
         await self.desk.intent_done(intent.id, delivered=attempt.delivered)
         self._uncertain.discard(intent.id)
-        return True
+        self.homeserver_alive()
+        return _Outcome.DONE
 
-    async def _refused(self, intent: Intent, reason: str) -> bool:
+    async def _refused(self, intent: Intent, reason: str) -> _Outcome:
         give_up = (
             intent.kind is not IntentKind.MESSAGE
             and intent.attempts + 1 >= REFUSALS_BEFORE_GIVING_UP
@@ -157,6 +187,6 @@ class Performer:
                 reason,
             )
             self._uncertain.discard(intent.id)
-            return True
+            return _Outcome.DONE
         log.warning("%s %d of lane %s refused: %s", intent.kind, intent.id, intent.lane, reason)
-        return False
+        return _Outcome.REFUSED

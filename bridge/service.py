@@ -58,6 +58,8 @@ class Bridge:
             self.ghosts,
             self.handler.handle,
             on_ephemeral=self.handler.handle_ephemeral,
+            on_contact=lambda: self.performer.homeserver_alive(),
+            on_retry_asked=self._ping_soon,
         )
         self.actions = Actions(desk, self.client, self.ghosts, self.rooms, topic_labels)
         self.performer = Performer(desk, self.client, self.actions)
@@ -66,6 +68,7 @@ class Bridge:
         desk.subscribe(self.typing.on_desk_event)
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pinging = False
 
     async def start(self) -> None:
         await self.client.open()
@@ -77,6 +80,27 @@ class Bridge:
         log.info("appservice listening on %s:%d", asc.listen_host, asc.listen_port)
         self.typing.start()
         self._spawn(self._prepare())
+
+    def _ping_soon(self) -> None:
+        """After a 503 the homeserver backs off (up to minutes): a ping makes it send again at
+        once; sent a moment later, when what failed has had time to pass."""
+        if not self._pinging:
+            self._pinging = True
+            self._spawn(self._ping_later())
+
+    async def _ping_later(self) -> None:
+        try:
+            delay = 1.0
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self.client.ping(self.config.appservice.id)
+                    return
+                except (HomeserverUnavailable, MatrixError) as exc:
+                    log.info("ping after a retry request failed (%s)", exc)
+                    delay = min(delay * 2, 30)
+        finally:
+            self._pinging = False
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
