@@ -35,7 +35,7 @@ REQUEUE_REASONS = {
 }
 # How far before an intent was stored its event may carry an earlier timestamp (clock skew
 # between refdesk and the homeserver).
-LOOKBACK = timedelta(minutes=10)
+LOOKBACK = timedelta(minutes=2)
 
 
 @dataclass

@@ -153,7 +153,10 @@ class MatrixClient:
         """Create a room, or find the one a previous attempt created (by its alias).
 
         The bot creates the room, so it is its creator (room v12: unlimited power) or holds
-        power 100 (older versions).
+        power 100 (older versions). A homeserver stopped in the middle of a creation may leave
+        the alias pointing at a room that was never finished: the bot is not in it. That room
+        is abandoned (its alias removed) and a new one made; one the bot is in gets the state
+        the first attempt may not have reached, and its invitations again.
         """
         method, path, data = Api.room_create(
             _TOKEN_SLOT,
@@ -167,24 +170,66 @@ class MatrixClient:
             initial_state=initial_state,
             space=space,
         )
-        try:
-            result = await self.request(method, path, data)
-            return str(result["room_id"])
-        except MatrixError as exc:
-            if exc.errcode != "M_ROOM_IN_USE":
-                raise
-        server = self.bot_mxid.split(":", 1)[1]
-        method, path = Api.room_resolve_alias(f"#{alias_localpart}:{server}")
-        result = await self.request(method, path)
-        room_id = str(result["room_id"])
-        # The earlier attempt may have stopped before its invites went out.
-        for user_id in invite:
+        for _ in range(2):
             try:
-                await self.invite(room_id, user_id)
+                result = await self.request(method, path, data)
+                return str(result["room_id"])
             except MatrixError as exc:
-                if exc.transient:
+                if exc.errcode != "M_ROOM_IN_USE":
                     raise
-        return room_id
+            server = self.bot_mxid.split(":", 1)[1]
+            alias = f"#{alias_localpart}:{server}"
+            room_id = await self.resolve_alias(alias)
+            if room_id is None:
+                continue  # removed in between: create it
+            if await self._bot_joined(room_id):
+                await self._finish_room(room_id, name, topic, invite, initial_state)
+                return room_id
+            log.warning(
+                "%s points at %s, which was never finished; making a new room", alias, room_id
+            )
+            await self.request(
+                "DELETE", f"/_matrix/client/v3/directory/room/{quote(alias, safe='')}"
+            )
+        raise MatrixError(409, "M_ROOM_IN_USE", f"could not create #{alias_localpart}")
+
+    async def _bot_joined(self, room_id: str) -> bool:
+        path = (
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/m.room.member/"
+            f"{quote(self.bot_mxid, safe='')}"
+        )
+        try:
+            result = await self.request("GET", path)
+        except MatrixError as exc:
+            if exc.transient:
+                raise
+            return False
+        return result.get("membership") == "join"
+
+    async def _finish_room(
+        self,
+        room_id: str,
+        name: str,
+        topic: str,
+        invite: list[str],
+        initial_state: list[dict[str, Any]],
+    ) -> None:
+        """What a creation interrupted half-way may lack (the same state again is a no-op)."""
+        for event in initial_state:
+            await self.put_state(
+                room_id, event["type"], event["content"], event.get("state_key", "")
+            )
+        await self.put_state(room_id, "m.room.name", {"name": name})
+        if topic:
+            await self.put_state(room_id, "m.room.topic", {"topic": topic})
+        members = await self.members(room_id)
+        for user_id in invite:
+            if members.get(user_id) not in ("join", "invite"):
+                try:
+                    await self.invite(room_id, user_id)
+                except MatrixError as exc:
+                    if exc.transient:
+                        raise
 
     async def join(self, room_id: str, user_id: str) -> None:
         method, path = Api.join(_TOKEN_SLOT, room_id)

@@ -58,7 +58,8 @@ class Performer:
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()  # lanes that got work while their task was finishing
         self._uncertain: set[int] = set()
-        self._floor = 0  # intents up to this id may have been tried by an earlier process
+        self._floor = 0  # intents up to this id were stored by an earlier process
+        self._resumed: set[str] = set()  # lanes this process has started on
         self._started = False
         self._outage = False  # a try failed because the homeserver (or store) was unavailable
         self._back = asyncio.Event()  # set, and replaced, when it is back
@@ -148,11 +149,15 @@ class Performer:
             back.set()
 
     async def _perform(self, intent: Intent) -> _Outcome:
+        # A lane runs one intent at a time, so of the intents an earlier process left, only the
+        # first of each lane can have been under way when it stopped.
+        left_over = intent.id <= self._floor and intent.lane not in self._resumed
+        self._resumed.add(intent.lane)
         attempt = Attempt(
             intent,
             self.client,
             self.instance,
-            uncertain=intent.id <= self._floor or intent.id in self._uncertain,
+            uncertain=left_over or intent.id in self._uncertain,
         )
         try:
             await self.actions.perform(attempt)

@@ -176,3 +176,36 @@ async def test_the_homeserver_restarting_does_not_deafen_the_desk(
 
 async def closed(stack: Stack, visitor: Visitor) -> bool:
     return not (await stack.desk.desk.get_session(visitor.session_id or "")).is_open
+
+
+async def test_a_room_left_unfinished_behind_its_alias_is_replaced(stack: Stack) -> None:
+    """A homeserver stopped in the middle of a room creation can leave the alias pointing at a
+    room the bot never joined; the retried creation must not get stuck on it."""
+    client = stack.desk.bridge.client
+    suffix = uuid.uuid4().hex[:12]
+    alias_localpart = f"refdesk_v_s_broken{suffix}"
+    # Someone other than the bot (here a ghost) holds the alias: the bot is not in that room.
+    ghost = stack.mxid(f"refdesk_v_broken{suffix}")
+    await client.register_ghost(f"refdesk_v_broken{suffix}")
+    broken = await client.request(
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        {"room_alias_name": alias_localpart, "preset": "private_chat"},
+        user_id=ghost,
+    )
+    room_id = await client.create_room(
+        alias_localpart=alias_localpart,
+        name="Rina · Keanggotaan",
+        topic="",
+        invite=[],
+        initial_state=[],
+    )
+    assert room_id != broken["room_id"]
+    assert await client.resolve_alias(f"#{alias_localpart}:{stack.domain}") == room_id
+    assert (await client.members(room_id))[client.bot_mxid] == "join"
+    # Found again by its alias (a retry), the finished room is kept.
+    again = await client.create_room(
+        alias_localpart=alias_localpart, name="Rina · Keanggotaan", topic="", invite=[],
+        initial_state=[],
+    )  # fmt: skip
+    assert again == room_id
