@@ -190,6 +190,10 @@ def queue_notices(desk_events: Iterable[dict[str, Any]], bot: str, name: str) ->
 # -- reading ------------------------------------------------------------------------------
 
 
+class Unreadable(BenchError):
+    """The homeserver refuses the bot this room's history (the bot is not in it)."""
+
+
 class Reader:
     """A fresh matrix-nio client with the appservice's token: it reads as the desk bot."""
 
@@ -220,6 +224,8 @@ class Reader:
         start: str | None = None
         for _ in range(pages):
             resp = await self.client.room_messages(room_id, start=start, limit=page)
+            if getattr(resp, "status_code", None) == "M_FORBIDDEN":
+                raise Unreadable(f"the desk bot may not read {room_id}: {resp}")
             if not isinstance(resp, RoomMessagesResponse):
                 raise BenchError(f"read {room_id}: {resp}")
             events.extend(e.source for e in resp.chunk)
@@ -230,6 +236,17 @@ class Reader:
             raise BenchError(f"read {room_id}: more than {pages} pages")
         events.reverse()
         return events
+
+    async def room(self, alias: str) -> tuple[str | None, list[dict[str, Any]], str | None]:
+        """The room an alias points to, its events, and why they could not be read (None when
+        they could)."""
+        room_id = await self.resolve(alias)
+        if room_id is None:
+            return None, [], f"no room has the alias {alias}"
+        try:
+            return room_id, await self.history(room_id), None
+        except Unreadable as exc:
+            return room_id, [], str(exc)
 
 
 async def visitor_history(

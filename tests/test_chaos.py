@@ -94,7 +94,7 @@ async def test_crashes_lose_duplicate_and_reorder_nothing(tmp_path: Path) -> Non
     if ringing["rang"] != ringing["chats"]:
         problems.append(f"rang {ringing['rang']} of {ringing['chats']} chats")
     for key, found in results["notices"].items():
-        if isinstance(found, list) and found:
+        if found:
             problems.append(f"{key}: {found}")
     if not results["convergence"]["converged"]:
         problems.append(f"did not converge within {results['convergence']['bounded_wait_s']:.0f} s")
