@@ -197,8 +197,10 @@ class Chaos:
             self._start_chat(visitor)
         start = time.monotonic() + 1
         window = plan.duration
+        # The chaos lasts the whole sending window; the last message goes out when it is over
+        # (refdesk answering again), so convergence includes the recovery from the last kill.
         self.chaos_start = start + 0.02 * window
-        self.chaos_end = start + 0.92 * window
+        self.chaos_end = start + window
         self.timeline.note(f"conversation starts: sessions A {a.session_id}, B {b.session_id}")
         chaos = [
             self._spawn(self._kill_loop(), "chaos-kills"),
@@ -498,6 +500,12 @@ class Chaos:
             shown = ", ".join(f"{x:.1f} s" for x in times[:3])
             return f"{body} (at {shown}; {self.timeline.before(times[0])})"
 
+        def duplicated(body: str, extra: int) -> str:
+            times = when.get(body) or []
+            crashes = self.timeline.between(times[0], times[-1]) if len(times) > 1 else []
+            meanwhile = f" [between the copies: {', '.join(crashes)}]" if crashes else ""
+            return f"{at(body)} ×{extra + 1}{meanwhile}"
+
         def lost(body: str) -> str:
             if leg == "librarian_to_visitor" and when.get(body):
                 return f"{at(body)}: in the room, never reached the visitor"
@@ -509,7 +517,7 @@ class Chaos:
 
         out["examples"] = {
             "lost": [lost(b) for b in t.lost[:5]],
-            "duplicated": [f"{at(b)} ×{n + 1}" for b, n in list(t.duplicated.items())[:5]],
+            "duplicated": [duplicated(b, n) for b, n in list(t.duplicated.items())[:5]],
             "out_of_order": [at(b) for b in t.out_of_order[:5]],
             "unexpected": t.unexpected[:5],
         }

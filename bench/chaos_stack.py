@@ -52,6 +52,10 @@ class Timeline:
             fh.write(f"{t:8.2f}  {what}\n")
         log.info("%.1f s: %s", t, what)
 
+    def between(self, start: float, end: float) -> list[str]:
+        """The kills and restarts from ``start`` to ``end``."""
+        return [what for when, what in self.crashes if start <= when <= end]
+
     def before(self, t: float) -> str:
         """The last kill or restart at or before ``t``, as "<dt> s after <what>"."""
         last = None
