@@ -180,6 +180,18 @@ class Child:
         _LIVE.discard(proc.pid)
         return proc.returncode
 
+    async def kill(self, timeout: float = 10) -> int | None:
+        """SIGKILL the process group at once, as a crash would; returns the exit code."""
+        proc = self.process
+        if proc is None:
+            return None
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await asyncio.wait_for(proc.wait(), timeout)
+        _LIVE.discard(proc.pid)
+        return proc.returncode
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
