@@ -1,11 +1,12 @@
-"""``python -m bench.sqlite_calls``: how many SQLite round trips refdesk makes per message.
+"""``python -m bench.sqlite_calls``: how many database trips refdesk makes per message.
 
-Each aiosqlite call is one trip to its worker thread and back through the event loop's
-self-pipe; on the message path these trips, not the queries, are most of refdesk's CPU time
-(see docs/BENCHMARKS.md). This counts them per visitor and per librarian message, by the desk
-code that made them. The count does not depend on the machine, so it shows whether a change
-to the store made the path cheaper. refdesk runs in this process here (the calls are counted
-by wrapping aiosqlite), against a real Synapse on loopback.
+A trip is one unit of work (rooms/store/database.py): on SQLite one hop to the store's thread and
+back through the event loop, on PostgreSQL one pooled connection held for one transaction. On the
+message path these trips, not the queries, were most of refdesk's own CPU time (see
+docs/BENCHMARKS.md). This counts them per visitor and per librarian message, by the desk code
+that made them (on PostgreSQL also the statements, each a round trip to the server). The counts
+do not depend on the machine, so they show whether a change made the path cheaper. refdesk runs
+in this process here, against a real Synapse on loopback.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from types import FrameType
 from typing import Any
 
 import aiohttp
-import aiosqlite.core
 
 from bench.actors import MatrixUser, Visitor, wait_arrival
 from bench.stack import LIBRARIAN, PASSWORD, config_data
@@ -29,12 +29,14 @@ from refdesk.config import load_config
 from refdesk.embedded import write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
 from refdesk.service import RefDesk
+from rooms.store import database
 
 _PACKAGES = ("rooms", "bridge", "widget_server")
 CALLS: Counter[str] = Counter()
+STATEMENTS = [0]
 
 
-# Frames that only pass a call on (the store's connection wrapper, the HTTP middlewares).
+# Frames that only pass a call on (the store's engine, the HTTP middlewares).
 _PLUMBING = ("database.py", "app.py", "errors.py")
 
 
@@ -53,20 +55,35 @@ def _where(frame: FrameType | None) -> str:
 
 
 def _count_calls() -> None:
-    original = aiosqlite.core.Connection._execute
+    for engine in (database.SqliteDatabase, database.PostgresDatabase):
+        engine._run_alone = _counted(engine._run_alone)  # type: ignore[method-assign]
+    for name in ("fetchall", "execute"):
+        setattr(database.PostgresTx, name, _statement(getattr(database.PostgresTx, name)))
 
-    async def counted(self: aiosqlite.core.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
+
+def _counted(original: Any) -> Any:
+    async def run_alone(self: database.Database, unit: Any, writing: bool) -> Any:
         CALLS[_where(sys._getframe(1))] += 1
-        return await original(self, fn, *args, **kwargs)
+        return await original(self, unit, writing)
 
-    aiosqlite.core.Connection._execute = counted  # type: ignore[method-assign]
+    return run_alone
+
+
+def _statement(original: Any) -> Any:
+    async def counted(self: database.PostgresTx, sql: str, params: Any = None) -> Any:
+        STATEMENTS[0] += 1
+        return await original(self, sql, params)
+
+    return counted
 
 
 def _report(title: str, n: int, unit: str = "per message") -> None:
-    print(f"{title}: {sum(CALLS.values()) / n:.1f} aiosqlite calls {unit}")
+    statements = f", {STATEMENTS[0] / n:.1f} statements" if STATEMENTS[0] else ""
+    print(f"{title}: {sum(CALLS.values()) / n:.1f} database trips{statements} {unit}")
     for where, count in CALLS.most_common():
         print(f"  {count / n:6.2f}  {where}")
     CALLS.clear()
+    STATEMENTS[0] = 0
 
 
 async def main(n: int, idle: int) -> None:
@@ -105,6 +122,7 @@ async def main(n: int, idle: int) -> None:
         await wait_arrival(answer, 60, "first answer")
         await asyncio.sleep(2)  # let the room's setup traffic settle
         CALLS.clear()
+        STATEMENTS[0] = 0
         for i in range(n):
             future = librarian.inbox.expect(f"v{i}")
             await visitor.send(f"v{i}", f"v{i}")

@@ -23,7 +23,7 @@ from rooms.desk import Desk
 from rooms.ids import MessageID, RoomID, SessionID
 from rooms.intents import Intent, IntentKind
 from rooms.names import display_name_with_marker
-from rooms.session import Origin, Session
+from rooms.session import Message, Origin, Session
 
 log = logging.getLogger("refdesk.bridge.actions")
 
@@ -46,6 +46,8 @@ class Attempt:
     client: MatrixClient
     instance: str  # this database's random id: transaction ids never repeat across desks
     uncertain: bool  # an earlier try may have reached the homeserver
+    session: Session | None = None  # the lane's session, as read with the intent
+    message: Message | None = None  # the message the intent is about, if any
     delivered: tuple[MessageID, str | None] | None = None
 
     def txn_id(self, step: str) -> str:
@@ -102,7 +104,7 @@ class Actions:
             )
             await self.rooms.say(attempt, body, payload.get("users", []), "desk")
             return
-        session = await self.desk.get_session(SessionID(intent.lane))
+        session = attempt.session or await self.desk.get_session(SessionID(intent.lane))
         handler = {
             IntentKind.MESSAGE: self._message,
             IntentKind.RING: self._ring,
@@ -232,7 +234,7 @@ class Actions:
     # what each intent means
 
     async def _message(self, attempt: Attempt, session: Session) -> None:
-        message = await self.desk.message(MessageID(attempt.intent.payload["message_id"]))
+        message = attempt.message
         if message is None or message.delivered_at is not None:
             return
         if session.room_id is None:
@@ -372,7 +374,7 @@ class Actions:
         await self._say(attempt, session, str(attempt.intent.payload["notice"]), [], "room")
 
     async def _read(self, attempt: Attempt, session: Session) -> None:
-        message = await self.desk.message(MessageID(attempt.intent.payload["message_id"]))
+        message = attempt.message
         if session.room_id is None or message is None or message.remote_id is None:
             return
         ghost = await self.ghost_in_room(session)

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge import store
 from bridge.errors import is_transient
 from bridge.ghosts import GhostTemplate
 from rooms.desk import Desk, DeskError
@@ -148,11 +149,15 @@ class AppserviceServer:
             return True
         room_id, kind = event.get("room_id"), event.get("type")
         try:
-            await self.desk.record_poison(
-                event_id,
-                room_id if isinstance(room_id, str) else None,
-                kind if isinstance(kind, str) else None,
-                f"{type(exc).__name__}: {exc} (reference {reference})"[:500],
+            await self.desk.transaction(
+                lambda tx: store.set_aside(
+                    tx,
+                    event_id,
+                    room_id if isinstance(room_id, str) else None,
+                    kind if isinstance(kind, str) else None,
+                    f"{type(exc).__name__}: {exc} (reference {reference})"[:500],
+                    self.desk.clock(),
+                )
             )
         except Exception as again:
             if is_transient(again):

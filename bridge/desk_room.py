@@ -13,10 +13,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from bridge import store
 from bridge.formatting import edit, notice
 from bridge.matrix_api import MatrixClient, MatrixError
+from rooms.desk import Desk
 from rooms.session import Session, Status
-from rooms.store import Store
+from rooms.store import Tx
 
 if TYPE_CHECKING:
     from bridge.actions import Attempt
@@ -31,7 +33,7 @@ class DeskRooms:
     def __init__(
         self,
         client: MatrixClient,
-        store: Store,
+        desk: Desk,
         *,
         alias_prefix: str,
         desk_name: str,
@@ -40,7 +42,7 @@ class DeskRooms:
         topic_labels: dict[str, str],
     ) -> None:
         self.client = client
-        self.store = store
+        self.desk = desk
         self.alias_prefix = alias_prefix
         self.desk_name = desk_name
         self.members = members
@@ -67,7 +69,7 @@ class DeskRooms:
         self, alias: str, name: str, *, topic: str = "", space: bool = False
     ) -> str:
         key = f"room:{alias}"
-        known = await self.store.get_state(key)
+        known = await self.state(key)
         if known:
             return known
         room_id = await self.client.create_room(
@@ -78,7 +80,7 @@ class DeskRooms:
             initial_state=[],
             space=space,
         )
-        await self.store.set_state(key, room_id)
+        await self.set_state({key: room_id})
         log.info("%s room is %s", alias, room_id)
         return room_id
 
@@ -159,17 +161,25 @@ class DeskRooms:
         body, html_body = self.describe(session, first_line, rating)
         content = notice(body, mentions, html_body)
         key = f"queue_notice:{session.id}"
-        event_id = await self.store.get_state(key)
+        event_id = await self.state(key)
         if event_id is None:
             event_id = await attempt.send(self.desk_room_id, content, "queue")
-            async with self.store.unit():
-                await self.store.set_state(key, event_id)
-                await self.store.set_state(f"queue_event:{event_id}", session.id)
+            await self.set_state({key: event_id, f"queue_event:{event_id}": session.id})
         else:
             await attempt.send(self.desk_room_id, edit(event_id, content), "queue")
 
     async def session_for_notice(self, event_id: str) -> str | None:
-        return await self.store.get_state(f"queue_event:{event_id}")
+        return await self.state(f"queue_event:{event_id}")
+
+    async def state(self, key: str) -> str | None:
+        return await self.desk.read(lambda tx: store.get_state(tx, key))
+
+    async def set_state(self, values: dict[str, str]) -> None:
+        async def unit(tx: Tx) -> None:
+            for key, value in values.items():
+                await store.set_state(tx, key, value)
+
+        await self.desk.transaction(unit)
 
     async def say(self, attempt: Attempt, body: str, mentions: list[str], step: str) -> None:
         if self.desk_room_id is not None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge import store
 from bridge.commands import Context, dispatch
 from bridge.desk_room import DeskRooms
 from bridge.errors import is_transient
@@ -25,6 +27,7 @@ from rooms.ids import SessionID, UserID
 from rooms.intents import DESK_LANE
 from rooms.names import clean_text
 from rooms.session import Session
+from rooms.store import Tx
 
 log = logging.getLogger("refdesk.bridge.handler")
 
@@ -69,9 +72,7 @@ class EventHandler:
         elif kind == "m.room.redaction":
             redacts = raw.get("redacts") or content.get("redacts")
             if isinstance(redacts, str):
-                async with self.desk.unit():
-                    if await self.desk.claim_event(event_id):
-                        await self.desk.message_deleted(redacts)
+                await self._once(event_id, lambda: self.desk.message_deleted(redacts))
         elif kind == "m.room.message":
             await self._message(room_id, sender, event_id, content)
 
@@ -103,11 +104,12 @@ class EventHandler:
         elif not body:
             return
         name = await self.display_name(sender)
-        async with self.desk.unit():
-            if await self.desk.claim_event(event_id):
-                await self.desk.librarian_message(
-                    session, UserID(sender), name, body, remote_id=event_id, html=html
-                )
+        await self._once(
+            event_id,
+            lambda: self.desk.librarian_message(
+                session, UserID(sender), name, body, remote_id=event_id, html=html
+            ),
+        )
 
     async def _edit(
         self, sender: str, event_id: str, relates: dict[str, Any], content: dict[str, Any]
@@ -120,9 +122,7 @@ class EventHandler:
         if original is None or original.sender_id != sender:
             return  # only the author may edit what the visitor sees
         body, html = text_and_html(new)
-        async with self.desk.unit():
-            if await self.desk.claim_event(event_id):
-                await self.desk.librarian_edit(original_id, body, html)
+        await self._once(event_id, lambda: self.desk.librarian_edit(original_id, body, html))
 
     async def _reaction(
         self, room_id: str, sender: str, event_id: str, content: dict[str, Any]
@@ -140,14 +140,15 @@ class EventHandler:
         if session_id is None or not self.desk.queue.is_librarian(sender):
             return
         name = await self.display_name(sender)
-        async with self.desk.unit():
-            if not await self.desk.claim_event(event_id):
-                return
+
+        async def claim() -> None:
             result = await self.desk.queue.claim(SessionID(session_id), UserID(sender), name)
             if not result.won and result.session.owner != sender:
                 who = result.session.owner_name or "nobody (it is closed)"
                 body = f"{name}: {result.session.form.name} is already served by {who}."
                 await self.desk.say(DESK_LANE, room_id, body)
+
+        await self._once(event_id, claim)
 
     async def _member(
         self, room_id: str, sender: str, event_id: str, raw: dict[str, Any], content: dict[str, Any]
@@ -162,17 +163,16 @@ class EventHandler:
         if user_id == self.bot_mxid and membership == "invite":
             # A librarian opens a direct chat with the bot for !duty and !queue.
             if self.desk.queue.is_librarian(sender):
-                async with self.desk.unit():
-                    if await self.desk.claim_event(event_id):
-                        await self.desk.accept_invitation(room_id)
+                await self._once(event_id, lambda: self.desk.accept_invitation(room_id))
             return
         if membership not in ("leave", "ban") or self._ours(user_id) or self._ours(sender):
             return  # the bot's own withdrawals and removals are not a librarian leaving
         session = await self.desk.session_for_room(room_id)
         if session is not None and session.is_open and session.owner == user_id:
-            async with self.desk.unit():
-                if await self.desk.claim_event(event_id):
-                    await self.desk.queue.requeue(session.id, UserID(user_id), reason="owner_left")
+            await self._once(
+                event_id,
+                lambda: self.desk.queue.requeue(session.id, UserID(user_id), reason="owner_left"),
+            )
 
     async def _command(
         self, room_id: str, sender: str, event_id: str, session: Session | None, body: str
@@ -192,13 +192,24 @@ class EventHandler:
             names=self.display_name,
             timezone=self.timezone,
         )
-        async with self.desk.unit():
-            if not await self.desk.claim_event(event_id):
-                return
+
+        async def command() -> None:
             reply = await dispatch(ctx, body)
             if reply:
                 lane = session.id if session is not None else DESK_LANE
                 await self.desk.say(lane, room_id, reply)
+
+        await self._once(event_id, command)
+
+    async def _once(self, event_id: str, action: Callable[[], Awaitable[object]]) -> None:
+        """Carry out ``action`` in one unit of work with the claim of ``event_id``: exactly
+        once, however often the homeserver (or the catch-up) sends the event."""
+
+        async def unit(tx: Tx) -> None:
+            if await store.claim_event(tx, event_id, self.desk.clock()):
+                await action()
+
+        await self.desk.transaction(unit)
 
     async def display_name(self, user_id: str) -> str:
         cached = self._names.get(user_id)

@@ -27,6 +27,7 @@ from refdesk.background import Worker
 from rooms.desk import Desk
 from rooms.events import DeskEvent, IntentAdded
 from rooms.intents import Intent, IntentKind
+from rooms.outbox import Delivered, Work
 
 log = logging.getLogger("refdesk.bridge.performer")
 
@@ -35,7 +36,8 @@ SCAN_EVERY = 30.0
 
 
 class _Outcome(enum.Enum):
-    DONE = "done"  # performed (or set aside): the lane goes on
+    DONE = "done"  # performed: the lane goes on
+    SET_ASIDE = "set_aside"  # refused too often: recorded, the lane goes on
     WAIT = "wait"  # the homeserver or the store is unavailable: back off, retry when it is back
     REFUSED = "refused"  # refused this time: back off and try again
 
@@ -109,16 +111,22 @@ class Performer:
     async def _lane(self, lane: str) -> None:
         backoff = self.min_backoff
         try:
+            work = await self.desk.take_intent(lane)
             while True:
-                intent = await self.desk.next_intent(lane)
-                if intent is None:
+                if work is None:
                     if lane in self._again:
                         self._again.discard(lane)
+                        work = await self.desk.take_intent(lane)
                         continue
                     return
-                outcome = await self._perform(intent)
+                outcome, delivered = await self._perform(work)
                 if outcome is _Outcome.DONE:
                     backoff = self.min_backoff
+                    # One trip: this one is done, and the next one with what it needs.
+                    work = await self.desk.take_intent(lane, (work.intent.id, delivered))
+                    continue
+                if outcome is _Outcome.SET_ASIDE:
+                    work = await self.desk.take_intent(lane)
                     continue
                 if outcome is _Outcome.WAIT:
                     # Back off, but go again at once when the homeserver shows it is back.
@@ -127,10 +135,12 @@ class Performer:
                         await asyncio.wait_for(back.wait(), backoff)
                     if back.is_set():
                         backoff = self.min_backoff
+                        work = await self.desk.take_intent(lane)
                         continue
                 else:
                     await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
+                work = await self.desk.take_intent(lane)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -148,7 +158,8 @@ class Performer:
             back, self._back = self._back, asyncio.Event()
             back.set()
 
-    async def _perform(self, intent: Intent) -> _Outcome:
+    async def _perform(self, work: Work) -> tuple[_Outcome, Delivered | None]:
+        intent = work.intent
         # A lane runs one intent at a time, so of the intents an earlier process left, only the
         # first of each lane can have been under way when it stopped.
         left_over = intent.id <= self._floor and intent.lane not in self._resumed
@@ -158,6 +169,8 @@ class Performer:
             self.client,
             self.instance,
             uncertain=left_over or intent.id in self._uncertain,
+            session=work.session,
+            message=work.message,
         )
         try:
             await self.actions.perform(attempt)
@@ -167,14 +180,13 @@ class Performer:
             if is_transient(exc):
                 self._outage = True
                 log.info("%s %d waits (%s)", intent.kind, intent.id, exc)
-                return _Outcome.WAIT
+                return _Outcome.WAIT, None
             if not isinstance(exc, MatrixError):
                 log.exception("%s %d failed", intent.kind, intent.id)
-            return await self._refused(intent, f"{type(exc).__name__}: {exc}")
-        await self.desk.intent_done(intent.id, delivered=attempt.delivered)
+            return await self._refused(intent, f"{type(exc).__name__}: {exc}"), None
         self._uncertain.discard(intent.id)
         self.homeserver_alive()
-        return _Outcome.DONE
+        return _Outcome.DONE, attempt.delivered
 
     async def _refused(self, intent: Intent, reason: str) -> _Outcome:
         give_up = (
@@ -192,6 +204,6 @@ class Performer:
                 reason,
             )
             self._uncertain.discard(intent.id)
-            return _Outcome.DONE
+            return _Outcome.SET_ASIDE
         log.warning("%s %d of lane %s refused: %s", intent.kind, intent.id, intent.lane, reason)
         return _Outcome.REFUSED

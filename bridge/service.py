@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge import store
 from bridge.actions import Actions
 from bridge.appservice import AppserviceServer
 from bridge.desk_room import DeskRooms
@@ -37,7 +38,7 @@ class Bridge:
         staff = tuple(dict.fromkeys((*config.desk.librarians, *config.desk.supervisors)))
         self.rooms = DeskRooms(
             self.client,
-            desk.store,
+            desk,
             alias_prefix=f"{asc.bot_localpart}_",
             desk_name=config.desk.name,
             members=staff,
@@ -163,7 +164,7 @@ class Bridge:
         start: int | None = None
         for index in range(len(events) - 1, -1, -1):
             event_id = events[index].get("event_id")
-            if isinstance(event_id, str) and await self.desk.event_known(event_id):
+            if isinstance(event_id, str) and await self._known(event_id):
                 start = index + 1
                 break
         if start is None:
@@ -174,6 +175,12 @@ class Bridge:
         for event in events[start:]:
             event.setdefault("room_id", room_id)
             await self.handler.handle(event)
+
+    async def _known(self, event_id: str) -> bool:
+        """An event the desk has seen: acted on, or a message it stored or delivered."""
+        if await self.desk.read(lambda tx: store.event_claimed(tx, event_id)):
+            return True
+        return await self.desk.message_by_remote_id(event_id) is not None
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -11,7 +11,6 @@ import contextlib
 import logging
 from email.message import EmailMessage
 from email.utils import formataddr, make_msgid
-from typing import Any
 
 import aiosmtplib
 
@@ -19,6 +18,7 @@ from refdesk.background import Worker
 from refdesk.config import EmailConfig
 from rooms.desk import Desk
 from rooms.events import DeskEvent, MailQueued
+from rooms.store.mail import Mail
 
 log = logging.getLogger("refdesk.mailer")
 
@@ -43,18 +43,18 @@ class Mailer:
     async def stop(self) -> None:
         await self._worker.stop()
 
-    def compose(self, mail: dict[str, Any]) -> EmailMessage:
+    def compose(self, mail: Mail) -> EmailMessage:
         message = EmailMessage()
         message["From"] = formataddr((self.config.from_name, self.config.from_address))
-        message["To"] = mail["recipient"]
-        message["Subject"] = mail["subject"]
+        message["To"] = mail.recipient
+        message["Subject"] = mail.subject
         if self.config.reply_to:
             message["Reply-To"] = self.config.reply_to
         domain = self.config.from_address.rsplit("@", 1)[-1]
-        message["Message-ID"] = make_msgid(f"refdesk-{mail['id']}", domain=domain)
-        message.set_content(mail["text_body"])
-        if mail.get("html_body"):
-            message.add_alternative(mail["html_body"], subtype="html")
+        message["Message-ID"] = make_msgid(f"refdesk-{mail.id}", domain=domain)
+        message.set_content(mail.text_body)
+        if mail.html_body:
+            message.add_alternative(mail.html_body, subtype="html")
         return message
 
     async def send(self, message: EmailMessage) -> None:
@@ -73,18 +73,18 @@ class Mailer:
     async def deliver_pending(self) -> bool:
         """One pass; returns False if a send failed (so the caller backs off)."""
         ok = True
-        for mail in await self.desk.store.pending_mail():
-            if mail["attempts"] >= MAX_ATTEMPTS:
+        for mail in await self.desk.pending_mail():
+            if mail.attempts >= MAX_ATTEMPTS:
                 continue
             try:
                 await self.send(self.compose(mail))
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
                 ok = False
-                log.warning("mail %d not sent yet: %s", mail["id"], type(exc).__name__)
-                await self.desk.store.mark_mail(mail["id"], sent_at=None, error=str(exc)[:200])
+                log.warning("mail %d not sent yet: %s", mail.id, type(exc).__name__)
+                await self.desk.mail_attempted(mail.id, sent=False, error=str(exc)[:200])
                 continue
-            await self.desk.store.mark_mail(mail["id"], sent_at=self.desk.clock(), error=None)
-            log.info("mail %d (%s) sent", mail["id"], mail["kind"])
+            await self.desk.mail_attempted(mail.id, sent=True, error=None)
+            log.info("mail %d (%s) sent", mail.id, mail.kind)
         return ok
 
     async def _run(self) -> None:

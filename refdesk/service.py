@@ -18,7 +18,7 @@ from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
 from rooms.offline import OfflineRules
 from rooms.queue import QueueRules
-from rooms.store import Database, Store
+from rooms.store import open_database
 from rooms.verification import Verifier
 from widget_server.app import create_app
 
@@ -70,15 +70,14 @@ class RefDesk:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.db = Database(config.database.path)
-        self.store = Store(self.db)
+        self.db = open_database(config.database.path)
         self.directory: MemberDirectory | None = None
         verifier = None
         if config.verification is not None:
             self.directory = build_directory(config.verification)
             verifier = Verifier(self.directory, config.verification.rules, utcnow)
         self.desk = Desk(
-            self.store,
+            self.db,
             desk_rules(config),
             knowledge=KnowledgeBase(list(config.desk.knowledge)),
             verifier=verifier,

@@ -1,22 +1,39 @@
-"""The desk: what visitors and librarians can do; every change is stored, then announced."""
+"""The desk: the one door into the core for every adapter.
+
+What visitors and librarians can do is here or in the small services beside it (``queue``,
+``bans``, ``replies``, ``membership``, ``transcripts``, ``outbox``). Every change is one unit of
+work in the store (rooms/store/database.py): the new state, what the other side is told, and
+the intents for the chat network commit together, and are announced (rooms/events.py) only once
+committed.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime
+from typing import Any, TypeVar
 
+from rooms.bans import Bans, secret
+from rooms.errors import (
+    BadLink,
+    ClientBanned,
+    DeskError,
+    EmailUnavailable,
+    InvalidToken,
+    MessageTooLong,
+    SessionClosedError,
+    SessionStillOpen,
+    TooManyRequests,
+    UnknownSession,
+    VerificationNotRequested,
+    VerificationOff,
+)
 from rooms.events import (
     EventBus,
     FeedbackGiven,
     Listener,
-    MailQueued,
     MessageAdded,
     MessageUpdated,
     OfflineWaiting,
@@ -25,24 +42,17 @@ from rooms.events import (
     SessionClosed,
     SessionStarted,
     Typing,
-    VerificationDone,
-    VerificationRequested,
 )
 from rooms.feedback import Feedback, validate_feedback
 from rooms.hours import HoursStatus, ServiceHours
 from rooms.ids import MessageID, RoomID, SessionID, UserID
-from rooms.intents import DESK_LANE, Intent, IntentKind, Intents
+from rooms.intents import DESK_LANE, Intent, IntentKind
 from rooms.knowledge import KnowledgeBase
-from rooms.offline import (
-    LinkError,
-    OfflineRules,
-    check_link,
-    link_expiry,
-    reply_email,
-    resume_url,
-    sign_link,
-)
+from rooms.membership import Membership
+from rooms.offline import OfflineRules
+from rooms.outbox import Delivered, Outbox, Work
 from rooms.queue import Queue, QueueRules
+from rooms.replies import EmailReplies
 from rooms.session import (
     CLIENT_ID_MAX,
     Message,
@@ -56,68 +66,39 @@ from rooms.session import (
     new_token,
     token_matches,
 )
-from rooms.store import Store
+from rooms.store import Database, Tx, mail, messages, notes, sessions
+from rooms.store import feedback as feedback_rows
+from rooms.store.mail import Mail
 from rooms.texts import text
-from rooms.transcript import render
+from rooms.transcript import Transcripts
 from rooms.verification import VerificationOutcome, Verifier
 
 log = logging.getLogger("refdesk.rooms.desk")
 
 Clock = Callable[[], datetime]
+T = TypeVar("T")
+
+__all__ = [
+    "BadLink",
+    "ClientBanned",
+    "Desk",
+    "DeskError",
+    "DeskRules",
+    "EmailUnavailable",
+    "InvalidToken",
+    "MessageTooLong",
+    "SessionClosedError",
+    "SessionStillOpen",
+    "TooManyRequests",
+    "UnknownSession",
+    "VerificationNotRequested",
+    "VerificationOff",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class DeskError(Exception):
-    """A request the desk refuses; ``code`` is stable for API clients."""
-
-    code = "desk_error"
-
-
-class UnknownSession(DeskError):
-    code = "unknown_session"
-
-
-class InvalidToken(DeskError):
-    code = "invalid_token"
-
-
-class SessionClosedError(DeskError):
-    code = "session_closed"
-
-
-class MessageTooLong(DeskError):
-    code = "message_too_long"
-
-
-class SessionStillOpen(DeskError):
-    code = "session_open"
-
-
-class TooManyRequests(DeskError):
-    code = "too_many_requests"
-
-
-class EmailUnavailable(DeskError):
-    code = "email_unavailable"
-
-
-class VerificationOff(DeskError):
-    code = "verification_unavailable"
-
-
-class VerificationNotRequested(DeskError):
-    code = "verification_not_requested"
-
-
-class BadLink(DeskError):
-    code = "invalid_link"
-
-
-class ClientBanned(DeskError):
-    code = "client_banned"
 
 
 @dataclass(frozen=True)
@@ -133,11 +114,11 @@ class Availability:
         return self.open and self.staffed
 
 
-TRANSCRIPT_MAIL_INTERVAL = timedelta(minutes=10)
-SUBJECTS = {
-    "id": "Transkrip percakapan Anda dengan {desk}",
-    "en": "Your chat transcript from {desk}",
-}
+@dataclass(frozen=True)
+class VisitorUpdate:
+    messages: list[Message]
+    session: Session
+    position: int | None
 
 
 @dataclass(frozen=True)
@@ -163,14 +144,14 @@ class Desk:
 
     def __init__(
         self,
-        store: Store,
+        db: Database,
         rules: DeskRules,
         clock: Clock = utcnow,
         knowledge: KnowledgeBase | None = None,
         verifier: Verifier | None = None,
         hours: ServiceHours | None = None,
     ) -> None:
-        self.store = store
+        self.db = db
         self.rules = rules
         self.clock = clock
         self.knowledge = knowledge or KnowledgeBase([])
@@ -178,16 +159,51 @@ class Desk:
         self.hours = hours
         self._was_open: bool | None = None
         # Events are announced once the change they tell of is committed.
-        self.bus = EventBus(defer=store.db.after_commit)
-        self.intents = Intents(store, self.bus, clock)
-        self.queue = Queue(store, self.bus, rules.queue, clock, self.intents)
-        if verifier is not None and rules.verify_after_claim:
-            self.queue.after_claim = self._verify_after_claim
+        self.bus = EventBus(defer=db.after_commit)
         self._emit = self.bus.emit
+        self.outbox = Outbox(db, self.bus, clock)
+        self.queue = Queue(db, self.bus, rules.queue, clock, self.outbox)
+        self.bans = Bans(db, clock, self.end_session)
+        self.replies = EmailReplies(
+            db,
+            self.bus,
+            clock,
+            rules.offline,
+            desk_name=rules.desk_name,
+            timezone=rules.timezone,
+            enabled=rules.email_enabled,
+        )
+        self.membership = Membership(db, self.bus, clock, self.outbox, verifier, rules.timezone)
+        if verifier is not None and rules.verify_after_claim:
+            self.queue.after_claim = self.membership.after_claim
+        self.transcripts = Transcripts(
+            db,
+            self.bus,
+            clock,
+            desk_name=rules.desk_name,
+            timezone=rules.timezone,
+            topic_label=self.topic_label,
+            email_enabled=rules.email_enabled,
+        )
 
     def subscribe(self, listener: Listener) -> None:
         """Listeners run synchronously and must only schedule work (never block)."""
         self.bus.subscribe(listener)
+
+    async def transaction(
+        self, unit: Callable[[Tx], Awaitable[T]], *, savepoint: bool = False
+    ) -> T:
+        """One unit of work for an adapter: its own bookkeeping (e.g. the claim of an incoming
+        event) and the desk operations it calls commit together. ``savepoint``: inside another
+        unit, a failure undoes only this one."""
+        return await self.db.write(unit, savepoint=savepoint)
+
+    async def read(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self.db.read(unit)
+
+    async def secret(self, key: str) -> str:
+        """A random value made once for this desk and kept (e.g. an adapter's instance id)."""
+        return await secret(self.db, key)
 
     # visitor side
 
@@ -200,42 +216,15 @@ class Desk:
         )
 
     async def client_key(self, address: str) -> str:
-        """A salted hash of a visitor's network address: enough to ban, useless to trace."""
-        salt = await self.secret("client_key_salt")
-        return hmac.new(salt.encode(), address.encode(), hashlib.sha256).hexdigest()[:32]
+        return await self.bans.client_key(address)
 
     async def check_client(self, client_key: str) -> None:
-        until = await self.store.banned_until(client_key, self.clock())
-        if until is not None:
-            raise ClientBanned(
-                "This connection may not use the chat for now. Please contact the library "
-                "by other means."
-            )
+        await self.bans.check(client_key)
 
     async def ban_client(
         self, session: Session, by: UserID, days: int, reason: str | None
     ) -> datetime:
-        """Ban the network address a session came from, and end the session."""
-        if session.client_key is None:
-            raise DeskError("This session's address is not known; it cannot be banned.")
-        until = self.clock() + timedelta(days=days)
-        async with self.store.unit():
-            await self.store.ban(
-                session.client_key,
-                until=until,
-                banned_by=by,
-                reason=reason,
-                session_id=session.id,
-                at=self.clock(),
-            )
-            await self.end_session(
-                session.id,
-                by=by,
-                note=f"banned: {reason}" if reason else None,
-                banned_until=until,
-            )
-        log.info("session %s: its client is banned for %d days", session.id, days)
-        return until
+        return await self.bans.ban(session, by, days, reason)
 
     async def start_session(
         self, form: VisitorForm, client_key: str | None = None
@@ -254,31 +243,30 @@ class Desk:
             client_key=client_key,
         )
         greeting = self.rules.greeting.get(form.language) or self.rules.greeting.get("en")
-        async with self.store.unit():
-            await self.store.insert_session(session, hash_token(token))
+
+        async def unit(tx: Tx) -> Session:
+            await sessions.insert(tx, session, hash_token(token))
             self._emit(SessionStarted(session))
             if greeting:
-                welcome = Message(
-                    id=MessageID(0),
-                    session_id=session.id,
-                    origin=Origin.DESK,
-                    body=greeting.format_map({"visitor": form.name, "desk": self.rules.desk_name}),
-                    created_at=self.clock(),
-                )
-                stored, _ = await self.store.insert_message(welcome)
-                self._emit(MessageAdded(stored))
+                body = greeting.format_map({"visitor": form.name, "desk": self.rules.desk_name})
+                await self._tell(session, body)
+            stored = await sessions.get(tx, session.id)  # as stored (store's time precision)
+            assert stored is not None
+            return stored
+
+        stored = await self.db.write(unit)
         log.info("session %s started (topic %s)", session.id, form.topic)
-        return session, token
+        return stored, token
 
     async def get_session(self, session_id: str) -> Session:
-        found = await self.store.get_session(session_id)
+        found = await self.db.read(lambda tx: sessions.get(tx, session_id))
         if found is None:
             raise UnknownSession("No session with this id.")
-        return found[0]
+        return found
 
     async def authenticate(self, session_id: str, token: str) -> Session:
         """The session if ``token`` is its credential; raises otherwise."""
-        found = await self.store.get_session(session_id)
+        found = await self.db.read(lambda tx: sessions.get_with_token(tx, session_id))
         if found is None:
             raise UnknownSession("No session with this id.")
         session, token_hash = found
@@ -303,37 +291,56 @@ class Desk:
             raise MessageTooLong(
                 f"A message may be at most {self.rules.max_message_length} characters."
             )
+        now = self.clock()
         message = Message(
             id=MessageID(0),
             session_id=session.id,
             origin=Origin.VISITOR,
             body=body,
-            created_at=self.clock(),
+            created_at=now,
             sender_name=session.form.name,
             client_id=client_id,
             needs_delivery=True,
         )
-        async with self.store.unit():
-            current = await self.get_session(session.id)
-            if not current.is_open:
-                # A retry of a message stored before the session closed still gets its answer.
-                existing = await self.store.message_by_client_id(session.id, client_id)
-                if existing is None:
-                    raise SessionClosedError("This chat has ended.")
-                return existing, False
-            stored, created = await self.store.insert_message(message, enqueue_at=self.clock())
-            if created:
-                await self.intents.add(session.id, IntentKind.MESSAGE, message_id=stored.id)
-                self._emit(MessageAdded(stored))
-                if current.queued_at is None and current.owner is None:
-                    # The first message: the room is made for it, then the librarians rung.
-                    await self.queue.ring(await self.get_session(session.id), "new")
-        return stored, created
+
+        async def unit(tx: Tx) -> tuple[Message, bool]:
+            await tx.lock_session(session.id)
+            existing = await messages.by_client_id(tx, session.id, client_id)
+            if existing is not None:
+                return existing, False  # a retry (even of a message stored before the close)
+            current = await sessions.get(tx, session.id)
+            if current is None or not current.is_open:
+                raise SessionClosedError("This chat has ended.")
+            stored = await messages.insert(tx, message)
+            await self.outbox.add(session.id, IntentKind.MESSAGE, message_id=stored.id)
+            self._emit(MessageAdded(stored))
+            queued = await sessions.enqueue(tx, session.id, now)
+            if queued is not None:
+                # The first message: the room is made for it, then the librarians rung.
+                await self.queue.ring(queued, "new")
+            return stored, True
+
+        return await self.db.write(unit)
+
+    async def visitor_update(
+        self, session_id: SessionID, after: int, limit: int = 200
+    ) -> VisitorUpdate:
+        """What a visitor's connection shows, read in one trip: the messages after cursor
+        ``after``, the session, and its place in the queue."""
+
+        async def unit(tx: Tx) -> VisitorUpdate:
+            found = await messages.after(tx, session_id, max(0, after), limit)
+            session = await sessions.get(tx, session_id)
+            if session is None:
+                raise UnknownSession("No session with this id.")
+            return VisitorUpdate(found, session, await sessions.queue_position(tx, session))
+
+        return await self.db.read(unit)
 
     async def messages_after(
         self, session_id: SessionID, after: int, limit: int = 200
     ) -> list[Message]:
-        return await self.store.messages_after(session_id, max(0, after), limit)
+        return await self.db.read(lambda tx: messages.after(tx, session_id, max(0, after), limit))
 
     async def end_session(
         self,
@@ -347,62 +354,66 @@ class Desk:
         ``by`` is ``visitor`` or the closing librarian's user id; ``banned_until``: the chat
         ends with a ban of the visitor's connection.
         """
-        async with self.store.unit():
-            session = await self.get_session(session_id)
-            if not session.is_open:
-                return session
+
+        async def unit(tx: Tx) -> tuple[Session, bool]:
+            await tx.lock_session(session_id)
+            closed = await sessions.close(tx, session_id, self.clock(), by)
+            if closed is None:
+                current = await sessions.get(tx, session_id)
+                if current is None:
+                    raise UnknownSession("No session with this id.")
+                return current, False
             key = "closed_by_visitor" if by == "visitor" else "closed_by_librarian"
-            notice = Message(
-                id=MessageID(0),
-                session_id=session_id,
-                origin=Origin.DESK,
-                body=text(key, session.form.language),
-                created_at=self.clock(),
-                needs_delivery=by == "visitor",
+            # The visitor's goodbye goes to the room too, before the librarians are let go.
+            notice = await self._tell(
+                closed, text(key, closed.form.language), to_room=by == "visitor"
             )
-            stored = await self.store.close_session(session_id, self.clock(), by, notice)
-            closed = await self.get_session(session_id)
-            if stored is None:
-                return closed
             if note:
-                await self.store.add_note(session_id, by, note, self.clock())
-            if stored.needs_delivery:
-                # The room reads the visitor's goodbye before the librarians are let go.
-                await self.intents.add(session_id, IntentKind.MESSAGE, message_id=stored.id)
-            await self.intents.add(
+                await notes.add(tx, session_id, by, note, self.clock())
+            if notice.needs_delivery:
+                await self.outbox.add(session_id, IntentKind.MESSAGE, message_id=notice.id)
+            await self.outbox.add(
                 session_id,
                 IntentKind.CLOSED,
                 by=by,
                 banned_until=banned_until.isoformat() if banned_until else None,
             )
-            self._emit(MessageAdded(stored))
             self._emit(SessionClosed(closed, note))
-        log.info(
-            "session %s closed by %s", session_id, "visitor" if by == "visitor" else "librarian"
-        )
-        return closed
+            return closed, True
+
+        session, closed_now = await self.db.write(unit)
+        if closed_now:
+            who = "visitor" if by == "visitor" else "librarian"
+            log.info("session %s closed by %s", session_id, who)
+        return session
 
     async def give_feedback(self, session: Session, raw: dict[str, Any]) -> Feedback:
         """Store the visitor's rating (and comment) at once; later calls update it."""
         rating, comment = validate_feedback(raw)
-        async with self.store.unit():
-            current = await self.get_session(session.id)
+
+        async def unit(tx: Tx) -> Feedback:
+            await tx.lock_session(session.id)
+            current = await sessions.get(tx, session.id)
+            assert current is not None
             if current.is_open:
                 raise SessionStillOpen("Feedback can be given once the chat has ended.")
-            first = await self.store.feedback(session.id) is None
-            feedback = await self.store.upsert_feedback(
-                session.id, rating, comment, current.owner, self.clock()
+            first = await feedback_rows.get(tx, session.id) is None
+            given = await feedback_rows.upsert(
+                tx, session.id, rating, comment, current.owner, self.clock()
             )
-            await self.intents.add(
+            await self.outbox.add(
                 session.id,
                 IntentKind.FEEDBACK,
-                rating=feedback.rating,
-                comment=feedback.comment,
+                rating=given.rating,
+                comment=given.comment,
                 librarian_name=current.owner_name,
             )
-            self._emit(FeedbackGiven(current, feedback, first))
+            self._emit(FeedbackGiven(current, given, first))
+            return given
+
+        given = await self.db.write(unit)
         log.info("session %s rated %d", session.id, rating)
-        return feedback
+        return given
 
     def topic_label(self, session: Session) -> str:
         labels = self.rules.topic_labels.get(session.form.topic, {})
@@ -410,35 +421,10 @@ class Desk:
 
     async def transcript(self, session: Session) -> tuple[str, str]:
         """The conversation as (text, html), times in the library's time zone."""
-        messages = await self.store.messages_after(session.id, 0, 100_000)
-        return render(
-            session,
-            messages,
-            desk_name=self.rules.desk_name,
-            timezone=self.rules.timezone,
-            topic_label=self.topic_label(session),
-        )
+        return await self.transcripts.render(session)
 
     async def email_transcript(self, session: Session) -> int:
-        """Queue the transcript for the visitor's own address (never another one)."""
-        if not self.rules.email_enabled:
-            raise EmailUnavailable("This desk does not send email.")
-        last = await self.store.last_mail_at(session.id, "transcript")
-        if last is not None and self.clock() - last < TRANSCRIPT_MAIL_INTERVAL:
-            raise TooManyRequests("The transcript was sent a moment ago; check your inbox.")
-        text_body, html_body = await self.transcript(session)
-        subject = SUBJECTS.get(session.form.language, SUBJECTS["en"])
-        mail_id = await self.store.enqueue_mail(
-            session_id=session.id,
-            kind="transcript",
-            recipient=session.form.email,
-            subject=subject.format(desk=self.rules.desk_name),
-            text_body=text_body,
-            html_body=html_body,
-            at=self.clock(),
-        )
-        self._emit(MailQueued(mail_id))
-        return mail_id
+        return await self.transcripts.email(session)
 
     # hours, offline messages, answers by email
 
@@ -449,74 +435,14 @@ class Desk:
         staffed = bool(await self.queue.on_duty())
         return Availability(is_open, staffed, status)
 
-    async def _link_secret(self) -> bytes:
-        return (await self.secret("resume_link_secret")).encode()
-
-    async def secret(self, key: str) -> str:
-        """A random secret made once and kept in the store (the first caller makes it)."""
-        async with self.store.unit():
-            secret = await self.store.get_state(key)
-            if secret is None:
-                secret = new_token()
-                await self.store.set_state(key, secret)
-        return secret
-
     async def resume_link(self, session: Session) -> tuple[str, datetime]:
-        until = link_expiry(self.clock(), self.rules.offline)
-        token = sign_link(session.id, until, await self._link_secret())
-        return resume_url(self.rules.offline.resume_page, token), until
+        return await self.replies.resume_link(session)
 
     async def resume(self, link_token: str) -> tuple[Session, str]:
-        """Trade a signed link from an email for a fresh visitor token (the old one stops)."""
-        try:
-            session_id = check_link(link_token, await self._link_secret(), self.clock())
-        except LinkError as exc:
-            raise BadLink(str(exc)) from None
-        session = await self.get_session(session_id)
-        token = new_token()
-        await self.store.set_token_hash(session.id, hash_token(token))
-        log.info("session %s resumed from an email link", session.id)
-        return session, token
+        return await self.replies.resume(link_token)
 
     async def mail_replies(self) -> int:
-        """Email replies a visitor has not seen: offline sessions after a short quiet time,
-        others once the visitor has been away for ``unseen_after``. Returns mails queued."""
-        if not self.rules.email_enabled:
-            return 0
-        rules = self.rules.offline
-        now = self.clock()
-        queued = 0
-        for session, replies in await self.store.unseen_replies(
-            now - timedelta(seconds=rules.batch_delay)
-        ):
-            newest = max(r.created_at for r in replies)
-            if not session.offline and newest > now - timedelta(seconds=rules.unseen_after):
-                continue
-            link, until = await self.resume_link(session)
-            subject, text_body, html_body = reply_email(
-                session,
-                replies,
-                desk_name=self.rules.desk_name,
-                timezone=self.rules.timezone,
-                link=link,
-                until=until,
-            )
-            last = replies[-1].id
-            async with self.store.unit():
-                mail_id = await self.store.enqueue_mail(
-                    session_id=session.id,
-                    kind="replies",
-                    recipient=session.form.email,
-                    subject=subject,
-                    text_body=text_body,
-                    html_body=html_body,
-                    at=now,
-                    dedup_key=f"replies:{session.id}:{last}",
-                )
-                await self.store.mark_emailed(session.id, last)
-                self._emit(MailQueued(mail_id))
-            queued += 1
-        return queued
+        return await self.replies.mail_replies()
 
     async def tick(self) -> None:
         """The desk's clock: escalation, answers by email, telling the desk it opened."""
@@ -525,91 +451,39 @@ class Desk:
         available = await self.availability()
         opened = available.open and self._was_open is not True
         self._was_open = available.open
-        if opened and available.staffed:
-            async with self.store.unit():
-                waiting = await self.store.offline_waiting()
-                if waiting:
-                    users = [str(u) for u in await self.queue.on_duty()]
-                    await self.intents.add(
-                        DESK_LANE, IntentKind.OFFLINE_WAITING, count=waiting, users=users
-                    )
-                    self._emit(OfflineWaiting(waiting))
+        if not (opened and available.staffed):
+            return
+
+        async def unit(tx: Tx) -> None:
+            waiting = await sessions.offline_waiting(tx)
+            if waiting:
+                users = [str(u) for u in await self.queue.on_duty()]
+                await self.outbox.add(
+                    DESK_LANE, IntentKind.OFFLINE_WAITING, count=waiting, users=users
+                )
+                self._emit(OfflineWaiting(waiting))
+
+        await self.db.write(unit)
 
     # verification: during the chat, never a gate
 
     @property
     def verification_fields(self) -> tuple[str, ...]:
-        return self.verifier.rules.fields if self.verifier is not None else ()
-
-    async def _tell(self, session: Session, body: str) -> None:
-        notice = Message(
-            id=MessageID(0),
-            session_id=session.id,
-            origin=Origin.DESK,
-            body=body,
-            created_at=self.clock(),
-        )
-        stored, _ = await self.store.insert_message(notice)
-        self._emit(MessageAdded(stored))
+        return self.membership.fields
 
     async def request_verification(self, session: Session, by: UserID | None) -> Session:
         """Ask the visitor (in the widget) to confirm membership."""
-        if self.verifier is None:
-            raise VerificationOff("Member verification is not configured for this desk.")
-        async with self.store.unit():
-            current = await self.get_session(session.id)
-            if not current.is_open:
-                raise SessionClosedError("This chat has ended.")
-            await self.store.set_verification(session.id, "requested")
-            updated = await self.get_session(session.id)
-            await self.intents.add(
-                session.id,
-                IntentKind.VERIFICATION_ASKED,
-                by=by,
-                fields=list(self.verification_fields),
-            )
-            self._emit(VerificationRequested(updated, by))
-            await self._tell(updated, text("verify_asked", updated.form.language))
-        return updated
-
-    async def _verify_after_claim(self, session: Session, by: UserID) -> None:
-        if session.verification is None:
-            await self.request_verification(session, None)
+        return await self.membership.request(session, by)
 
     async def submit_verification(
         self, session: Session, client_key: str, fields: Any
     ) -> VerificationOutcome:
-        """Check what the visitor typed against the member directory.
+        return await self.membership.submit(session, client_key, fields)
 
-        Only the outcome is kept (audit row, session state, a notice); never the fields.
-        """
-        if self.verifier is None:
-            raise VerificationOff("Member verification is not configured for this desk.")
-        current = await self.get_session(session.id)
-        if current.verification is None:
-            raise VerificationNotRequested("The librarian has not asked for verification.")
-        if not current.is_open:
-            raise SessionClosedError("This chat has ended.")
-        if self.verifier.attempts_used(session.id) == 0:
-            used = await self.store.verification_attempts(session.id)
-            if used:
-                self.verifier.restore_attempts(session.id, used)
-        today = self.clock().astimezone(ZoneInfo(self.rules.timezone)).date()
-        outcome = await self.verifier.attempt(session.id, client_key, fields, today)
-        code = str(outcome.code)
-        async with self.store.unit():
-            await self.store.audit_verification(
-                session.id, client_key, current.owner, code, self.clock()
-            )
-            await self.store.set_verification(session.id, code)
-            updated = await self.get_session(session.id)
-            await self._tell(updated, outcome.visitor_text(updated.form.language))
-            await self.intents.add(
-                session.id, IntentKind.VERIFICATION_DONE, notice=outcome.notice()
-            )
-            self._emit(VerificationDone(updated, outcome.notice()))
-        log.info("session %s verification: %s", session.id, code)
-        return outcome
+    async def _tell(self, session: Session, body: str, *, to_room: bool = False) -> Message:
+        from rooms.notices import tell_visitor
+
+        return await tell_visitor(self.db, self.bus, self.clock, session, body, to_room=to_room)
 
     async def visitor_typing(self, session: Session, typing: bool) -> None:
         if (await self.get_session(session.id)).is_open:
@@ -617,25 +491,29 @@ class Desk:
 
     async def visitor_read(self, session: Session, up_to: int) -> Message | None:
         """The visitor has seen messages up to ``up_to`` (a message id)."""
-        message = await self.store.message(up_to)
-        if message is None or message.session_id != session.id:
-            return None
-        if message.origin is not Origin.LIBRARIAN:
-            return None
-        async with self.store.unit():
-            if await self.store.set_visitor_seen(session.id, message.id):
-                await self.intents.add(session.id, IntentKind.READ, message_id=message.id)
+
+        async def unit(tx: Tx) -> Message | None:
+            message = await messages.get(tx, up_to)
+            if message is None or message.session_id != session.id:
+                return None
+            if message.origin is not Origin.LIBRARIAN:
+                return None
+            await tx.lock_session(session.id)
+            if await sessions.raise_mark(tx, session.id, "visitor_seen_up_to", message.id):
+                await self.outbox.add(session.id, IntentKind.READ, message_id=message.id)
                 self._emit(ReadUpTo(session.id, "visitor", message))
-        return message
+            return message
+
+        return await self.db.write(unit)
 
     # librarian side (called by the chat-network adapter)
 
     async def session_for_room(self, room_id: str) -> Session | None:
-        return await self.store.session_by_room(room_id)
+        return await self.db.read(lambda tx: sessions.by_room(tx, room_id))
 
     async def attach_room(self, session_id: SessionID, room_id: RoomID) -> Session:
-        await self.store.attach_room(session_id, room_id)
-        session = await self.get_session(session_id)
+        attached = await self.db.write(lambda tx: sessions.attach_room(tx, session_id, room_id))
+        session = attached or await self.get_session(session_id)
         self._emit(RoomAttached(session))
         return session
 
@@ -652,10 +530,13 @@ class Desk:
 
         The first librarian to reply in a waiting session claims it.
         """
-        async with self.store.unit():
-            if await self.store.message_by_remote_id(remote_id) is not None:
+
+        async def unit(tx: Tx) -> Message | None:
+            await tx.lock_session(session.id)
+            if await messages.by_remote_id(tx, remote_id) is not None:
                 return None
-            current = await self.get_session(session.id)
+            current = await sessions.get(tx, session.id)
+            assert current is not None
             if current.is_open and current.owner is None and self.queue.is_librarian(sender_id):
                 await self.queue.claim(session.id, sender_id, sender_name)
             message = Message(
@@ -669,24 +550,24 @@ class Desk:
                 sender_id=sender_id,
                 remote_id=remote_id,
             )
-            stored, created = await self.store.insert_message(message)
-            if not created:
-                return None
+            stored = await messages.insert(tx, message)
             self._emit(MessageAdded(stored))
-        return stored
+            return stored
+
+        return await self.db.write(unit)
 
     async def librarian_edit(
         self, remote_id: str, body: str, html: str | None = None
     ) -> Message | None:
-        updated = await self.store.update_message(
-            remote_id, body=body, html=html, edited_at=self.clock()
+        updated = await self.db.write(
+            lambda tx: messages.edit(tx, remote_id, body, html, self.clock())
         )
         if updated is not None:
             self._emit(MessageUpdated(updated))
         return updated
 
     async def message_deleted(self, remote_id: str) -> Message | None:
-        updated = await self.store.update_message(remote_id, deleted_at=self.clock())
+        updated = await self.db.write(lambda tx: messages.delete(tx, remote_id, self.clock()))
         if updated is not None:
             self._emit(MessageUpdated(updated))
         return updated
@@ -696,86 +577,94 @@ class Desk:
 
     async def librarian_read(self, session: Session, remote_id: str) -> Message | None:
         """A librarian's read receipt on a visitor message (found by its remote id)."""
-        message = await self.store.message_by_remote_id(remote_id)
-        if message is None or message.session_id != session.id:
-            return None
-        if await self.store.set_read_up_to(session.id, message.id):
-            self._emit(ReadUpTo(session.id, "librarian", message))
-        return message
+
+        async def unit(tx: Tx) -> Message | None:
+            message = await messages.by_remote_id(tx, remote_id)
+            if message is None or message.session_id != session.id:
+                return None
+            if await sessions.raise_mark(tx, session.id, "read_up_to", message.id):
+                self._emit(ReadUpTo(session.id, "librarian", message))
+            return message
+
+        return await self.db.write(unit)
 
     async def message_by_remote_id(self, remote_id: str) -> Message | None:
-        return await self.store.message_by_remote_id(remote_id)
+        return await self.db.read(lambda tx: messages.by_remote_id(tx, remote_id))
 
-    # what an adapter received: each event is acted on once (its id is claimed in the unit
-    # of work that carries out its effect)
+    async def message(self, message_id: MessageID) -> Message | None:
+        return await self.db.read(lambda tx: messages.get(tx, message_id))
 
-    async def claim_event(self, event_id: str) -> bool:
-        """Claim an incoming event inside the unit that handles it; False: handled before."""
-        return await self.store.record_event(event_id, self.clock())
+    async def feedback(self, session_id: SessionID) -> Feedback | None:
+        return await self.db.read(lambda tx: feedback_rows.get(tx, session_id))
 
-    async def event_known(self, event_id: str) -> bool:
-        return await self.store.event_known(event_id)
+    async def add_note(self, session: Session, author: UserID, body: str) -> None:
+        """An internal note: kept with the session, never shown to the visitor."""
+        await self.db.write(lambda tx: notes.add(tx, session.id, author, body, self.clock()))
 
-    async def record_poison(
-        self, event_id: str, room_id: str | None, event_type: str | None, reason: str
+    async def notes(self, session_id: SessionID) -> list[tuple[str, str, datetime]]:
+        return await self.db.read(lambda tx: notes.of_session(tx, session_id))
+
+    async def open_sessions(self) -> list[Session]:
+        """Every chat in the queue or being served, in queue order."""
+        return await self.db.read(sessions.in_queue_or_served)
+
+    async def open_sessions_with_rooms(self) -> list[Session]:
+        return await self.db.read(sessions.open_with_rooms)
+
+    async def pending_deliveries(self, limit: int = 100) -> list[Message]:
+        return await self.db.read(lambda tx: messages.pending_deliveries(tx, limit))
+
+    async def mark_delivered(self, message_id: MessageID, remote_id: str | None) -> None:
+        await self.db.write(
+            lambda tx: messages.mark_delivered(tx, message_id, remote_id, self.clock())
+        )
+
+    async def ratings_by_librarian(self) -> list[tuple[str, int, float]]:
+        return await self.db.read(feedback_rows.by_librarian)
+
+    # intents, for the adapter that performs them (rooms/intents.py)
+
+    async def pending_lanes(self) -> list[str]:
+        return await self.outbox.lanes()
+
+    async def next_intent(self, lane: str) -> Intent | None:
+        return await self.outbox.next_in(lane)
+
+    async def take_intent(
+        self, lane: str, finished: tuple[int, Delivered | None] | None = None
+    ) -> Work | None:
+        """The lane's next intent with its session and message (``finished``: the previous
+        one is done first), in one trip."""
+        return await self.outbox.take(lane, finished)
+
+    async def last_intent_id(self) -> int:
+        return await self.outbox.last_id()
+
+    async def intent_done(
+        self, intent_id: int, delivered: tuple[MessageID, str | None] | None = None
     ) -> None:
-        """An event that cannot be handled: kept with its reason, never tried again."""
-        await self.store.record_poison(event_id, room_id, event_type, reason, self.clock())
+        await self.outbox.done(intent_id, delivered)
+
+    async def intent_failed(self, intent_id: int, reason: str, *, give_up: bool) -> int:
+        return await self.outbox.refused(intent_id, reason, give_up=give_up)
 
     async def say(
         self, lane: str, room_id: str, body: str, mentions: list[str] | None = None
     ) -> None:
         """An adapter's own notice (an answer to a command), sent from the store like every
         other: stored in the caller's unit of work, performed once it commits."""
-        await self.intents.add(
+        await self.outbox.add(
             lane, IntentKind.SAY, room_id=room_id, body=body, mentions=mentions or []
         )
 
     async def accept_invitation(self, room_id: str) -> None:
-        await self.intents.add(DESK_LANE, IntentKind.JOIN, room_id=room_id)
+        await self.outbox.add(DESK_LANE, IntentKind.JOIN, room_id=room_id)
 
-    def unit(self) -> AbstractAsyncContextManager[object]:
-        """One unit of work for an adapter's action: what it changes commits together."""
-        return self.store.unit()
+    # outgoing mail, for the mailer
 
-    async def add_note(self, session: Session, author: UserID, body: str) -> None:
-        """An internal note: kept with the session, never shown to the visitor."""
-        await self.store.add_note(session.id, author, body, self.clock())
+    async def pending_mail(self, limit: int = 50) -> list[Mail]:
+        return await self.db.read(lambda tx: mail.pending(tx, limit))
 
-    async def pending_deliveries(self, limit: int = 100) -> list[Message]:
-        return await self.store.pending_deliveries(limit)
-
-    async def message(self, message_id: MessageID) -> Message | None:
-        return await self.store.message(message_id)
-
-    async def feedback(self, session_id: SessionID) -> Feedback | None:
-        return await self.store.feedback(session_id)
-
-    # intents, for the adapter that performs them (rooms/intents.py)
-
-    async def pending_lanes(self) -> list[str]:
-        return await self.store.pending_lanes()
-
-    async def next_intent(self, lane: str) -> Intent | None:
-        return await self.store.next_intent(lane)
-
-    async def last_intent_id(self) -> int:
-        return await self.store.last_intent_id()
-
-    async def intent_done(
-        self, intent_id: int, delivered: tuple[MessageID, str | None] | None = None
-    ) -> None:
-        """The intent is performed; ``delivered``: the message it delivered and its event."""
-        async with self.store.unit():
-            if delivered is not None:
-                await self.store.mark_delivered(delivered[0], delivered[1], self.clock())
-            await self.store.intent_done(intent_id, self.clock())
-
-    async def intent_failed(self, intent_id: int, reason: str, *, give_up: bool) -> int:
-        return await self.store.intent_failed(intent_id, reason, self.clock(), give_up=give_up)
-
-    async def mark_delivered(self, message_id: MessageID, remote_id: str | None) -> None:
-        await self.store.mark_delivered(message_id, remote_id, self.clock())
-
-    async def open_sessions_with_rooms(self) -> list[Session]:
-        return await self.store.open_sessions_with_rooms()
+    async def mail_attempted(self, mail_id: int, *, sent: bool, error: str | None) -> None:
+        sent_at = self.clock() if sent else None
+        await self.db.write(lambda tx: mail.mark(tx, mail_id, sent_at=sent_at, error=error))

@@ -12,15 +12,9 @@ notices and the bot's own housekeeping).
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
-
-from rooms.events import EventBus, IntentAdded
-
-if TYPE_CHECKING:
-    from rooms.store import Store
+from typing import Any
 
 DESK_LANE = "desk"
 
@@ -49,17 +43,3 @@ class Intent:
     payload: dict[str, Any]
     created_at: datetime
     attempts: int = 0
-
-
-class Intents:
-    """Stores intents (inside the caller's unit of work) and wakes the adapter after commit."""
-
-    def __init__(self, store: Store, bus: EventBus, clock: Callable[[], datetime]) -> None:
-        self.store = store
-        self.bus = bus
-        self.clock = clock
-
-    async def add(self, lane: str, kind: IntentKind, **payload: Any) -> int:
-        intent_id = await self.store.add_intent(lane, kind, payload, self.clock())
-        self.bus.emit(IntentAdded(lane))
-        return intent_id

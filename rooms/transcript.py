@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from rooms.errors import EmailUnavailable, TooManyRequests
+from rooms.events import EventBus, MailQueued
 from rooms.session import Message, Origin, Session
+from rooms.store import Database, mail, messages
 
 LABELS = {
     "id": {
@@ -84,3 +89,68 @@ def render(
         rows="".join(rows),
     )
     return text, page
+
+
+TRANSCRIPT_MAIL_INTERVAL = timedelta(minutes=10)
+SUBJECTS = {
+    "id": "Transkrip percakapan Anda dengan {desk}",
+    "en": "Your chat transcript from {desk}",
+}
+
+
+class Transcripts:
+    """A session's transcript, to download or by email to the visitor's own address."""
+
+    def __init__(
+        self,
+        db: Database,
+        bus: EventBus,
+        clock: Callable[[], datetime],
+        *,
+        desk_name: str,
+        timezone: str,
+        topic_label: Callable[[Session], str],
+        email_enabled: bool,
+    ) -> None:
+        self.db = db
+        self.bus = bus
+        self.clock = clock
+        self.desk_name = desk_name
+        self.timezone = timezone
+        self.topic_label = topic_label
+        self.email_enabled = email_enabled
+
+    async def render(self, session: Session) -> tuple[str, str]:
+        """The conversation as (text, html), times in the library's time zone."""
+        history = await self.db.read(lambda tx: messages.after(tx, session.id, 0, 100_000))
+        return render(
+            session,
+            history,
+            desk_name=self.desk_name,
+            timezone=self.timezone,
+            topic_label=self.topic_label(session),
+        )
+
+    async def email(self, session: Session) -> int:
+        """Queue the transcript for the visitor's own address (never another one)."""
+        if not self.email_enabled:
+            raise EmailUnavailable("This desk does not send email.")
+        last = await self.db.read(lambda tx: mail.last_at(tx, session.id, "transcript"))
+        if last is not None and self.clock() - last < TRANSCRIPT_MAIL_INTERVAL:
+            raise TooManyRequests("The transcript was sent a moment ago; check your inbox.")
+        text_body, html_body = await self.render(session)
+        subject = SUBJECTS.get(session.form.language, SUBJECTS["en"])
+        mail_id = await self.db.write(
+            lambda tx: mail.enqueue(
+                tx,
+                session_id=session.id,
+                kind="transcript",
+                recipient=session.form.email,
+                subject=subject.format(desk=self.desk_name),
+                text_body=text_body,
+                html_body=html_body,
+                at=self.clock(),
+            )
+        )
+        self.bus.emit(MailQueued(mail_id))
+        return mail_id

@@ -276,3 +276,12 @@ class Visitor:
         status, data = await self.request("POST", f"/api/sessions/{self.session_id}/end", {})
         assert status == 200, (status, data)
         return data["session"]
+
+
+async def query(db: Any, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+    """Rows of one SQL query against a desk's store (for assertions on what is kept)."""
+
+    async def unit(tx: Any) -> list[Any]:
+        return list(await tx.fetchall(sql, params))
+
+    return list(await db.read(unit))

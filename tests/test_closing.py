@@ -37,9 +37,9 @@ async def test_feedback_is_kept_with_the_librarian_even_if_the_visitor_leaves(
     status, body = await visitor.request("POST", path, {"rating": 4})
     assert status == 200 and body["feedback"]["rating"] == 4
     await visitor.close()
-    stored = await stack.desk.store.feedback(visitor.session_id)  # type: ignore[arg-type]
+    stored = await stack.desk.desk.feedback(visitor.session_id)  # type: ignore[arg-type]
     assert stored is not None and stored.rating == 4 and stored.librarian == stack.mxid("sari")
-    report = dict((lib, (n, avg)) for lib, n, avg in await stack.desk.store.ratings_by_librarian())
+    report = dict((lib, (n, avg)) for lib, n, avg in await stack.desk.desk.ratings_by_librarian())
     assert stack.mxid("sari") in report
 
     # The room and the desk room's queue notice show it.
@@ -119,19 +119,19 @@ async def test_mail_waits_for_the_relay_and_is_sent_once(tmp_path) -> None:  # t
     from refdesk.mailer import Mailer
     from rooms.desk import Desk, DeskRules
     from rooms.session import VisitorForm
-    from rooms.store import Database, Store
+    from rooms.store import SqliteDatabase
 
-    db = Database(tmp_path / "m.db")
+    db = SqliteDatabase(tmp_path / "m.db")
     await db.open()
-    desk = Desk(Store(db), DeskRules(topics=("literature",), email_enabled=True))
+    desk = Desk(db, DeskRules(topics=("literature",), email_enabled=True))
     port = free_port()
     mailer = Mailer(EmailConfig(host="127.0.0.1", port=port, security="none"), desk)
     session, _ = await desk.start_session(VisitorForm("Budi", "b@example.org", "literature"))
     await desk.email_transcript(session)
     # The relay is down: the mail stays in the outbox.
     assert not await mailer.deliver_pending()
-    pending = await desk.store.pending_mail()
-    assert len(pending) == 1 and pending[0]["attempts"] == 1 and pending[0]["last_error"]
+    pending = await desk.pending_mail()
+    assert len(pending) == 1 and pending[0].attempts == 1 and pending[0].last_error
     sink = MailSink()
     sink.port = port
     from aiosmtpd.controller import Controller
@@ -141,7 +141,7 @@ async def test_mail_waits_for_the_relay_and_is_sent_once(tmp_path) -> None:  # t
     try:
         assert await mailer.deliver_pending()
         assert await mailer.deliver_pending()  # nothing left: no second copy
-        assert await desk.store.pending_mail() == []
+        assert await desk.pending_mail() == []
     finally:
         sink.controller.stop()
         await db.close()

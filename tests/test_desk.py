@@ -26,17 +26,17 @@ from rooms.events import (
 from rooms.ids import RoomID, UserID
 from rooms.intents import IntentKind
 from rooms.session import Origin, ValidationError, VisitorForm
-from rooms.store import Database, DatabaseTooNew, Store
+from rooms.store import DatabaseTooNew, SqliteDatabase
 
 FORM = {"name": "Budi", "email": "budi@example.org", "topic": "literature"}
 
 
 @pytest.fixture
 async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    db = Database(tmp_path / "desk.db")
+    db = SqliteDatabase(tmp_path / "desk.db")
     await db.open()
     try:
-        yield Desk(Store(db), DeskRules(topics=("literature", "membership"), max_message_length=50))
+        yield Desk(db, DeskRules(topics=("literature", "membership"), max_message_length=50))
     finally:
         await db.close()
 
@@ -65,8 +65,8 @@ async def test_tokens_are_scoped_and_hashed(desk: Desk) -> None:
         await desk.authenticate("nosuchsession", token)
     assert len(token) >= 40 and session.id != other.id
     # Only the hash is stored.
-    row = await desk.store.db.fetchone(
-        "SELECT token_hash FROM sessions WHERE id = ?", (session.id,)
+    row = await desk.db.fetchone(
+        "SELECT token_hash FROM sessions WHERE id = :id", {"id": session.id}
     )
     assert row is not None and token not in row["token_hash"]
 
@@ -83,7 +83,7 @@ async def test_visitor_messages_are_idempotent_and_ordered(desk: Desk) -> None:
     told = [type(e) for e in events if not isinstance(e, IntentAdded)]
     assert told == [SessionStarted, MessageAdded, SessionQueued, MessageAdded]
     # Each message is to be delivered, and the first one rings the desk (after its delivery).
-    intents = [(i.kind, i.payload.get("message_id")) for i in await desk.store.pending_intents()]
+    intents = [(i.kind, i.payload.get("message_id")) for i in await desk.outbox.pending()]
     assert intents == [
         (IntentKind.MESSAGE, first.id),
         (IntentKind.RING, None),
@@ -130,23 +130,23 @@ async def test_librarian_messages_dedupe_by_remote_id(desk: Desk) -> None:
     two = await desk.librarian_message(session, UserID("@sari:hs"), "Sari", "hi", "$e1")
     assert one is not None and two is None
     assert one.needs_delivery is False
-    assert await desk.event_known("$e1") and not await desk.event_known("$e2")
+    assert (await desk.message_by_remote_id("$e1")) == one
 
 
 async def test_store_survives_reopen_and_refuses_newer_schema(tmp_path: Path) -> None:
     path = tmp_path / "d.db"
-    db = Database(path)
+    db = SqliteDatabase(path)
     await db.open()
-    desk = Desk(Store(db), DeskRules(topics=("literature",)))
+    desk = Desk(db, DeskRules(topics=("literature",)))
     session, token = await desk.start_session(VisitorForm("Budi", "b@example.org", "literature"))
     await db.close()
-    db = Database(path)
+    db = SqliteDatabase(path)
     await db.open()
-    assert (await Desk(Store(db), desk.rules).authenticate(session.id, token)).form.name == "Budi"
-    await db.conn.execute("UPDATE version SET version = 999")
+    assert (await Desk(db, desk.rules).authenticate(session.id, token)).form.name == "Budi"
+    await db.write(lambda tx: tx.execute("UPDATE version SET version = 999"))
     await db.close()
     with pytest.raises(DatabaseTooNew):
-        await Database(path).open()
+        await SqliteDatabase(path).open()
 
 
 async def test_transcript_email_needs_email_configured(desk: Desk) -> None:
@@ -158,12 +158,12 @@ async def test_transcript_email_needs_email_configured(desk: Desk) -> None:
 
 
 async def test_greeting_in_the_visitors_language(tmp_path: Path) -> None:
-    db = Database(tmp_path / "g.db")
+    db = SqliteDatabase(tmp_path / "g.db")
     await db.open()
     rules = DeskRules(
         topics=("literature",), greeting={"id": "Halo {visitor}!", "en": "Hello {visitor}!"}
     )
-    desk = Desk(Store(db), rules)
+    desk = Desk(db, rules)
     try:
         session, _ = await desk.start_session(desk.validate_form({**FORM, "language": "en"}))
         [welcome] = await desk.messages_after(session.id, 0)

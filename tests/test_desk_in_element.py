@@ -33,7 +33,7 @@ async def eventually(check: Callable[[], Any], timeout: float = 30) -> Any:
 
 async def desk_room(stack: Stack) -> str:
     async def room() -> str | None:
-        return await stack.desk.store.get_state("room:desk")
+        return await stack.desk.bridge.rooms.state("room:desk")
 
     return str(await eventually(room))
 
@@ -42,7 +42,7 @@ async def desk_room(stack: Stack) -> str:
 async def in_desk_room(stack: Stack, librarians: dict[str, Librarian]) -> AsyncIterator[str]:
     """Every librarian has joined the desk room (and the Space)."""
     room_id = await desk_room(stack)
-    space_id = await stack.desk.store.get_state("room:space")
+    space_id = await stack.desk.bridge.rooms.state("room:space")
     for lib in librarians.values():
         for room in (room_id, space_id):
             assert room is not None
@@ -72,7 +72,7 @@ async def test_space_desk_room_and_duty(
     stack: Stack, librarians: dict[str, Librarian], in_desk_room: str
 ) -> None:
     sari = librarians["sari"]
-    space = await stack.desk.store.get_state("room:space")
+    space = await stack.desk.bridge.rooms.state("room:space")
     state = await sari.client.room_get_state(space or "")
     children = [e["state_key"] for e in state.events if e["type"] == "m.space.child"]  # type: ignore[union-attr]
     assert in_desk_room in children
@@ -225,7 +225,7 @@ async def test_transfer_note_info_canned_and_close(
     await agus.send(room_id, "!close answered the hours question")
     await visitor.wait_for(lambda m: m["origin"] == "desk" and "mengakhiri" in m["body"])
     assert (await session(stack, visitor)).closed_by == stack.mxid("agus")
-    notes = await stack.desk.store.notes(visitor.session_id)  # type: ignore[arg-type]
+    notes = await stack.desk.desk.notes(visitor.session_id)  # type: ignore[arg-type]
     assert [body for _, body, _ in notes] == [
         "visitor sounds like a returning member",
         "answered the hours question",

@@ -7,6 +7,7 @@ that causes it, in order per chat; a read never sees a transaction that is not c
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,13 +15,15 @@ from typing import Any
 
 import pytest
 
+from bridge import store as bridge_store
 from rooms.desk import Desk, DeskRules
 from rooms.events import DeskEvent, SessionClaimed
 from rooms.ids import RoomID
 from rooms.intents import DESK_LANE, IntentKind
 from rooms.queue import QueueRules
 from rooms.session import VisitorForm
-from rooms.store import Database, Store
+from rooms.store import SqliteDatabase, Tx, desk_state
+from rooms.store import outbox as outbox_rows
 from rooms.store.migrations import MIGRATIONS
 from tests.test_queue import AGUS, DEWI, KEPALA, SARI, Clock
 
@@ -29,44 +32,61 @@ FORM = VisitorForm("Budi", "b@example.org", "literature", language="en")
 
 @pytest.fixture
 async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    db = Database(tmp_path / "i.db")
+    db = SqliteDatabase(tmp_path / "i.db")
     await db.open()
     rules = DeskRules(
         topics=("literature",),
         queue=QueueRules(librarians=(SARI, DEWI, AGUS), supervisors=(KEPALA,), escalate_after=60),
     )
     try:
-        yield Desk(Store(db), rules, clock=Clock())
+        yield Desk(db, rules, clock=Clock())
     finally:
         await db.close()
 
 
 async def lane(desk: Desk, lane_id: str) -> list[tuple[IntentKind, dict[str, Any]]]:
-    return [(i.kind, i.payload) for i in await desk.store.pending_intents(lane_id)]
+    return [(i.kind, i.payload) for i in await desk.outbox.pending(lane_id)]
 
 
 async def test_a_read_never_sees_uncommitted_writes(tmp_path: Path) -> None:
-    db = Database(tmp_path / "r.db")
+    db = SqliteDatabase(tmp_path / "r.db")
     await db.open()
-    inserted, release = asyncio.Event(), asyncio.Event()
+    slow = (
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 400000) "
+        "SELECT COUNT(*) FROM c"
+    )
 
-    async def writer() -> None:
-        async with db.transaction() as conn:
-            await conn.execute("INSERT INTO adapter_state (key, value) VALUES ('k', 'v')")
-            inserted.set()
-            await release.wait()
-            raise RuntimeError("changed my mind")
+    async def changes_its_mind(tx: Tx) -> None:
+        await tx.execute("INSERT INTO desk_state (key, value) VALUES ('k', 'v')")
+        await tx.fetchval(slow)  # a while with the row written but not committed
+        raise RuntimeError("changed my mind")
 
-    task = asyncio.create_task(writer())
     try:
-        await inserted.wait()
-        read = asyncio.create_task(db.fetchall("SELECT * FROM adapter_state"))
-        await asyncio.sleep(0.05)
-        assert not read.done()  # it waits for the transaction in progress
-        release.set()
+        writer = asyncio.create_task(db.write(changes_its_mind))
+        seen: list[int] = []
+        while not writer.done():
+            seen.append(len(await db.fetchall("SELECT * FROM desk_state")))
+            await asyncio.sleep(0)
         with pytest.raises(RuntimeError):
-            await task
-        assert await read == []  # the rolled-back row was never seen
+            await writer
+        assert seen and set(seen) == {0}  # the rolled-back row was never seen
+        assert await db.fetchall("SELECT * FROM desk_state") == []
+    finally:
+        await db.close()
+
+
+async def test_a_unit_of_work_may_only_await_the_database(tmp_path: Path) -> None:
+    db = SqliteDatabase(tmp_path / "n.db")
+    await db.open()
+
+    async def waits_for_the_network(tx: Tx) -> None:
+        await tx.execute("INSERT INTO desk_state (key, value) VALUES ('k', 'v')")
+        await asyncio.sleep(0.01)  # stands for a homeserver call: never inside a unit
+
+    try:
+        with pytest.raises(RuntimeError, match="may only await the database"):
+            await db.write(waits_for_the_network)
+        assert await db.fetchall("SELECT * FROM desk_state") == []
     finally:
         await db.close()
 
@@ -76,15 +96,17 @@ async def test_a_state_change_and_its_intents_commit_together(desk: Desk) -> Non
     desk.subscribe(events.append)
     session, _ = await desk.start_session(FORM)
     await desk.visitor_message(session, "halo", "c1")
-    add_intent = desk.store.add_intent
+    add_intent = outbox_rows.add
 
     async def broken(*args: Any, **kwargs: Any) -> int:
         raise OSError("disk full")
 
-    desk.store.add_intent = broken  # type: ignore[method-assign]
-    with pytest.raises(OSError):
-        await desk.queue.claim(session.id, SARI, "Sari")
-    desk.store.add_intent = add_intent  # type: ignore[method-assign]
+    outbox_rows.add = broken  # type: ignore[assignment]
+    try:
+        with pytest.raises(OSError):
+            await desk.queue.claim(session.id, SARI, "Sari")
+    finally:
+        outbox_rows.add = add_intent  # type: ignore[assignment]
     # Neither the claim nor what the visitor would have been told was kept or announced.
     assert (await desk.get_session(session.id)).owner is None
     assert [m.body for m in await desk.messages_after(session.id, 0)] == ["halo"]
@@ -127,7 +149,7 @@ async def test_a_chat_leaves_its_intents_in_order(desk: Desk) -> None:
         (IntentKind.FEEDBACK, {"rating": 4, "comment": None, "librarian_name": "Dewi"}),
     ]
     # Done intents leave the lane; the next one is the oldest left.
-    intents = await desk.store.pending_intents(session.id)
+    intents = await desk.outbox.pending(session.id)
     await desk.intent_done(intents[0].id, delivered=(first.id, "$e1"))
     assert (await desk.next_intent(session.id)) == intents[1]
     assert (await desk.message(first.id)).remote_id == "$e1"  # type: ignore[union-attr]
@@ -158,9 +180,9 @@ async def test_requeue_and_escalation_ring_who_is_on_duty_then(desk: Desk) -> No
 
 
 async def test_an_offline_chat_rings_nobody(tmp_path: Path) -> None:
-    db = Database(tmp_path / "o.db")
+    db = SqliteDatabase(tmp_path / "o.db")
     await db.open()
-    desk = Desk(Store(db), DeskRules(topics=("literature",), queue=QueueRules(librarians=())))
+    desk = Desk(db, DeskRules(topics=("literature",), queue=QueueRules(librarians=())))
     try:
         session, _ = await desk.start_session(FORM)
         assert session.offline
@@ -172,51 +194,62 @@ async def test_an_offline_chat_rings_nobody(tmp_path: Path) -> None:
 
 
 async def test_answers_and_housekeeping_go_in_the_callers_unit(desk: Desk) -> None:
-    async with desk.unit():
-        assert await desk.claim_event("$cmd")
+    async def command(tx: Tx, event_id: str, fail: bool) -> bool:
+        if not await bridge_store.claim_event(tx, event_id, desk.clock()):
+            return False
         await desk.say(DESK_LANE, "!desk:hs", "On duty: Sari")
-    async with desk.unit():
-        assert not await desk.claim_event("$cmd")  # the same event again changes nothing
-    with pytest.raises(RuntimeError):
-        async with desk.unit():
-            assert await desk.claim_event("$other")
-            await desk.accept_invitation("!dm:hs")
+        if fail:
             raise RuntimeError("the command failed half-way")
+        return True
+
+    assert await desk.transaction(lambda tx: command(tx, "$cmd", False))
+    # The same event again changes nothing.
+    assert not await desk.transaction(lambda tx: command(tx, "$cmd", False))
+    with pytest.raises(RuntimeError):
+        await desk.transaction(lambda tx: command(tx, "$other", True))
     assert await lane(desk, DESK_LANE) == [
         (IntentKind.SAY, {"room_id": "!desk:hs", "body": "On duty: Sari", "mentions": []})
     ]
-    assert await desk.event_known("$cmd") and not await desk.event_known("$other")
+    assert await desk.read(lambda tx: bridge_store.event_claimed(tx, "$cmd"))
+    assert not await desk.read(lambda tx: bridge_store.event_claimed(tx, "$other"))
 
 
 async def test_an_older_desk_upgrades_with_its_undelivered_messages(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
-    old = Database(path, migrations=MIGRATIONS[:6])
+    old = SqliteDatabase(path, migrations=MIGRATIONS[:6])
     await old.open()
-    await old.conn.executescript(
-        """
-        INSERT INTO sessions (id, token_hash, state, visitor_name, email, topic, language,
-                              created_at)
-        VALUES ('s1', 'h', 'open', 'Budi', 'b@example.org', 'literature', 'id',
-                '2026-03-02T02:00:00.000+00:00');
-        INSERT INTO messages (session_id, origin, body, needs_delivery, delivered_at, created_at)
-        VALUES ('s1', 'visitor', 'sent', 1, '2026-03-02T02:00:01.000+00:00',
-                '2026-03-02T02:00:00.000+00:00'),
-               ('s1', 'visitor', 'waiting 1', 1, NULL, '2026-03-02T02:00:02.000+00:00'),
-               ('s1', 'visitor', 'waiting 2', 1, NULL, '2026-03-02T02:00:03.000+00:00');
-        INSERT INTO inbound_batches (batch_id, received_at) VALUES ('1', 'x');
-        """
-    )
     await old.close()
-    db = Database(path)
+    with sqlite3.connect(path) as conn:  # what a desk of that version held
+        conn.executescript(
+            """
+            INSERT INTO sessions (id, token_hash, state, visitor_name, email, topic, language,
+                                  created_at)
+            VALUES ('s1', 'h', 'open', 'Budi', 'b@example.org', 'literature', 'id',
+                    '2026-03-02T02:00:00.000+00:00');
+            INSERT INTO messages (session_id, origin, body, needs_delivery, delivered_at,
+                                  created_at)
+            VALUES ('s1', 'visitor', 'sent', 1, '2026-03-02T02:00:01.000+00:00',
+                    '2026-03-02T02:00:00.000+00:00'),
+                   ('s1', 'visitor', 'waiting 1', 1, NULL, '2026-03-02T02:00:02.000+00:00'),
+                   ('s1', 'visitor', 'waiting 2', 1, NULL, '2026-03-02T02:00:03.000+00:00');
+            INSERT INTO inbound_batches (batch_id, received_at) VALUES ('1', 'x');
+            INSERT INTO adapter_state (key, value) VALUES ('room:desk', '!desk:hs'),
+                   ('client_key_salt', 'salt'), ('resume_link_secret', 'secret');
+            """
+        )
+    db = SqliteDatabase(path)
     await db.open()
     try:
-        store = Store(db)
-        pending = await store.pending_intents()
+        pending = await db.read(outbox_rows.pending)
         assert [(i.lane, i.kind, i.payload) for i in pending] == [
             ("s1", IntentKind.MESSAGE, {"message_id": 2}),
             ("s1", IntentKind.MESSAGE, {"message_id": 3}),
         ]
         tables = {r[0] for r in await db.fetchall("SELECT name FROM sqlite_master")}
-        assert "inbound_batches" not in tables and "inbound_failures" in tables
+        assert "inbound_batches" not in tables and "bridge_inbound_failures" in tables
+        # Each table with its owner: the bridge's rooms, the desk's secrets.
+        assert await db.read(lambda tx: bridge_store.get_state(tx, "room:desk")) == "!desk:hs"
+        assert await db.read(lambda tx: desk_state.get(tx, "client_key_salt")) == "salt"
+        assert await db.read(lambda tx: bridge_store.get_state(tx, "client_key_salt")) is None
     finally:
         await db.close()

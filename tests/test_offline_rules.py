@@ -16,7 +16,7 @@ from rooms.ids import UserID
 from rooms.offline import LinkError, OfflineRules, check_link, sign_link
 from rooms.queue import QueueRules
 from rooms.session import VisitorForm
-from rooms.store import Database, Store
+from rooms.store import SqliteDatabase
 from tests.test_queue import Clock
 
 SARI = UserID("@sari:hs")
@@ -25,7 +25,7 @@ JAKARTA = ZoneInfo("Asia/Jakarta")
 
 @pytest.fixture
 async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    db = Database(tmp_path / "o.db")
+    db = SqliteDatabase(tmp_path / "o.db")
     await db.open()
     weekdays = {d: (Interval(time(9), time(19)),) for d in range(5)}
     hours = ServiceHours(Schedule(timezone=JAKARTA, weekly=weekdays, holidays_country=None))
@@ -36,7 +36,7 @@ async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
         offline=OfflineRules(batch_delay=60, unseen_after=300, resume_page="https://lib.example/"),
     )
     try:
-        yield Desk(Store(db), rules, clock=Clock(), hours=hours)
+        yield Desk(db, rules, clock=Clock(), hours=hours)
     finally:
         await db.close()
 
@@ -66,9 +66,9 @@ async def test_replies_are_batched_and_only_unseen_ones_go(desk: Desk) -> None:
     assert await desk.mail_replies() == 0
     clock.now += timedelta(seconds=200)
     assert await desk.mail_replies() == 1
-    [mail] = await desk.store.pending_mail()
-    assert "satu" in mail["text_body"] and "dua" in mail["text_body"]
-    assert "https://lib.example/?refdesk_resume=" in mail["text_body"]
+    [mail] = await desk.pending_mail()
+    assert "satu" in mail.text_body and "dua" in mail.text_body
+    assert "https://lib.example/?refdesk_resume=" in mail.text_body
     assert await desk.mail_replies() == 0  # sent once
     # What the visitor has read is never emailed.
     await desk.librarian_message(session, SARI, "Sari", "tiga", "$3")
@@ -78,7 +78,7 @@ async def test_replies_are_batched_and_only_unseen_ones_go(desk: Desk) -> None:
     assert await desk.mail_replies() == 0
     assert first is not None
 
-    resumed, token = await desk.resume(mail["text_body"].split("refdesk_resume=")[1].split()[0])
+    resumed, token = await desk.resume(mail.text_body.split("refdesk_resume=")[1].split()[0])
     assert resumed.id == session.id and (await desk.authenticate(session.id, token))
     with pytest.raises(BadLink):
         await desk.resume("nonsense")

@@ -46,7 +46,7 @@ from rooms.directory.local import LocalDirectory
 from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
 from rooms.offline import RESUME_PARAM
-from rooms.store import Database, Store
+from rooms.store import SqliteDatabase
 from rooms.verification import VerificationRules, Verifier
 from widget_server import app as widget_app
 from widget_server.api import messages as messages_api
@@ -260,10 +260,10 @@ MEMBERS = {
 }
 
 
-def _desk(config: Config, store: Store) -> Desk:
+def _desk(config: Config, db: SqliteDatabase) -> Desk:
     """The desk as refdesk.service wires it, minus the homeserver and the mail worker."""
     return Desk(
-        store,
+        db,
         desk_rules(config),
         knowledge=KnowledgeBase(list(config.desk.knowledge)),
         verifier=Verifier(LocalDirectory.from_data(MEMBERS), VerificationRules(), utcnow),
@@ -274,7 +274,7 @@ def _desk(config: Config, store: Store) -> Desk:
 def test_every_api_route_is_documented(tmp_path: Path) -> None:
     """Walk the real router: no route without a document entry, no entry without a route."""
     config = _test_config(tmp_path)
-    app = create_app(config, _desk(config, Store(Database(tmp_path / "unused.db"))))
+    app = create_app(config, _desk(config, SqliteDatabase(tmp_path / "unused.db")))
     skip = {"/api/sessions/{session_id}/ws", "/api/openapi.json"}
     routed: set[tuple[str, str]] = set()
     for route in app.router.routes():
@@ -304,7 +304,7 @@ class Api:
     """The app under test, its store, and three sessions: two open, one closed."""
 
     def __init__(
-        self, client: TestClient[web.Request, web.Application], db: Database, config: Config
+        self, client: TestClient[web.Request, web.Application], db: SqliteDatabase, config: Config
     ) -> None:
         self.client = client
         self.db = db
@@ -340,9 +340,9 @@ class Api:
 async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     root = tmp_path_factory.mktemp("openapi")
     config = _test_config(root)
-    db = Database(root / "refdesk.db")
+    db = SqliteDatabase(root / "refdesk.db")
     await db.open()
-    desk = _desk(config, Store(db))
+    desk = _desk(config, db)
     client: TestClient[web.Request, web.Application] = TestClient(
         TestServer(create_app(config, desk))
     )
@@ -840,6 +840,7 @@ FEEDBACK = weighted(
     auth=AUTH,
     body=json_bodies(FEEDBACK),
     query=st.lists(st.tuples(st.sampled_from(["format", "FORMAT"]), PARAM_VALUES), max_size=2)
+    .filter(_fits)
     | st.sampled_from([[("format", "html")], [("format", "text")]]),
     headers=ODD_HEADERS,
 )
@@ -1073,7 +1074,8 @@ def check_frame(frame: dict[str, Any]) -> None:
 
 async def _max_seq(api: Api, visit: Visit) -> int:
     row = await api.db.fetchone(
-        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = ?", (visit.session_id,)
+        "SELECT COALESCE(MAX(seq), 0) FROM messages WHERE session_id = :s",
+        {"s": visit.session_id},
     )
     return int(row[0]) if row else 0
 

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from refdesk.config import parse_config
 from refdesk.embedded import embedded_config_data
 from rooms.desk import Desk, DeskRules
-from rooms.store import Database, Store
+from rooms.store import SqliteDatabase
 from tests.conftest import Stack
 from tests.helpers import Librarian, Visitor
 from tests.test_desk_in_element import eventually
@@ -33,7 +33,7 @@ async def test_ban_from_element_blocks_the_connection(
         assert (status, body["error"]) == (403, "client_banned")
     finally:
         client_key = (await stack.desk.desk.get_session(visitor.session_id or "")).client_key
-        assert client_key is not None and await stack.desk.store.unban(client_key)
+        assert client_key is not None and await stack.desk.desk.bans.unban(client_key)
         await again.close()
     # Lifted: the same connection may chat again.
     assert (await again_start(stack)) == 201
@@ -56,9 +56,9 @@ async def test_too_many_new_chats_from_one_connection(tmp_path: Path) -> None:
     data = embedded_config_data(widget_port=1, homeserver_port=2, appservice_port=3, librarians=[])
     data["widget"]["new_sessions_per_minute"] = 2
     config = parse_config(data)
-    db = Database(tmp_path / "p.db")
+    db = SqliteDatabase(tmp_path / "p.db")
     await db.open()
-    desk = Desk(Store(db), DeskRules(topics=tuple(t.id for t in config.desk.topics)))
+    desk = Desk(db, DeskRules(topics=tuple(t.id for t in config.desk.topics)))
     client = TestClient(TestServer(create_app(config, desk)))
     await client.start_server()
     try:

@@ -26,7 +26,7 @@ from refdesk.service import desk_rules
 from rooms.desk import Desk, utcnow
 from rooms.directory.local import LocalDirectory
 from rooms.ids import UserID
-from rooms.store import Database, Store
+from rooms.store import SqliteDatabase
 from rooms.verification import VerificationRules, Verifier
 from widget_server.app import create_app
 from widget_server.client import ClientAddresses, forwarded_for, limit_key, parse_node
@@ -49,7 +49,7 @@ MEMBERS = {
 class App:
     client: TestClient[web.Request, web.Application]
     desk: Desk
-    db: Database
+    db: SqliteDatabase
 
     async def start(self, headers: Any = None) -> tuple[int, Any]:
         """POST /api/sessions with these headers (a dict, or a CIMultiDict for repeats)."""
@@ -68,11 +68,11 @@ async def widget_app(tmp_path: Path, **widget: Any) -> AsyncIterator[App]:
     )
     data["widget"].update(widget)
     config = parse_config(data)
-    db = Database(tmp_path / "proxy.db")
+    db = SqliteDatabase(tmp_path / "proxy.db")
     await db.open()
     rules = VerificationRules(max_attempts_per_session=5, max_attempts_per_client=2)
     desk = Desk(
-        Store(db),
+        db,
         desk_rules(config),
         verifier=Verifier(LocalDirectory.from_data(MEMBERS), rules, utcnow),
     )

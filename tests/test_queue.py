@@ -14,7 +14,7 @@ from rooms.events import DeskEvent, SessionEscalated, SessionQueued
 from rooms.ids import RoomID, UserID
 from rooms.queue import QueueError, QueueRules
 from rooms.session import Session, Status, VisitorForm
-from rooms.store import Database, Store
+from rooms.store import SqliteDatabase
 
 SARI, DEWI, AGUS, KEPALA = (UserID(f"@{n}:hs") for n in ("sari", "dewi", "agus", "kepala"))
 
@@ -29,14 +29,14 @@ class Clock:
 
 @pytest.fixture
 async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    db = Database(tmp_path / "q.db")
+    db = SqliteDatabase(tmp_path / "q.db")
     await db.open()
     rules = DeskRules(
         topics=("literature",),
         queue=QueueRules(librarians=(SARI, DEWI, AGUS), supervisors=(KEPALA,), escalate_after=120),
     )
     try:
-        yield Desk(Store(db), rules, clock=Clock())
+        yield Desk(db, rules, clock=Clock())
     finally:
         await db.close()
 
@@ -139,12 +139,12 @@ async def test_verification_can_be_asked_automatically_after_the_claim(tmp_path:
     from rooms.verification import Verifier
 
     cfg = parse_directory({"directory": {"type": "local"}}, tmp_path)
-    db = Database(tmp_path / "v.db")
+    db = SqliteDatabase(tmp_path / "v.db")
     await db.open()
     rules = DeskRules(
         topics=("literature",), queue=QueueRules(librarians=(SARI,)), verify_after_claim=True
     )
-    desk = Desk(Store(db), rules, verifier=Verifier(build_directory(cfg), cfg.rules, Clock()))
+    desk = Desk(db, rules, verifier=Verifier(build_directory(cfg), cfg.rules, Clock()))
     try:
         session = await waiting_session(desk)
         assert session.verification is None

@@ -120,9 +120,9 @@ async def test_a_poison_event_is_recorded_and_skipped(
     assert await push(f"poison-{uuid.uuid4().hex}", [poison, after]) == 200  # sent again
     assert calls.count("poison") == 1  # set aside for good, not tried again
     assert (await bodies(visitor)).count("the next event still counts") == 1
-    row = await stack.desk.store.db.fetchone(
-        "SELECT room_id, event_type, reason FROM inbound_failures WHERE event_id = ?",
-        (poison["event_id"],),
+    row = await stack.desk.db.fetchone(
+        "SELECT room_id, event_type, reason FROM bridge_inbound_failures WHERE event_id = :id",
+        {"id": poison["event_id"]},
     )
     assert row is not None and row["room_id"] == room_id and row["event_type"] == "m.room.message"
     assert "ValueError: content this version cannot handle" in row["reason"]

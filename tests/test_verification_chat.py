@@ -90,8 +90,8 @@ async def test_verification_outcomes_and_no_secret_anywhere(
         assert not any(secret in b for b in bodies), secret
         assert secret not in logged, secret
         assert secret.encode() not in stored, secret
-    audit = await stack.desk.store.db.fetchall(
-        "SELECT outcome FROM verification_audit WHERE session_id = ?", (other.session_id,)
+    audit = await stack.desk.db.fetchall(
+        "SELECT outcome FROM verification_audit WHERE session_id = :s", {"s": other.session_id}
     )
     assert [r["outcome"] for r in audit] == ["expired", "not_found", "mismatch", "locked"]
     await visitor.close()

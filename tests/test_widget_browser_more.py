@@ -120,7 +120,7 @@ async def test_rating_and_transcript_after_the_chat(
         await page.locator("[data-refdesk=comment]").fill("Quick and clear")
         await page.locator("[data-refdesk=comment-send]").click()
         await expect(page.locator("[data-refdesk=thanks]")).to_be_visible()
-        stored = await stack.desk.store.feedback(session_id)  # type: ignore[arg-type]
+        stored = await stack.desk.desk.feedback(session_id)  # type: ignore[arg-type]
         assert stored is not None and stored.rating == 4 and stored.comment == "Quick and clear"
         assert stored.librarian == stack.mxid("agus")
 
@@ -141,7 +141,7 @@ async def test_rating_and_transcript_after_the_chat(
 
 
 async def feedback_of(stack: Stack, session_id: str) -> bool:
-    return await stack.desk.store.feedback(session_id) is not None  # type: ignore[arg-type]
+    return await stack.desk.desk.feedback(session_id) is not None  # type: ignore[arg-type]
 
 
 async def test_offline_message_and_its_email_link_in_the_browser(

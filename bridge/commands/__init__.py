@@ -97,8 +97,7 @@ async def dispatch(ctx: Context, text: str) -> str | None:
         return f"!{name} works in {where}. Type !help for what works here."
     try:
         # Its own savepoint: a command that fails half-way leaves no half of its effect.
-        async with ctx.desk.unit():
-            return await cmd.handler(ctx, args.strip())
+        return await ctx.desk.transaction(lambda tx: cmd.handler(ctx, args.strip()), savepoint=True)
     except QueueError as exc:
         return str(exc)
     except Exception as exc:

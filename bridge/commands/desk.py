@@ -27,7 +27,7 @@ async def duty(ctx: Context, args: str) -> str:
 async def queue(ctx: Context, args: str) -> str:
     tz = ZoneInfo(ctx.timezone)
     now = datetime.now(UTC)
-    sessions = await ctx.desk.store.open_sessions()
+    sessions = await ctx.desk.open_sessions()
     if not sessions:
         return "The queue is empty and nobody is being served."
     waiting = [s for s in sessions if s.owner is None]

@@ -114,7 +114,7 @@ async def info(ctx: Context, args: str) -> str:
         f"Waited: {waited // 60} min {waited % 60:02d} s"
         + ("" if session.claimed_at or not session.is_open else " so far"),
     ]
-    notes = await ctx.desk.store.notes(session.id)
+    notes = await ctx.desk.notes(session.id)
     if notes:
         lines.append("Notes:")
         lines.extend(f"  {author}: {body}" for author, body, _ in notes)

@@ -1,170 +1,444 @@
-"""One aiosqlite connection, configured safely, migrated on open.
+"""The store's engine: a whole unit of work in one trip, on SQLite or on PostgreSQL.
 
-Every unit of work holds the connection for its whole length: a transaction (``transaction()``)
-or a single read (``fetchall``). Units nest: a store method called inside an open transaction of
-the same task joins it (as a savepoint), so the desk can store a state change and the intents it
-causes in one transaction. No read ever sees another unit's uncommitted writes.
+A *unit of work* is an ``async def unit(tx)`` that runs the statements of one change (or one
+consistent read) through ``tx``; ``Database.write(unit)`` runs it as one transaction and
+``Database.read(unit)`` as one read. Units nest: a unit started inside another one joins it,
+so the desk composes its operations (a first message, the ring it starts, the intents both
+cause) into one transaction without knowing who called it.
 
-Work that must only happen once a transaction has committed (waking listeners) is registered
-with ``after_commit``; it is dropped if the transaction rolls back.
+* **SQLite**: one connection owned by one thread. A unit is one trip to that thread: the unit
+  coroutine is driven there to its end, so it may await only ``tx`` (never the network; doing so
+  is an error). The thread runs one unit at a time: no read ever sees another unit's
+  uncommitted writes.
+* **PostgreSQL** (asyncpg): a unit gets one pooled connection for its whole length, inside one
+  transaction (read committed; reads are read-only transactions).
+
+Work that must wait until a change is committed (announcing it) is registered with
+``after_commit``; it runs on the event loop once the transaction has committed, and is dropped if
+it rolls back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import re
+import sqlite3
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from rooms.store.migrations import MIGRATIONS, Migration
 
 log = logging.getLogger("refdesk.rooms.store")
+
+T = TypeVar("T")
+Row = Mapping[str, Any]
+Params = Mapping[str, Any]
+SQLITE = "sqlite"
+POSTGRES = "postgres"
 
 
 class DatabaseTooNew(Exception):
     """The database was written by a newer refdesk; refuse to touch it."""
 
 
-class Database:
-    """A single connection; each unit of work holds it alone, writes run in transactions."""
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached (a PostgreSQL server down, a wrong URL)."""
 
-    def __init__(self, path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
-        self.path = path
+
+class Tx(ABC):
+    """The statements of one unit of work. SQL uses ``:name`` parameters on both engines."""
+
+    dialect: str
+
+    def __init__(self, writing: bool) -> None:
+        self.writing = writing
+        self.committed: list[Callable[[], None]] = []
+        self.savepoints = 0
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        self.committed.append(callback)
+
+    @abstractmethod
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run a statement; returns the number of rows it changed."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    async def fetchval(self, sql: str, params: Params | None = None) -> Any:
+        row = await self.fetchone(sql, params)
+        return None if row is None else row[0]  # type: ignore[index]
+
+    @abstractmethod
+    async def lock_session(self, session_id: str) -> None:
+        """Serialise the writers of one chat (PostgreSQL: a row lock; SQLite has one writer).
+
+        Units that add messages or intents to a chat take it first, so that ids and sequence
+        numbers of one chat are committed in the order they were given.
+        """
+
+
+async def _in_savepoint(tx: Tx, unit: Callable[[Tx], Awaitable[T]]) -> T:
+    tx.savepoints += 1
+    name = f"refdesk_sp{tx.savepoints}"
+    announced = len(tx.committed)
+    await tx.execute(f"SAVEPOINT {name}")
+    try:
+        result = await unit(tx)
+    except BaseException:
+        await tx.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        await tx.execute(f"RELEASE SAVEPOINT {name}")
+        del tx.committed[announced:]
+        raise
+    await tx.execute(f"RELEASE SAVEPOINT {name}")
+    return result
+
+
+_CURRENT: contextvars.ContextVar[Tx | None] = contextvars.ContextVar("refdesk_tx", default=None)
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def current_tx() -> Tx | None:
+    """The unit of work the caller runs in, if any."""
+    return _CURRENT.get()
+
+
+class Database(ABC):
+    """One store. ``read``/``write`` run a unit of work; ``after_commit`` defers work."""
+
+    dialect: str
+
+    def __init__(self, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
         self._migrations = migrations
-        self._conn: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
-        self._holder: asyncio.Task[object] | None = None
-        # One list of after-commit callbacks per open (save)point, innermost last.
-        self._pending: list[list[Callable[[], None]]] = []
 
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise RuntimeError("database is not open")
-        return self._conn
+    @abstractmethod
+    async def open(self) -> None: ...
 
-    async def open(self) -> None:
-        if isinstance(self.path, Path):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None)
-        self._conn.row_factory = aiosqlite.Row
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        await self._conn.execute("PRAGMA foreign_keys=ON")
-        await self._conn.execute("PRAGMA busy_timeout=5000")
-        await self._conn.execute("PRAGMA synchronous=NORMAL")
-        await self._migrate()
+    @abstractmethod
+    async def close(self) -> None: ...
 
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
-            self._conn = None
+    async def read(self, unit: Callable[[Tx], Awaitable[T]]) -> T:
+        return await self._run(unit, writing=False)
 
-    async def _migrate(self) -> None:
-        conn = self.conn
-        await conn.execute("CREATE TABLE IF NOT EXISTS version (version INTEGER NOT NULL)")
-        async with conn.execute("SELECT version FROM version") as cur:
-            row = await cur.fetchone()
-        current = row[0] if row else 0
-        if row is None:
-            await conn.execute("INSERT INTO version (version) VALUES (0)")
-        latest = self._migrations[-1].version if self._migrations else 0
-        if current > latest:
-            raise DatabaseTooNew(
-                f"{self.path}: schema version {current} is newer than this refdesk knows "
-                f"({latest}); upgrade refdesk"
-            )
-        for migration in self._migrations:
-            if migration.version <= current:
-                continue
-            log.info("migrating store to v%d: %s", migration.version, migration.description)
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                await _executescript(conn, migration.sql)
-                await conn.execute("UPDATE version SET version = ?", (migration.version,))
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+    async def write(self, unit: Callable[[Tx], Awaitable[T]], *, savepoint: bool = False) -> T:
+        """Run ``unit`` as one transaction, or inside the unit it is called from. With
+        ``savepoint``, a nested unit that fails leaves nothing of itself behind (the caller
+        may catch the error and go on)."""
+        return await self._run(unit, writing=True, savepoint=savepoint)
 
-    def _held_here(self) -> bool:
-        return self._holder is not None and self._holder is asyncio.current_task()
-
-    @property
-    def in_transaction(self) -> bool:
-        """True inside a transaction opened by the current task."""
-        return self._held_here() and bool(self._pending)
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Run a group of writes as one transaction (or a savepoint inside the current one)."""
-        if self._held_here():
-            async with self._savepoint() as conn:
-                yield conn
-            return
-        async with self._lock:
-            self._holder = asyncio.current_task()
-            conn = self.conn
-            self._pending.append([])
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    await conn.execute("ROLLBACK")
-                    raise
-                await conn.execute("COMMIT")
-                callbacks = self._pending.pop()
-            finally:
-                self._pending.clear()
-                self._holder = None
-        for callback in callbacks:
+    async def _run(
+        self, unit: Callable[[Tx], Awaitable[T]], writing: bool, savepoint: bool = False
+    ) -> T:
+        current = _CURRENT.get()
+        if current is not None:
+            if writing and not current.writing:
+                raise RuntimeError("a write inside a read-only unit of work")
+            if not savepoint:
+                return await unit(current)  # joins the unit it was called from
+            return await _in_savepoint(current, unit)
+        tx, result = await self._run_alone(unit, writing)
+        for callback in tx.committed:
             try:
                 callback()
             except Exception:
                 log.exception("after-commit callback failed")
+        return result
 
-    @asynccontextmanager
-    async def _savepoint(self) -> AsyncIterator[aiosqlite.Connection]:
-        conn = self.conn
-        name = f"sp{len(self._pending)}"
-        await conn.execute(f"SAVEPOINT {name}")
-        self._pending.append([])
-        try:
-            yield conn
-        except BaseException:
-            self._pending.pop()
-            await conn.execute(f"ROLLBACK TO {name}")
-            await conn.execute(f"RELEASE {name}")
-            raise
-        inner = self._pending.pop()
-        await conn.execute(f"RELEASE {name}")
-        self._pending[-1].extend(inner)
+    @abstractmethod
+    async def _run_alone(
+        self, unit: Callable[[Tx], Awaitable[T]], writing: bool
+    ) -> tuple[Tx, T]: ...
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        """One query as a unit of its own (reports, tests, the odd look-up)."""
+        return await self.read(lambda tx: tx.fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Params | None = None) -> Row | None:
+        return await self.read(lambda tx: tx.fetchone(sql, params))
 
     def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once the current task's transaction commits (now if none is open)."""
-        if self.in_transaction:
-            self._pending[-1].append(callback)
+        """Run ``callback`` once the current unit commits (at once outside a unit)."""
+        tx = _CURRENT.get()
+        if tx is not None and tx.writing:
+            tx.after_commit(callback)
         else:
             callback()
 
-    async def fetchone(self, sql: str, params: dict | tuple = ()) -> aiosqlite.Row | None:
-        rows = await self.fetchall(sql, params)
-        return rows[0] if rows else None
-
-    async def fetchall(self, sql: str, params: dict | tuple = ()) -> list[aiosqlite.Row]:
-        # One trip to the database thread (execute + fetch + close would be three). A read
-        # outside a transaction waits for the one in progress: it never sees uncommitted rows.
-        if self._held_here():
-            return list(await self.conn.execute_fetchall(sql, params))
-        async with self._lock:
-            return list(await self.conn.execute_fetchall(sql, params))
+    def _check_version(self, current: int, where: str) -> None:
+        latest = self._migrations[-1].version if self._migrations else 0
+        if current > latest:
+            raise DatabaseTooNew(
+                f"{where}: schema version {current} is newer than this refdesk knows "
+                f"({latest}); upgrade refdesk"
+            )
 
 
-async def _executescript(conn: aiosqlite.Connection, script: str) -> None:
-    """Run each statement of a migration inside the already open transaction."""
-    for statement in script.split(";"):
-        if statement.strip():
-            await conn.execute(statement)
+# -- SQLite ---------------------------------------------------------------------------------
+
+
+def _sqlite_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="milliseconds")
+    return value
+
+
+class SqliteTx(Tx):
+    dialect = SQLITE
+
+    def __init__(self, conn: sqlite3.Connection, writing: bool) -> None:
+        super().__init__(writing)
+        self.conn = conn
+
+    @staticmethod
+    def _params(params: Params | None) -> dict[str, Any]:
+        return {k: _sqlite_value(v) for k, v in (params or {}).items()}
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        return self.conn.execute(sql, self._params(params)).rowcount
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        return self.conn.execute(sql, self._params(params)).fetchall()
+
+    async def lock_session(self, session_id: str) -> None:
+        return None  # one writer at a time already
+
+
+def _drive(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a unit's coroutine to its end right here (it awaits only the database)."""
+    try:
+        awaited = coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    except RuntimeError as exc:
+        if "event loop" not in str(exc):
+            raise
+        raise RuntimeError(f"a unit of work may only await the database ({exc})") from None
+    coro.close()
+    raise RuntimeError(f"a unit of work may only await the database, not {awaited!r}")
+
+
+class SqliteDatabase(Database):
+    """One connection, used by one thread only; each unit of work is one trip there."""
+
+    dialect = SQLITE
+
+    def __init__(self, path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+        super().__init__(migrations)
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._thread: int | None = None
+
+    async def open(self) -> None:
+        if isinstance(self.path, Path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="refdesk-sqlite")
+        await self._call(self._connect)
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        assert self._executor is not None, "database is not open"
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def _connect(self) -> None:
+        self._thread = threading.get_ident()
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn = conn
+        self._migrate(conn)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE IF NOT EXISTS version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM version").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO version (version) VALUES (0)")
+        current = row[0] if row else 0
+        self._check_version(current, str(self.path))
+        for migration in self._migrations:
+            if migration.version <= current:
+                continue
+            log.info("migrating store to v%d: %s", migration.version, migration.description)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in migration.statements(SQLITE):
+                    conn.execute(statement)
+                conn.execute("UPDATE version SET version = ?", (migration.version,))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        if self._executor is None:
+            return
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await self._call(conn.close)
+        self._executor.shutdown(wait=True)
+        self._executor = None
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError("database is not open")
+        return self._conn
+
+    async def _run_alone(self, unit: Callable[[Tx], Awaitable[T]], writing: bool) -> tuple[Tx, T]:
+        return await self._call(lambda: self._in_thread(unit, writing))
+
+    def _in_thread(self, unit: Callable[[Tx], Awaitable[T]], writing: bool) -> tuple[Tx, T]:
+        conn = self.conn
+        tx = SqliteTx(conn, writing)
+        token = _CURRENT.set(tx)
+        try:
+            if not writing:
+                return tx, _drive(unit(tx))  # type: ignore[arg-type]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result: T = _drive(unit(tx))  # type: ignore[arg-type]
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            _CURRENT.reset(token)
+        return tx, result
+
+
+# -- PostgreSQL -----------------------------------------------------------------------------
+
+_TRANSLATED: dict[str, tuple[str, tuple[str, ...]]] = {}
+
+
+def _postgres_sql(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``:name`` parameters become ``$1…`` (cached): the SQL is written once for both."""
+    found = _TRANSLATED.get(sql)
+    if found is None:
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}"
+
+        found = _TRANSLATED[sql] = (_NAMED.sub(number, sql), tuple(names))
+    return found
+
+
+class PostgresTx(Tx):
+    dialect = POSTGRES
+
+    def __init__(self, conn: Any, writing: bool) -> None:
+        super().__init__(writing)
+        self.conn = conn
+
+    @staticmethod
+    def _args(names: Sequence[str], params: Params | None) -> list[Any]:
+        given = params or {}
+        return [given[name] for name in names]
+
+    async def execute(self, sql: str, params: Params | None = None) -> int:
+        text, names = _postgres_sql(sql)
+        status = await self.conn.execute(text, *self._args(names, params))
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def fetchall(self, sql: str, params: Params | None = None) -> list[Row]:
+        text, names = _postgres_sql(sql)
+        return list(await self.conn.fetch(text, *self._args(names, params)))
+
+    async def lock_session(self, session_id: str) -> None:
+        await self.execute("SELECT 1 FROM sessions WHERE id = :id FOR UPDATE", {"id": session_id})
+
+
+class PostgresDatabase(Database):
+    """An asyncpg pool; each unit of work holds one connection, in one transaction."""
+
+    dialect = POSTGRES
+
+    def __init__(self, url: str, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
+        super().__init__(migrations)
+        self.url = url
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        import asyncpg
+
+        try:
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise DatabaseUnavailable(
+                f"cannot reach PostgreSQL at {_safe(self.url)}: {exc}"
+            ) from None
+        async with self._pool.acquire() as conn:
+            await self._migrate(conn)
+
+    async def _migrate(self, conn: Any) -> None:
+        await conn.execute("CREATE TABLE IF NOT EXISTS version (version INTEGER NOT NULL)")
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE version IN EXCLUSIVE MODE")  # one migrator at a time
+            current = await conn.fetchval("SELECT version FROM version")
+            if current is None:
+                await conn.execute("INSERT INTO version (version) VALUES (0)")
+                current = 0
+        self._check_version(current, _safe(self.url))
+        for migration in self._migrations:
+            if migration.version <= current:
+                continue
+            log.info("migrating store to v%d: %s", migration.version, migration.description)
+            async with conn.transaction():
+                await conn.execute("LOCK TABLE version IN EXCLUSIVE MODE")
+                if await conn.fetchval("SELECT version FROM version") >= migration.version:
+                    continue  # another process did it meanwhile
+                for statement in migration.statements(POSTGRES):
+                    await conn.execute(statement)
+                await conn.execute("UPDATE version SET version = $1", migration.version)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            raise RuntimeError("database is not open")
+        return self._pool
+
+    async def _run_alone(self, unit: Callable[[Tx], Awaitable[T]], writing: bool) -> tuple[Tx, T]:
+        async with self.pool.acquire() as conn, conn.transaction(readonly=not writing):
+            tx = PostgresTx(conn, writing)
+            token = _CURRENT.set(tx)
+            try:
+                result = await unit(tx)
+            finally:
+                _CURRENT.reset(token)
+        return tx, result
+
+
+def _safe(url: str) -> str:
+    """A database URL without its password, for messages and logs."""
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", url)
+
+
+def open_database(where: str | Path, migrations: tuple[Migration, ...] = MIGRATIONS) -> Database:
+    """The database for a ``postgresql://`` URL, or the SQLite file at a path."""
+    text = str(where)
+    if text.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(text, migrations)
+    return SqliteDatabase(where, migrations)

@@ -154,11 +154,12 @@ async def authenticated_session(request: web.Request) -> Session:
 
 async def session_view(ctx: WidgetContext, session: Session) -> dict[str, Any]:
     """The session as the visitor sees it, with its live parts (queue position, typing)."""
-    view = session_json(
-        session,
-        position=await ctx.desk.queue.position(session),
-        typing=ctx.signals.typing.get(session.id, ()),
-    )
+    return live_view(ctx, session, await ctx.desk.queue.position(session))
+
+
+def live_view(ctx: WidgetContext, session: Session, position: int | None) -> dict[str, Any]:
+    """The session view, its queue position already read (with the messages: one trip)."""
+    view = session_json(session, position=position, typing=ctx.signals.typing.get(session.id, ()))
     if view["status"] == "waiting":
         ctx.signals.waiting.add(session.id)
     else:

@@ -13,8 +13,8 @@ from widget_server.api import (
     context,
     int_param,
     json_body,
+    live_view,
     message_json,
-    session_view,
 )
 from widget_server.errors import ApiError
 
@@ -48,9 +48,9 @@ async def list_messages(request: web.Request) -> web.Response:
     first_view: dict[str, object] | None = None
     while True:
         signal = ctx.signals.current(session.id)
-        messages = await ctx.desk.messages_after(session.id, after, limit)
-        current = await ctx.desk.get_session(session.id)
-        view = await session_view(ctx, current)
+        update = await ctx.desk.visitor_update(session.id, after, limit)
+        messages, current = update.messages, update.session
+        view = live_view(ctx, current, update.position)
         first_view = first_view or view
         remaining = deadline - loop.time()
         changed = view != first_view or (seen_view is not None and view_tag(view) != seen_view)

@@ -21,6 +21,7 @@ from widget_server.api import (
     MAX_INT,
     WidgetContext,
     context,
+    live_view,
     message_json,
     parse_json,
     session_view,
@@ -51,12 +52,12 @@ class _Channel:
         """Send every stored change after seq ``after`` and each new session view; forever."""
         while True:
             signal = self.ctx.signals.current(self.session.id)
-            messages = await self.ctx.desk.messages_after(self.session.id, after)
+            update = await self.ctx.desk.visitor_update(self.session.id, after)
+            messages = update.messages
             for message in messages:
                 await self.send({"type": "message", "message": message_json(message)})
                 after = message.seq
-            current = await self.ctx.desk.get_session(self.session.id)
-            view = await session_view(self.ctx, current)
+            view = live_view(self.ctx, update.session, update.position)
             if view != sent_view:
                 sent_view = view
                 await self.send({"type": "session", "session": view})
