@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from bridge.registration import new_token, registration
+from common.logs import setup_logging
 from refdesk.config import Config, ConfigError, load_config
 from refdesk.service import RefDesk
 
@@ -199,10 +200,9 @@ def _banner(config: Config, homeserver_url: str, accounts: dict[str, str]) -> st
 
 
 async def _up(config: Config, registration_path: Path, data_dir: Path) -> None:
-    from refdesk.cli import _setup_logging
     from refdesk.homeserver import EmbeddedSynapse
 
-    _setup_logging(config.logging.level)
+    setup_logging(config.logging.level)
     port = int(config.homeserver.url.rsplit(":", 1)[1].split("/")[0])
     synapse = EmbeddedSynapse(
         data_dir=data_dir / "synapse",

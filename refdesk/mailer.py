@@ -15,7 +15,7 @@ from typing import Any
 
 import aiosmtplib
 
-from refdesk.background import Worker
+from common.background import Worker
 from refdesk.config import EmailConfig
 from rooms.desk import Desk
 from rooms.events import DeskEvent, MailQueued

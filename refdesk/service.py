@@ -8,7 +8,7 @@ import logging
 from aiohttp import web
 
 from bridge.service import Bridge
-from refdesk.background import Worker
+from common.background import Worker
 from refdesk.config import Config
 from refdesk.directory_config import build_directory, demo_warning
 from refdesk.mailer import Mailer
