@@ -42,7 +42,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         config = load_config(Path(args.file))
         verification = config.verification
         if verification is not None and isinstance(verification.directory, LocalDirectoryConfig):
-            build_directory(config.verification)  # reads and checks the member file
+            build_directory(verification)  # reads and checks the member file
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
