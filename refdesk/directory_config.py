@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from directories.http_json import PLACEHOLDER as MEMBER_NUMBER_PLACEHOLDER
+from directories.http_json import FieldMapping, HttpJsonDirectory
+from directories.koha import KohaAuth, KohaBasicAuth, KohaDirectory, KohaOAuth
+from directories.local import DirectoryFileError, LocalDirectory
 from refdesk.config_reader import PLACEHOLDER, ConfigError, Reader
 from rooms.directory import (
     DATE_OF_BIRTH,
@@ -22,10 +26,6 @@ from rooms.directory import (
     SECRET_FIELDS,
     MemberDirectory,
 )
-from rooms.directory.http_json import PLACEHOLDER as MEMBER_NUMBER_PLACEHOLDER
-from rooms.directory.http_json import FieldMapping, HttpJsonDirectory
-from rooms.directory.koha import KohaAuth, KohaBasicAuth, KohaDirectory, KohaOAuth
-from rooms.directory.local import DirectoryFileError, LocalDirectory
 from rooms.verification import VerificationRules
 
 SECTION = "verification"

@@ -37,12 +37,12 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from directories.local import LocalDirectory
 from refdesk.config import Config, parse_config
 from refdesk.embedded import embedded_config_data
 from refdesk.service import desk_rules
 from rooms import session as session_rules
 from rooms.desk import Desk, utcnow
-from rooms.directory.local import LocalDirectory
 from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
 from rooms.offline import RESUME_PARAM

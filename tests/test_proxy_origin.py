@@ -20,11 +20,11 @@ from aiohttp import WSServerHandshakeError, web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from directories.local import LocalDirectory
 from refdesk.config import ConfigError, parse_config
 from refdesk.embedded import embedded_config_data
 from refdesk.service import desk_rules
 from rooms.desk import Desk, utcnow
-from rooms.directory.local import LocalDirectory
 from rooms.ids import UserID
 from rooms.store import Database, Store
 from rooms.verification import VerificationRules, Verifier
