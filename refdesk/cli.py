@@ -18,6 +18,7 @@ from refdesk.config_file import fill_placeholder_tokens, write_atomically
 from refdesk.directory_config import LocalDirectoryConfig, build_directory
 from refdesk.embedded import run_embedded
 from refdesk.service import RefDesk, config_warnings
+from refdesk.wiring import bridge_settings
 
 log = logging.getLogger("refdesk")
 
@@ -90,7 +91,7 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.output)
-    text = yaml.safe_dump(registration(config), sort_keys=False)
+    text = yaml.safe_dump(registration(bridge_settings(config)), sort_keys=False)
     try:
         write_atomically(out, text.encode("utf-8"), mode=0o600)  # it holds both tokens
     except OSError as exc:

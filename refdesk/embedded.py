@@ -18,6 +18,7 @@ from bridge.registration import new_token, registration
 from common.logs import setup_logging
 from refdesk.config import Config, ConfigError, load_config
 from refdesk.service import RefDesk
+from refdesk.wiring import bridge_settings
 
 DEMO_LIBRARIANS = (
     ("sari", "Sari (Pustakawan)"),
@@ -179,7 +180,7 @@ def _prepare(
             )
     config = load_config(config_path)
     registration_path = data_dir / "registration.yaml"
-    write_yaml(registration_path, registration(config))
+    write_yaml(registration_path, registration(bridge_settings(config)))
     return config, registration_path
 
 

@@ -40,7 +40,7 @@ from referencing.jsonschema import DRAFT202012
 from directories.local import LocalDirectory
 from refdesk.config import Config, parse_config
 from refdesk.embedded import embedded_config_data
-from refdesk.service import desk_rules
+from refdesk.wiring import desk_rules
 from rooms import session as session_rules
 from rooms.desk import Desk, utcnow
 from rooms.hours import ServiceHours

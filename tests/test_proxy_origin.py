@@ -23,7 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from directories.local import LocalDirectory
 from refdesk.config import ConfigError, parse_config
 from refdesk.embedded import embedded_config_data
-from refdesk.service import desk_rules
+from refdesk.wiring import desk_rules
 from rooms.desk import Desk, utcnow
 from rooms.ids import UserID
 from rooms.store import Database, Store
