@@ -12,14 +12,13 @@ from common.background import Worker
 from refdesk.config import Config
 from refdesk.directory_config import build_directory, demo_warning
 from refdesk.mailer import Mailer
-from refdesk.wiring import bridge_settings, desk_rules
+from refdesk.wiring import bridge_settings, create_widget_app, desk_rules
 from rooms.desk import Desk, utcnow
 from rooms.directory import MemberDirectory
 from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
 from rooms.store import Database, Store
 from rooms.verification import Verifier
-from widget_server.app import create_app
 
 log = logging.getLogger("refdesk")
 
@@ -72,7 +71,7 @@ class RefDesk:
             log.warning("%s", warning)
         await self.db.open()
         await self.bridge.start()
-        app = create_app(self.config, self.desk)
+        app = create_widget_app(self.config, self.desk)
         self._widget_runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._widget_runner.setup()
         wc = self.config.widget

@@ -6,11 +6,15 @@ The adapters never read :class:`refdesk.config.Config`; the composition root
 
 from __future__ import annotations
 
+from aiohttp import web
+
 from bridge.settings import BridgeSettings
 from refdesk.config import Config
-from rooms.desk import DeskRules
+from rooms.desk import Desk, DeskRules
 from rooms.offline import OfflineRules
 from rooms.queue import QueueRules
+from widget_server.app import create_app
+from widget_server.settings import WidgetSettings
 
 
 def desk_rules(config: Config) -> DeskRules:
@@ -61,3 +65,27 @@ def bridge_settings(config: Config) -> BridgeSettings:
         timezone=config.desk.timezone,
         topic_labels={t.id: t.labels.get(language, t.id) for t in config.desk.topics},
     )
+
+
+def widget_settings(config: Config) -> WidgetSettings:
+    """What the visitor adapter needs: who may call it, its limits, and the desk as shown in the
+    widget."""
+    widget = config.widget
+    return WidgetSettings(
+        own_origin=widget.own_origin,
+        allowed_origins=widget.allowed_origins,
+        trusted_proxies=widget.trusted_proxies,
+        forwarded_header=widget.forwarded_header,
+        max_message_length=widget.max_message_length,
+        new_sessions_per_minute=widget.new_sessions_per_minute,
+        desk_name=config.desk.name,
+        default_language=config.desk.default_language,
+        timezone=config.desk.timezone,
+        topics={t.id: t.labels for t in config.desk.topics},
+        when_closed=config.hours.when_closed if config.hours is not None else "offline_form",
+    )
+
+
+def create_widget_app(config: Config, desk: Desk) -> web.Application:
+    """The widget server's app for this config (the service and the in-process tests)."""
+    return create_app(widget_settings(config), desk)
