@@ -9,10 +9,10 @@ from aiohttp import web
 
 from bridge.service import Bridge
 from common.background import Worker
+from mailer.smtp import Mailer
 from refdesk.config import Config
 from refdesk.directory_config import build_directory, demo_warning
-from refdesk.mailer import Mailer
-from refdesk.wiring import bridge_settings, create_widget_app, desk_rules
+from refdesk.wiring import bridge_settings, create_widget_app, desk_rules, mail_settings
 from rooms.desk import Desk, utcnow
 from rooms.directory import MemberDirectory
 from rooms.hours import ServiceHours
@@ -56,7 +56,7 @@ class RefDesk:
             verifier=verifier,
             hours=ServiceHours(config.hours.schedule) if config.hours is not None else None,
         )
-        self.mailer = Mailer(config.email, self.desk)
+        self.mailer = Mailer(mail_settings(config), self.desk)
         self.desk.subscribe(self.mailer.on_desk_event)
         self.bridge = Bridge(bridge_settings(config), self.desk)
         self._widget_runner: web.AppRunner | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from bridge.settings import BridgeSettings
+from mailer.settings import MailSettings
 from refdesk.config import Config
 from rooms.desk import Desk, DeskRules
 from rooms.offline import OfflineRules
@@ -64,6 +65,21 @@ def bridge_settings(config: Config) -> BridgeSettings:
         supervisors=config.desk.supervisors,
         timezone=config.desk.timezone,
         topic_labels={t.id: t.labels.get(language, t.id) for t in config.desk.topics},
+    )
+
+
+def mail_settings(config: Config) -> MailSettings:
+    """What the mailer needs: the SMTP relay and the sender (host None: email is off)."""
+    email = config.email
+    return MailSettings(
+        host=email.host,
+        port=email.port,
+        security=email.security,
+        username=email.username,
+        password=email.password,
+        from_address=email.from_address,
+        from_name=email.from_name,
+        reply_to=email.reply_to,
     )
 
 
