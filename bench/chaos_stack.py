@@ -18,6 +18,7 @@ from bridge.registration import registration
 from refdesk.config import Config, load_config
 from refdesk.embedded import write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
+from refdesk.wiring import bridge_settings
 
 log = logging.getLogger("bench.chaos")
 
@@ -93,7 +94,7 @@ class ChaosStack:
         write_yaml(root / "refdesk.yaml", data)
         config = load_config(root / "refdesk.yaml")
         registration_path = root / "registration.yaml"
-        write_yaml(registration_path, registration(config))
+        write_yaml(registration_path, registration(bridge_settings(config)))
         synapse = EmbeddedSynapse(
             data_dir=root / "synapse",
             server_name="localhost",

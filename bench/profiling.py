@@ -11,7 +11,7 @@ from typing import Any
 
 _GROUPS = (
     # (group, prefixes of the sampled file path as py-spy prints it)
-    ("sqlite (aiosqlite)", ("aiosqlite/", "sqlite3/")),
+    ("sqlite", ("sqlite3/", "rooms/store/database.py")),
     ("aiohttp / yarl / multidict", ("aiohttp/", "yarl/", "multidict/")),
     ("asyncio event loop", ("asyncio/", "selectors.py")),
     ("json", ("json/",)),

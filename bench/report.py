@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+import sqlite3
 import subprocess
 from dataclasses import dataclass
 from importlib import metadata
@@ -74,7 +75,8 @@ def machine() -> dict[str, Any]:
         "synapse": _version("matrix-synapse"),
         "matrix_nio": _version("matrix-nio"),
         "aiohttp": _version("aiohttp"),
-        "aiosqlite": _version("aiosqlite"),
+        "sqlite": sqlite3.sqlite_version,
+        "asyncpg": _version("asyncpg"),
         "git": _git(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
     }

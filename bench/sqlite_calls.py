@@ -29,6 +29,7 @@ from refdesk.config import load_config
 from refdesk.embedded import write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
 from refdesk.service import RefDesk
+from refdesk.wiring import bridge_settings
 from rooms.store import database
 
 _PACKAGES = ("rooms", "bridge", "widget_server")
@@ -93,7 +94,7 @@ async def main(n: int, idle: int) -> None:
     data = config_data(root, hs_port, as_port, widget_port, "WARNING")
     write_yaml(root / "refdesk.yaml", data)
     config = load_config(root / "refdesk.yaml")
-    write_yaml(root / "registration.yaml", registration(config))
+    write_yaml(root / "registration.yaml", registration(bridge_settings(config)))
     synapse = EmbeddedSynapse(
         data_dir=root / "synapse",
         port=hs_port,

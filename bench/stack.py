@@ -16,6 +16,7 @@ from bridge.registration import registration
 from refdesk.config import Config, load_config
 from refdesk.embedded import embedded_config_data, write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
+from refdesk.wiring import bridge_settings
 
 PASSWORD = "bench password, not secret"
 LIBRARIAN = "benchlib"
@@ -101,7 +102,7 @@ class Stack:
         write_yaml(config_path, data)
         config = load_config(config_path)
         registration_path = root / "registration.yaml"
-        write_yaml(registration_path, registration(config))
+        write_yaml(registration_path, registration(bridge_settings(config)))
         synapse = EmbeddedSynapse(
             data_dir=root / "synapse",
             server_name="localhost",

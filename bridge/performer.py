@@ -23,7 +23,7 @@ import logging
 from bridge.actions import Actions, Attempt
 from bridge.errors import is_transient
 from bridge.matrix_api import MatrixClient, MatrixError
-from refdesk.background import Worker
+from common.background import Worker
 from rooms.desk import Desk
 from rooms.events import DeskEvent, IntentAdded
 from rooms.intents import Intent, IntentKind

@@ -7,37 +7,36 @@ import secrets
 from typing import Any
 
 from bridge.ghosts import GhostTemplate
-from refdesk.config import Config
+from bridge.settings import BridgeSettings
 
 
 def new_token() -> str:
     return secrets.token_urlsafe(48)
 
 
-def registration(config: Config) -> dict[str, Any]:
-    """Registration YAML content for this config's tokens and namespaces."""
-    asc = config.appservice
-    ghosts = GhostTemplate(asc.ghost_prefix, config.homeserver.domain)
+def registration(settings: BridgeSettings) -> dict[str, Any]:
+    """Registration YAML content for the bridge's tokens and namespaces."""
+    ghosts = GhostTemplate(settings.ghost_prefix, settings.domain)
     return {
-        "id": asc.id,
-        "url": asc.url,
-        "as_token": asc.as_token,
-        "hs_token": asc.hs_token,
-        "sender_localpart": asc.bot_localpart,
+        "id": settings.appservice_id,
+        "url": settings.appservice_url,
+        "as_token": settings.as_token,
+        "hs_token": settings.hs_token,
+        "sender_localpart": settings.bot_localpart,
         "rate_limited": False,
         "namespaces": {
             "users": [
                 {"exclusive": True, "regex": ghosts.user_regex()},
                 {
                     "exclusive": True,
-                    "regex": f"@{re.escape(asc.bot_localpart)}:{re.escape(ghosts.domain)}",
+                    "regex": f"@{re.escape(settings.bot_localpart)}:{re.escape(ghosts.domain)}",
                 },
             ],
             "aliases": [
                 {"exclusive": True, "regex": ghosts.alias_regex()},
                 {
                     "exclusive": True,
-                    "regex": f"#{re.escape(asc.bot_localpart)}_.*:{re.escape(ghosts.domain)}",
+                    "regex": f"#{re.escape(settings.bot_localpart)}_.*:{re.escape(ghosts.domain)}",
                 },
             ],
             "rooms": [],

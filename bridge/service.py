@@ -19,42 +19,39 @@ from bridge.ghosts import GhostTemplate
 from bridge.handler import EventHandler
 from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
 from bridge.performer import Performer
+from bridge.settings import BridgeSettings
 from bridge.typing import TypingMirror
-from refdesk.config import Config
 from rooms.desk import Desk
 
 log = logging.getLogger("refdesk.bridge")
 
 
 class Bridge:
-    def __init__(self, config: Config, desk: Desk) -> None:
-        self.config = config
+    def __init__(self, settings: BridgeSettings, desk: Desk) -> None:
+        self.settings = settings
         self.desk = desk
-        asc = config.appservice
-        self.ghosts = GhostTemplate(asc.ghost_prefix, config.homeserver.domain)
-        self.client = MatrixClient(config.homeserver.url, asc.as_token, config.bot_mxid)
-        lang = config.desk.default_language
-        topic_labels = {t.id: t.labels.get(lang, t.id) for t in config.desk.topics}
-        staff = tuple(dict.fromkeys((*config.desk.librarians, *config.desk.supervisors)))
+        self.ghosts = GhostTemplate(settings.ghost_prefix, settings.domain)
+        self.client = MatrixClient(settings.homeserver_url, settings.as_token, settings.bot_mxid)
+        topic_labels = dict(settings.topic_labels)
         self.rooms = DeskRooms(
             self.client,
             desk,
-            alias_prefix=f"{asc.bot_localpart}_",
-            desk_name=config.desk.name,
-            members=staff,
-            timezone=config.desk.timezone,
+            alias_prefix=f"{settings.bot_localpart}_",
+            desk_name=settings.desk_name,
+            members=settings.staff,
+            timezone=settings.timezone,
             topic_labels=topic_labels,
         )
         self.handler = EventHandler(
             desk,
             self.client,
             self.ghosts,
-            config.bot_mxid,
+            settings.bot_mxid,
             self.rooms,
-            timezone=config.desk.timezone,
+            timezone=settings.timezone,
         )
         self.server = AppserviceServer(
-            asc.hs_token,
+            settings.hs_token,
             desk,
             self.ghosts,
             self.handler.handle,
@@ -75,10 +72,10 @@ class Bridge:
         await self.client.open()
         self._runner = web.AppRunner(self.server.app(), access_log=None)
         await self._runner.setup()
-        asc = self.config.appservice
-        site = web.TCPSite(self._runner, asc.listen_host, asc.listen_port)
+        settings = self.settings
+        site = web.TCPSite(self._runner, settings.listen_host, settings.listen_port)
         await site.start()
-        log.info("appservice listening on %s:%d", asc.listen_host, asc.listen_port)
+        log.info("appservice listening on %s:%d", settings.listen_host, settings.listen_port)
         self.typing.start()
         self._spawn(self._prepare())
 
@@ -95,7 +92,7 @@ class Bridge:
             while True:
                 await asyncio.sleep(delay)
                 try:
-                    await self.client.ping(self.config.appservice.id)
+                    await self.client.ping(self.settings.appservice_id)
                     return
                 except (HomeserverUnavailable, MatrixError) as exc:
                     log.info("ping after a retry request failed (%s)", exc)
@@ -121,12 +118,12 @@ class Bridge:
         while True:
             try:
                 await self.client.set_displayname(
-                    self.config.bot_mxid, self.config.appservice.bot_displayname
+                    self.settings.bot_mxid, self.settings.bot_displayname
                 )
                 await self.rooms.ensure()
-                log.info("homeserver reached; the desk bot is %s", self.config.bot_mxid)
+                log.info("homeserver reached; the desk bot is %s", self.settings.bot_mxid)
                 await self.performer.start()
-                await self.client.ping(self.config.appservice.id)
+                await self.client.ping(self.settings.appservice_id)
                 await self.catch_up()
                 return
             except (HomeserverUnavailable, MatrixError) as exc:

@@ -11,7 +11,7 @@ import logging
 
 from bridge.ghosts import GhostTemplate
 from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
-from refdesk.background import Worker
+from common.background import Worker
 from rooms.desk import Desk
 from rooms.events import DeskEvent, Typing
 

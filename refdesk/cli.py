@@ -12,22 +12,15 @@ from pathlib import Path
 import yaml
 
 from bridge.registration import registration
+from common.logs import setup_logging
 from refdesk.config import PLACEHOLDER, Config, ConfigError, load_config
 from refdesk.config_file import fill_placeholder_tokens, write_atomically
 from refdesk.directory_config import LocalDirectoryConfig, build_directory
+from refdesk.embedded import run_embedded
 from refdesk.service import RefDesk, config_warnings
+from refdesk.wiring import bridge_settings
 
 log = logging.getLogger("refdesk")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    # aiohttp's access log would record URLs; ours never carry secrets, but keep it quiet.
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 async def _run_until_signal(desk: RefDesk, ready_message: str | None = None) -> None:
@@ -50,7 +43,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         config = load_config(Path(args.file))
         verification = config.verification
         if verification is not None and isinstance(verification.directory, LocalDirectoryConfig):
-            build_directory(config.verification)  # reads and checks the member file
+            build_directory(verification)  # reads and checks the member file
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -69,7 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(config.logging.level)
+    setup_logging(config.logging.level)
     asyncio.run(
         _run_until_signal(RefDesk(config), f"refdesk is running: {config.widget.public_url}")
     )
@@ -98,7 +91,7 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.output)
-    text = yaml.safe_dump(registration(config), sort_keys=False)
+    text = yaml.safe_dump(registration(bridge_settings(config)), sort_keys=False)
     try:
         write_atomically(out, text.encode("utf-8"), mode=0o600)  # it holds both tokens
     except OSError as exc:
@@ -112,8 +105,6 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from refdesk.embedded import run_embedded
-
     return run_embedded(
         data_dir=Path(args.data_dir),
         config_path=Path(args.config) if args.config else None,

@@ -18,22 +18,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from refdesk.config_reader import PLACEHOLDER, ConfigError, Reader
+from refdesk.directory_config import DirectoryConfig, parse_directory
+from refdesk.hours_config import HoursConfig, parse_hours
 from rooms.knowledge import Entry
 
-PLACEHOLDER = "CHANGE_ME"
 _MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-\[\]:]+$")
 _LOCALPART = re.compile(r"^[a-z0-9._=\-/]+$")
 _TOPIC_ID = re.compile(r"^[a-z0-9_\-]{1,40}$")
 LANGUAGES = ("id", "en")
-
-
-class ConfigError(Exception):
-    """A config problem, with the key path it concerns."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(f"{path}: {problem}" if path else problem)
-        self.path = path
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -165,8 +158,8 @@ class Config:
     email: EmailConfig = field(default_factory=EmailConfig)
     source: Path | None = None
     offline: OfflineConfig = field(default_factory=OfflineConfig)
-    verification: Any = None  # refdesk.directory_config.DirectoryConfig, or None: off
-    hours: Any = None  # refdesk.hours_config.HoursConfig, or None: always open
+    verification: DirectoryConfig | None = None  # None: off
+    hours: HoursConfig | None = None  # None: always open
 
     @property
     def bot_mxid(self) -> str:
@@ -191,87 +184,13 @@ DEFAULT_TOPICS: list[dict[str, Any]] = [
 ]
 
 
-class _Reader:
-    """Walks the YAML tree and names the key path in every error."""
-
-    def __init__(self, data: Any, path: str = "") -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(path or "(top level)", "must be a mapping of keys to values")
-        self.data = data
-        self.path = path
-        self.seen: set[str] = set()
-
-    def _key(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def section(self, key: str, required: bool = True) -> _Reader:
-        self.seen.add(key)
-        if key not in self.data:
-            if required:
-                raise ConfigError(self._key(key), "is required")
-            return _Reader({}, self._key(key))
-        return _Reader(self.data[key], self._key(key))
-
-    def _get(self, key: str, default: Any) -> Any:
-        self.seen.add(key)
-        if key not in self.data or self.data[key] is None:
-            if default is _REQUIRED:
-                raise ConfigError(self._key(key), "is required")
-            return default
-        return self.data[key]
-
-    def text(self, key: str, default: Any = None, *, secret: bool = False) -> str:
-        value = self._get(key, _REQUIRED if default is None else default)
-        if not isinstance(value, str) or not value.strip():
-            raise ConfigError(self._key(key), "must be a non-empty string")
-        if secret and (PLACEHOLDER in value or len(value) < 16):
-            raise ConfigError(
-                self._key(key),
-                "still holds a placeholder or is too short; "
-                "run `refdesk generate-registration` to fill in real tokens",
-            )
-        return value
-
-    def integer(self, key: str, default: Any = None, *, low: int, high: int) -> int:
-        value = self._get(key, _REQUIRED if default is None else default)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(self._key(key), f"must be an integer, got {value!r}")
-        if not low <= value <= high:
-            raise ConfigError(self._key(key), f"must be between {low} and {high}, got {value}")
-        return value
-
-    def items(self, key: str, default: Any = None) -> list[Any]:
-        value = self._get(key, _REQUIRED if default is None else default)
-        if not isinstance(value, list):
-            raise ConfigError(self._key(key), "must be a list")
-        return value
-
-    def url(self, key: str, default: Any = None) -> str:
-        value = self.text(key, default)
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ConfigError(self._key(key), f"must be an http:// or https:// URL, got {value!r}")
-        return value.rstrip("/")
-
-    def check_unknown(self) -> None:
-        for key in self.data:
-            if key not in self.seen:
-                raise ConfigError(
-                    self._key(str(key)), "is not a known setting (check the spelling)"
-                )
-
-
-_REQUIRED = object()
-
-
-def _topics(reader: _Reader) -> tuple[Topic, ...]:
+def _topics(reader: Reader) -> tuple[Topic, ...]:
     raw = reader.items("topics", DEFAULT_TOPICS)
     if not raw:
         raise ConfigError(reader._key("topics"), "must list at least one topic")
     topics: list[Topic] = []
     for index, item in enumerate(raw):
-        item_reader = _Reader(item, f"{reader._key('topics')}[{index}]")
+        item_reader = Reader(item, f"{reader._key('topics')}[{index}]")
         topic_id = item_reader.text("id")
         if not _TOPIC_ID.match(topic_id):
             raise ConfigError(item_reader._key("id"), "must be 1-40 of a-z, 0-9, _ and -")
@@ -285,7 +204,7 @@ def _topics(reader: _Reader) -> tuple[Topic, ...]:
     return tuple(topics)
 
 
-def _user_ids(reader: _Reader, key: str) -> list[str]:
+def _user_ids(reader: Reader, key: str) -> list[str]:
     values = reader.items(key, [])
     for index, mxid in enumerate(values):
         if not isinstance(mxid, str) or not _MXID.match(mxid):
@@ -296,7 +215,7 @@ def _user_ids(reader: _Reader, key: str) -> list[str]:
     return values
 
 
-def _per_language(reader: _Reader, key: str, required: bool = True) -> dict[str, str]:
+def _per_language(reader: Reader, key: str, required: bool = True) -> dict[str, str]:
     """``key: text`` (same in every language) or ``key: {id: text, en: text}``."""
     reader.seen.add(key)
     value = reader.data.get(key)
@@ -306,19 +225,19 @@ def _per_language(reader: _Reader, key: str, required: bool = True) -> dict[str,
     if isinstance(value, str) and value.strip():
         return {lang: value for lang in LANGUAGES}
     if isinstance(value, dict):
-        item = _Reader(value, path)
+        item = Reader(value, path)
         texts = {lang: item.text(lang) for lang in LANGUAGES}
         item.check_unknown()
         return texts
     raise ConfigError(path, "must be a text or {id: text, en: text}")
 
 
-def _greeting(reader: _Reader) -> dict[str, str]:
+def _greeting(reader: Reader) -> dict[str, str]:
     return _per_language(reader, "greeting", required=False)
 
 
 def _knowledge(
-    reader: _Reader, canned: dict[str, dict[str, str]], source: Path | None
+    reader: Reader, canned: dict[str, dict[str, str]], source: Path | None
 ) -> tuple[Entry, ...]:
     """Canned answers and FAQ entries: one knowledge base."""
     entries = {key: Entry(key, texts, {}, public=False) for key, texts in canned.items()}
@@ -343,7 +262,7 @@ def _knowledge(
     for place, (key, value) in raw_entries:
         if not isinstance(key, str) or not _TOPIC_ID.match(key):
             raise ConfigError(place, "keys must be 1-40 of a-z, 0-9, _ and -")
-        item = _Reader(value, place)
+        item = Reader(value, place)
         answer = _per_language(item, "answer")
         question = _per_language(item, "question", required=False)
         public = item.data.get("public", bool(question))
@@ -358,7 +277,7 @@ def _knowledge(
     return tuple(entries.values())
 
 
-def _canned(reader: _Reader) -> dict[str, dict[str, str]]:
+def _canned(reader: Reader) -> dict[str, dict[str, str]]:
     """Canned answers: ``key: text`` or ``key: {id: text, en: text}``."""
     reader.seen.add("canned")
     raw = reader.data.get("canned") or {}
@@ -372,7 +291,7 @@ def _canned(reader: _Reader) -> dict[str, dict[str, str]]:
         if isinstance(value, str) and value.strip():
             canned[key] = {lang: value for lang in LANGUAGES}
         elif isinstance(value, dict):
-            item = _Reader(value, f"{path}.{key}")
+            item = Reader(value, f"{path}.{key}")
             canned[key] = {lang: item.text(lang) for lang in LANGUAGES}
             item.check_unknown()
         else:
@@ -380,7 +299,7 @@ def _canned(reader: _Reader) -> dict[str, dict[str, str]]:
     return canned
 
 
-def _origins(reader: _Reader) -> tuple[str, ...]:
+def _origins(reader: Reader) -> tuple[str, ...]:
     origins: list[str] = []
     for index, value in enumerate(reader.items("allowed_origins", ["*"])):
         origin = value if value == "*" else web_origin(value) if isinstance(value, str) else None
@@ -397,7 +316,7 @@ def _origins(reader: _Reader) -> tuple[str, ...]:
     return tuple(origins)
 
 
-def _networks(reader: _Reader, key: str, default: list[str]) -> tuple[IPNetwork, ...]:
+def _networks(reader: Reader, key: str, default: list[str]) -> tuple[IPNetwork, ...]:
     networks: list[IPNetwork] = []
     for index, value in enumerate(reader.items(key, default)):
         where = f"{reader._key(key)}[{index}]"
@@ -415,7 +334,7 @@ def _networks(reader: _Reader, key: str, default: list[str]) -> tuple[IPNetwork,
     return tuple(networks)
 
 
-def _forwarded_header(reader: _Reader) -> str:
+def _forwarded_header(reader: Reader) -> str:
     header = reader.text("forwarded_header", "x-forwarded-for").strip().lower()
     if header not in FORWARDED_HEADERS:
         raise ConfigError(
@@ -424,7 +343,7 @@ def _forwarded_header(reader: _Reader) -> str:
     return header
 
 
-def _email(er: _Reader) -> EmailConfig:
+def _email(er: Reader) -> EmailConfig:
     if not er.data or er.data.get("host") in (None, ""):
         er.seen.update(er.data)
         return EmailConfig()
@@ -459,7 +378,7 @@ def _email(er: _Reader) -> EmailConfig:
 
 def parse_config(data: Any, source: Path | None = None) -> Config:
     """Build a :class:`Config` from parsed YAML, or raise :class:`ConfigError`."""
-    root = _Reader(data)
+    root = Reader(data)
 
     hs = root.section("homeserver")
     homeserver = HomeserverConfig(url=hs.url("url"), domain=hs.text("domain"))
@@ -548,10 +467,6 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         resume_page=orr.url("resume_page", f"{widget.public_url}/demo"),
     )
     orr.check_unknown()
-    # Imported here: these modules build on this one's reader.
-    from refdesk.directory_config import parse_directory
-    from refdesk.hours_config import parse_hours
-
     root.seen.update({"verification", "hours"})
     verification = None
     if "verification" in root.data:

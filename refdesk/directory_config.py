@@ -1,6 +1,6 @@
 """The ``verification:`` section of the config and the member directory it describes.
 
-Every problem raises :class:`refdesk.config.ConfigError` with its key path
+Every problem raises :class:`refdesk.config_reader.ConfigError` with its key path
 (``verification.directory.base_url: is required``). Secrets (passwords, client secrets, header
 values, an API key in a URL) are kept out of every ``repr`` and never quoted in an error.
 """
@@ -13,7 +13,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from refdesk.config import PLACEHOLDER, ConfigError, _Reader
+from directories.http_json import PLACEHOLDER as MEMBER_NUMBER_PLACEHOLDER
+from directories.http_json import FieldMapping, HttpJsonDirectory
+from directories.koha import KohaAuth, KohaBasicAuth, KohaDirectory, KohaOAuth
+from directories.local import DirectoryFileError, LocalDirectory
+from refdesk.config_reader import PLACEHOLDER, ConfigError, Reader
 from rooms.directory import (
     DATE_OF_BIRTH,
     FIELDS,
@@ -22,10 +26,6 @@ from rooms.directory import (
     SECRET_FIELDS,
     MemberDirectory,
 )
-from rooms.directory.http_json import PLACEHOLDER as MEMBER_NUMBER_PLACEHOLDER
-from rooms.directory.http_json import FieldMapping, HttpJsonDirectory
-from rooms.directory.koha import KohaAuth, KohaBasicAuth, KohaDirectory, KohaOAuth
-from rooms.directory.local import DirectoryFileError, LocalDirectory
 from rooms.verification import VerificationRules
 
 SECTION = "verification"
@@ -82,7 +82,7 @@ class DirectoryConfig:
         )
 
 
-def _boolean(reader: _Reader, key: str, default: bool) -> bool:
+def _boolean(reader: Reader, key: str, default: bool) -> bool:
     reader.seen.add(key)
     value = reader.data.get(key)
     if value is None:
@@ -92,7 +92,7 @@ def _boolean(reader: _Reader, key: str, default: bool) -> bool:
     return value
 
 
-def _seconds(reader: _Reader, key: str, default: float) -> float:
+def _seconds(reader: Reader, key: str, default: float) -> float:
     reader.seen.add(key)
     value = reader.data.get(key)
     if value is None:
@@ -102,7 +102,7 @@ def _seconds(reader: _Reader, key: str, default: float) -> float:
     return float(value)
 
 
-def _secret(reader: _Reader, key: str) -> str:
+def _secret(reader: Reader, key: str) -> str:
     """A required secret; the error never quotes it."""
     reader.seen.add(key)
     value = reader.data.get(key)
@@ -113,7 +113,7 @@ def _secret(reader: _Reader, key: str) -> str:
     return value
 
 
-def _http_url(reader: _Reader, key: str, *, quote_value: bool) -> str:
+def _http_url(reader: Reader, key: str, *, quote_value: bool) -> str:
     reader.seen.add(key)
     value = reader.data.get(key)
     path = reader._key(key)
@@ -132,7 +132,7 @@ def _http_url(reader: _Reader, key: str, *, quote_value: bool) -> str:
     return value
 
 
-def _fields(reader: _Reader) -> tuple[str, ...]:
+def _fields(reader: Reader) -> tuple[str, ...]:
     raw = reader.items("fields", list(DEFAULT_FIELDS))
     path = reader._key("fields")
     chosen: list[str] = []
@@ -150,7 +150,7 @@ def _fields(reader: _Reader) -> tuple[str, ...]:
     return tuple(name for name in FIELDS if name in chosen)
 
 
-def _local(reader: _Reader, base_dir: Path) -> LocalDirectoryConfig:
+def _local(reader: Reader, base_dir: Path) -> LocalDirectoryConfig:
     reader.seen.add("path")
     raw = reader.data.get("path")
     if raw is None:
@@ -161,7 +161,7 @@ def _local(reader: _Reader, base_dir: Path) -> LocalDirectoryConfig:
     return LocalDirectoryConfig(path if path.is_absolute() else base_dir / path)
 
 
-def _koha(reader: _Reader) -> KohaDirectoryConfig:
+def _koha(reader: Reader) -> KohaDirectoryConfig:
     base_url = _http_url(reader, "base_url", quote_value=True).rstrip("/")
     ar = reader.section("auth")
     kind = ar.text("type")
@@ -190,7 +190,7 @@ def _koha(reader: _Reader) -> KohaDirectoryConfig:
     )
 
 
-def _mapping(reader: _Reader, fields: tuple[str, ...]) -> FieldMapping:
+def _mapping(reader: Reader, fields: tuple[str, ...]) -> FieldMapping:
     mr = reader.section("mapping")
 
     def one(key: str, needed: bool) -> str | None:
@@ -227,7 +227,7 @@ def _mapping(reader: _Reader, fields: tuple[str, ...]) -> FieldMapping:
     return mapping
 
 
-def _http(reader: _Reader, fields: tuple[str, ...]) -> HttpDirectoryConfig:
+def _http(reader: Reader, fields: tuple[str, ...]) -> HttpDirectoryConfig:
     url = _http_url(reader, "url", quote_value=False)
     if MEMBER_NUMBER_PLACEHOLDER not in url:
         raise ConfigError(reader._key("url"), f"must contain {MEMBER_NUMBER_PLACEHOLDER}")
@@ -258,7 +258,7 @@ def parse_directory(data: dict[str, Any] | None, base_dir: Path) -> DirectoryCon
 
     Relative paths are taken from ``base_dir`` (the config file's folder).
     """
-    reader = _Reader(data, SECTION)
+    reader = Reader(data, SECTION)
     fields = _fields(reader)
     auto_after_claim = _boolean(reader, "auto_after_claim", False)
     per_session = reader.integer("max_attempts_per_session", 3, low=1, high=20)

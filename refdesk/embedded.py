@@ -15,8 +15,10 @@ from typing import Any
 import yaml
 
 from bridge.registration import new_token, registration
+from common.logs import setup_logging
 from refdesk.config import Config, ConfigError, load_config
 from refdesk.service import RefDesk
+from refdesk.wiring import bridge_settings
 
 DEMO_LIBRARIANS = (
     ("sari", "Sari (Pustakawan)"),
@@ -178,7 +180,7 @@ def _prepare(
             )
     config = load_config(config_path)
     registration_path = data_dir / "registration.yaml"
-    write_yaml(registration_path, registration(config))
+    write_yaml(registration_path, registration(bridge_settings(config)))
     return config, registration_path
 
 
@@ -199,10 +201,9 @@ def _banner(config: Config, homeserver_url: str, accounts: dict[str, str]) -> st
 
 
 async def _up(config: Config, registration_path: Path, data_dir: Path) -> None:
-    from refdesk.cli import _setup_logging
     from refdesk.homeserver import EmbeddedSynapse
 
-    _setup_logging(config.logging.level)
+    setup_logging(config.logging.level)
     port = int(config.homeserver.url.rsplit(":", 1)[1].split("/")[0])
     synapse = EmbeddedSynapse(
         data_dir=data_dir / "synapse",

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays
 
-from refdesk.config import ConfigError, _Reader
+from refdesk.config_reader import ConfigError, Reader
 from rooms.hours import Closure, Interval, Schedule, SpecialHours
 
 WhenClosed = Literal["offline_form", "hide"]
@@ -109,7 +109,7 @@ def _weekly(value: Any, path: str, *, complete: bool) -> dict[int, tuple[Interva
     return weekly
 
 
-def _date(reader: _Reader, key: str, default: date | None = None) -> date:
+def _date(reader: Reader, key: str, default: date | None = None) -> date:
     reader.seen.add(key)
     where = reader._key(key)
     value = reader.data.get(key)
@@ -127,7 +127,7 @@ def _date(reader: _Reader, key: str, default: date | None = None) -> date:
     return value
 
 
-def _flag(reader: _Reader, key: str, default: bool) -> bool:
+def _flag(reader: Reader, key: str, default: bool) -> bool:
     reader.seen.add(key)
     value = reader.data.get(key, default)
     if not isinstance(value, bool):
@@ -135,7 +135,7 @@ def _flag(reader: _Reader, key: str, default: bool) -> bool:
     return value
 
 
-def _holidays(root: _Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
+def _holidays(root: Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
     """``holidays: false`` or ``{country, subdivision, categories}``."""
     root.seen.add("holidays")
     raw = root.data.get("holidays", True)
@@ -146,7 +146,7 @@ def _holidays(root: _Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
     path = root._key("holidays")
     if not isinstance(raw, dict):
         raise ConfigError(path, "must be false or a mapping like {country: ID}")
-    reader = _Reader(raw, path)
+    reader = Reader(raw, path)
     country = reader.text("country", DEFAULT_COUNTRY).strip().upper()
     supported = holidays.list_supported_countries()
     if country not in supported:
@@ -184,11 +184,11 @@ def _holidays(root: _Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
     return country, subdiv, tuple(categories)
 
 
-def _closures(root: _Reader) -> tuple[Closure, ...]:
+def _closures(root: Reader) -> tuple[Closure, ...]:
     closures = []
     for index, item in enumerate(root.items("closures", [])):
         path = f"{root._key('closures')}[{index}]"
-        reader = _Reader(item, path)
+        reader = Reader(item, path)
         start = _date(reader, "from")
         end = _date(reader, "to", default=start)
         label = reader.text("label")
@@ -199,11 +199,11 @@ def _closures(root: _Reader) -> tuple[Closure, ...]:
     return tuple(closures)
 
 
-def _special(root: _Reader, regular: dict[int, tuple[Interval, ...]]) -> tuple[SpecialHours, ...]:
+def _special(root: Reader, regular: dict[int, tuple[Interval, ...]]) -> tuple[SpecialHours, ...]:
     ranges: list[SpecialHours] = []
     for index, item in enumerate(root.items("special", [])):
         path = f"{root._key('special')}[{index}]"
-        reader = _Reader(item, path)
+        reader = Reader(item, path)
         start = _date(reader, "from")
         end = _date(reader, "to")
         label = reader.text("label")
@@ -239,7 +239,7 @@ def parse_hours(data: dict[str, Any] | None, timezone: str = "Asia/Jakarta") -> 
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError("desk.timezone", f"unknown time zone {timezone!r}") from None
-    root = _Reader(data, "hours")
+    root = Reader(data, "hours")
     root.seen.add("weekly")
     if root.data.get("weekly") is None:
         weekly = dict(DEFAULT_WEEKLY)

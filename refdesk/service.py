@@ -8,47 +8,19 @@ import logging
 from aiohttp import web
 
 from bridge.service import Bridge
-from refdesk.background import Worker
+from common.background import Worker
+from mailer.smtp import Mailer
 from refdesk.config import Config
 from refdesk.directory_config import build_directory, demo_warning
-from refdesk.mailer import Mailer
-from rooms.desk import Desk, DeskRules, utcnow
+from refdesk.wiring import bridge_settings, create_widget_app, desk_rules, mail_settings
+from rooms.desk import Desk, utcnow
 from rooms.directory import MemberDirectory
 from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
-from rooms.offline import OfflineRules
-from rooms.queue import QueueRules
 from rooms.store import open_database
 from rooms.verification import Verifier
-from widget_server.app import create_app
 
 log = logging.getLogger("refdesk")
-
-
-def desk_rules(config: Config) -> DeskRules:
-    """The parts of the config the desk core needs."""
-    return DeskRules(
-        topics=tuple(t.id for t in config.desk.topics),
-        default_language=config.desk.default_language,
-        max_message_length=config.widget.max_message_length,
-        queue=QueueRules(
-            librarians=config.desk.librarians,
-            supervisors=config.desk.supervisors,
-            escalate_after=config.desk.escalate_after,
-        ),
-        desk_name=config.desk.name,
-        timezone=config.desk.timezone,
-        topic_labels={t.id: t.labels for t in config.desk.topics},
-        email_enabled=config.email.enabled,
-        greeting=config.desk.greeting,
-        verify_after_claim=bool(config.verification and config.verification.auto_after_claim),
-        offline=OfflineRules(
-            batch_delay=config.offline.batch_delay,
-            unseen_after=config.offline.unseen_after,
-            link_valid_days=config.offline.link_valid_days,
-            resume_page=config.offline.resume_page or f"{config.widget.public_url}/demo",
-        ),
-    )
 
 
 def config_warnings(config: Config) -> list[str]:
@@ -83,9 +55,9 @@ class RefDesk:
             verifier=verifier,
             hours=ServiceHours(config.hours.schedule) if config.hours is not None else None,
         )
-        self.mailer = Mailer(config.email, self.desk)
+        self.mailer = Mailer(mail_settings(config), self.desk)
         self.desk.subscribe(self.mailer.on_desk_event)
-        self.bridge = Bridge(config, self.desk)
+        self.bridge = Bridge(bridge_settings(config), self.desk)
         self._widget_runner: web.AppRunner | None = None
         self._ticker = Worker("refdesk-ticker", self._tick)
 
@@ -98,7 +70,7 @@ class RefDesk:
             log.warning("%s", warning)
         await self.db.open()
         await self.bridge.start()
-        app = create_app(self.config, self.desk)
+        app = create_widget_app(self.config, self.desk)
         self._widget_runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
         await self._widget_runner.setup()
         wc = self.config.widget

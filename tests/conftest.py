@@ -19,6 +19,7 @@ from refdesk.config import Config, load_config
 from refdesk.embedded import embedded_config_data, write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
 from refdesk.service import RefDesk
+from refdesk.wiring import bridge_settings
 from tests.helpers import Librarian, Visitor
 
 LIBRARIANS = ("sari", "dewi", "agus")
@@ -157,7 +158,7 @@ async def stack(
     write_yaml(config_path, data)
     config = load_config(config_path)
     registration_path = root / "registration.yaml"
-    write_yaml(registration_path, registration(config))
+    write_yaml(registration_path, registration(bridge_settings(config)))
     synapse = EmbeddedSynapse(
         data_dir=root / "synapse",
         server_name="localhost",

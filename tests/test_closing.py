@@ -114,9 +114,9 @@ async def room_id_of(stack: Stack, visitor: Visitor) -> str | None:
 
 
 async def test_mail_waits_for_the_relay_and_is_sent_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from refdesk.config import EmailConfig
+    from mailer.settings import MailSettings
+    from mailer.smtp import Mailer
     from refdesk.homeserver import free_port
-    from refdesk.mailer import Mailer
     from rooms.desk import Desk, DeskRules
     from rooms.session import VisitorForm
     from rooms.store import SqliteDatabase
@@ -125,7 +125,7 @@ async def test_mail_waits_for_the_relay_and_is_sent_once(tmp_path) -> None:  # t
     await db.open()
     desk = Desk(db, DeskRules(topics=("literature",), email_enabled=True))
     port = free_port()
-    mailer = Mailer(EmailConfig(host="127.0.0.1", port=port, security="none"), desk)
+    mailer = Mailer(MailSettings(host="127.0.0.1", port=port, security="none"), desk)
     session, _ = await desk.start_session(VisitorForm("Budi", "b@example.org", "literature"))
     await desk.email_transcript(session)
     # The relay is down: the mail stays in the outbox.

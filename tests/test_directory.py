@@ -15,6 +15,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from directories.http_json import FieldMapping, HttpJsonDirectory
+from directories.koha import KohaBasicAuth, KohaDirectory, KohaOAuth
+from directories.local import DirectoryFileError, LocalDirectory
 from refdesk.config import ConfigError
 from refdesk.directory_config import (
     DEMO_MEMBERS,
@@ -33,9 +36,6 @@ from rooms.directory import (
     normalise_phone,
     parse_date,
 )
-from rooms.directory.http_json import FieldMapping, HttpJsonDirectory
-from rooms.directory.koha import KohaBasicAuth, KohaDirectory, KohaOAuth
-from rooms.directory.local import DirectoryFileError, LocalDirectory
 from tests import koha_server
 from tests.koha_server import KohaServer
 

@@ -37,12 +37,12 @@ from openapi_spec_validator import validate as validate_openapi
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from directories.local import LocalDirectory
 from refdesk.config import Config, parse_config
 from refdesk.embedded import embedded_config_data
-from refdesk.service import desk_rules
+from refdesk.wiring import create_widget_app, desk_rules
 from rooms import session as session_rules
 from rooms.desk import Desk, utcnow
-from rooms.directory.local import LocalDirectory
 from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
 from rooms.offline import RESUME_PARAM
@@ -52,7 +52,6 @@ from widget_server import app as widget_app
 from widget_server.api import messages as messages_api
 from widget_server.api import parse_json
 from widget_server.api import ws as ws_api
-from widget_server.app import create_app
 from widget_server.errors import ApiError
 
 DOC: dict[str, Any] = json.loads(widget_app.OPENAPI.read_text(encoding="utf-8"))
@@ -274,7 +273,7 @@ def _desk(config: Config, db: SqliteDatabase) -> Desk:
 def test_every_api_route_is_documented(tmp_path: Path) -> None:
     """Walk the real router: no route without a document entry, no entry without a route."""
     config = _test_config(tmp_path)
-    app = create_app(config, _desk(config, SqliteDatabase(tmp_path / "unused.db")))
+    app = create_widget_app(config, _desk(config, SqliteDatabase(tmp_path / "unused.db")))
     skip = {"/api/sessions/{session_id}/ws", "/api/openapi.json"}
     routed: set[tuple[str, str]] = set()
     for route in app.router.routes():
@@ -344,7 +343,7 @@ async def api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     await db.open()
     desk = _desk(config, db)
     client: TestClient[web.Request, web.Application] = TestClient(
-        TestServer(create_app(config, desk))
+        TestServer(create_widget_app(config, desk))
     )
     await client.start_server()
     try:
@@ -839,8 +838,9 @@ FEEDBACK = weighted(
     session=SESSION,
     auth=AUTH,
     body=json_bodies(FEEDBACK),
-    query=st.lists(st.tuples(st.sampled_from(["format", "FORMAT"]), PARAM_VALUES), max_size=2)
-    .filter(_fits)
+    query=st.lists(
+        st.tuples(st.sampled_from(["format", "FORMAT"]), PARAM_VALUES), max_size=2
+    ).filter(_fits)
     | st.sampled_from([[("format", "html")], [("format", "text")]]),
     headers=ODD_HEADERS,
 )

@@ -8,13 +8,13 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from refdesk.config import parse_config
 from refdesk.embedded import embedded_config_data
+from refdesk.wiring import create_widget_app
 from rooms.desk import Desk, DeskRules
 from rooms.store import SqliteDatabase
 from tests.conftest import Stack
 from tests.helpers import Librarian, Visitor
 from tests.test_desk_in_element import eventually
 from tests.test_spine import open_chat
-from widget_server.app import create_app
 
 FORM = {"name": "Spam", "email": "spam@example.org", "topic": "literature"}
 
@@ -59,7 +59,7 @@ async def test_too_many_new_chats_from_one_connection(tmp_path: Path) -> None:
     db = SqliteDatabase(tmp_path / "p.db")
     await db.open()
     desk = Desk(db, DeskRules(topics=tuple(t.id for t in config.desk.topics)))
-    client = TestClient(TestServer(create_app(config, desk)))
+    client = TestClient(TestServer(create_widget_app(config, desk)))
     await client.start_server()
     try:
         statuses = []

@@ -20,15 +20,14 @@ from aiohttp import WSServerHandshakeError, web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from directories.local import LocalDirectory
 from refdesk.config import ConfigError, parse_config
 from refdesk.embedded import embedded_config_data
-from refdesk.service import desk_rules
+from refdesk.wiring import create_widget_app, desk_rules
 from rooms.desk import Desk, utcnow
-from rooms.directory.local import LocalDirectory
 from rooms.ids import UserID
 from rooms.store import SqliteDatabase
 from rooms.verification import VerificationRules, Verifier
-from widget_server.app import create_app
 from widget_server.client import ClientAddresses, forwarded_for, limit_key, parse_node
 
 FORM = {"name": "Budi", "email": "budi@example.org", "topic": "literature"}
@@ -77,7 +76,7 @@ async def widget_app(tmp_path: Path, **widget: Any) -> AsyncIterator[App]:
         verifier=Verifier(LocalDirectory.from_data(MEMBERS), rules, utcnow),
     )
     client: TestClient[web.Request, web.Application] = TestClient(
-        TestServer(create_app(config, desk))
+        TestServer(create_widget_app(config, desk))
     )
     await client.start_server()
     try:

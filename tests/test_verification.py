@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from directories.koha import KohaBasicAuth, KohaDirectory
+from directories.local import LocalDirectory
 from refdesk.directory_config import DEMO_MEMBERS
 from rooms.directory import LookupResult, MemberDirectory, Outcome
-from rooms.directory.koha import KohaBasicAuth, KohaDirectory
-from rooms.directory.local import LocalDirectory
 from rooms.session import ValidationError
 from rooms.verification import (
     VerificationCode,

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from refdesk.config import Config
 from rooms.desk import Desk
 from widget_server.api import (
     CONTEXT,
@@ -24,6 +23,7 @@ from widget_server.api import (
 from widget_server.client import ClientAddresses
 from widget_server.errors import Handler, error_middleware
 from widget_server.hub import SessionSignals
+from widget_server.settings import WidgetSettings
 
 log = logging.getLogger("refdesk.widget_server")
 
@@ -129,23 +129,23 @@ async def _close_sockets(app: web.Application) -> None:
         await socket.close(code=1001, message=b"server shutting down")
 
 
-def create_app(config: Config, desk: Desk) -> web.Application:
+def create_app(settings: WidgetSettings, desk: Desk) -> web.Application:
     signals = SessionSignals()
     desk.subscribe(signals.on_desk_event)
     app = web.Application(
         client_max_size=MAX_BODY,
         middlewares=[
             _security_headers,
-            _origin_middleware(config.widget.allowed_origins, config.widget.own_origin),
+            _origin_middleware(settings.allowed_origins, settings.own_origin),
             error_middleware,
         ],
     )
     app[CONTEXT] = WidgetContext(
         desk=desk,
         signals=signals,
-        config=config,
-        limiter=RateLimiter(config.widget.new_sessions_per_minute),
-        clients=ClientAddresses(config.widget.trusted_proxies, config.widget.forwarded_header),
+        settings=settings,
+        limiter=RateLimiter(settings.new_sessions_per_minute),
+        clients=ClientAddresses(settings.trusted_proxies, settings.forwarded_header),
     )
     app.on_shutdown.append(_close_sockets)
     app.add_routes(sessions.routes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from bridge.commands import DESK, SESSION, Context, command
+from bridge.commands.base import DESK, SESSION, Context, command
 
 
 @command(

@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from bridge.commands import SESSION, Context, command
+from bridge.commands.base import SESSION, Context, command
 from rooms.ids import UserID
 from rooms.queue import QueueError
 

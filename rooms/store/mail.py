@@ -1,4 +1,4 @@
-"""The ``mail_outbox`` table: email waiting for the relay (refdesk/mailer.py sends it)."""
+"""The ``mail_outbox`` table: email waiting for the relay (mailer/smtp.py sends it)."""
 
 from __future__ import annotations
 

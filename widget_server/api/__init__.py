@@ -13,12 +13,12 @@ from aiohttp import ClientPayloadError, web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from refdesk.config import Config
 from rooms.desk import Desk
 from rooms.session import Message, Session
 from widget_server.client import ClientAddresses, limit_key
 from widget_server.errors import ApiError
 from widget_server.hub import SessionSignals
+from widget_server.settings import WidgetSettings
 
 
 class RateLimiter:
@@ -51,7 +51,7 @@ class RateLimiter:
 class WidgetContext:
     desk: Desk
     signals: SessionSignals
-    config: Config
+    settings: WidgetSettings
     limiter: RateLimiter
     clients: ClientAddresses
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)

@@ -18,7 +18,7 @@ async def search_faq(request: web.Request) -> web.Response:
     query = request.query.get("q", "")
     if len(query) > QUERY_MAX:
         raise ApiError(400, "bad_parameter", f"'q' must be at most {QUERY_MAX} characters.")
-    language = request.query.get("language") or ctx.config.desk.default_language
+    language = request.query.get("language") or ctx.settings.default_language
     if language not in ctx.desk.rules.languages:
         raise ApiError(400, "bad_parameter", "'language' must be one of the desk's languages.")
     limit = int_param(request, "limit", 5, 1, 20)

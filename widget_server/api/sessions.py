@@ -24,13 +24,13 @@ routes = web.RouteTableDef()
 @routes.get("/api/config")
 async def get_widget_config(request: web.Request) -> web.Response:
     ctx = context(request)
-    config = ctx.config
+    settings = ctx.settings
     desk = ctx.desk
     available = await desk.availability()
     status = available.status
     now = desk.clock()
     next_open = status.next_open if status is not None and not status.open else None
-    tz = ZoneInfo(config.desk.timezone)
+    tz = ZoneInfo(settings.timezone)
     hours = {
         "open": available.open,
         "staffed": available.staffed,
@@ -46,15 +46,15 @@ async def get_widget_config(request: web.Request) -> web.Response:
         "week": {lang: desk.hours.describe_week(lang, now) for lang in desk.rules.languages}
         if desk.hours is not None
         else None,
-        "when_closed": config.hours.when_closed if config.hours is not None else "offline_form",
+        "when_closed": settings.when_closed,
     }
     return web.json_response(
         {
-            "desk_name": config.desk.name,
-            "default_language": config.desk.default_language,
+            "desk_name": settings.desk_name,
+            "default_language": settings.default_language,
             "languages": list(desk.rules.languages),
-            "topics": [{"id": t.id, "label": t.labels} for t in config.desk.topics],
-            "max_message_length": config.widget.max_message_length,
+            "topics": [{"id": topic, "label": labels} for topic, labels in settings.topics.items()],
+            "max_message_length": settings.max_message_length,
             "fields": {"member_number": True},
             "hours": hours,
             "faq": any(e.public for e in desk.knowledge.entries.values()),

@@ -1,11 +1,13 @@
 """Member directories: where the desk checks that a visitor is a library member.
 
 A directory answers one question: do these details (member number plus date of birth and/or
-phone, as the visitor typed them in the chat) belong to a current member? Implementations look
-the member up by number and hand the record to :func:`check`, which holds the matching rules so
-every directory decides the same way.
+phone, as the visitor typed them in the chat) belong to a current member? This module holds
+what the desk needs to ask it: the protocol, the records and the matching rules.
+Implementations (the ``directories`` package: a local list, Koha, an HTTP service) look the
+member up by number and hand the record to :func:`check`, so every directory decides the same
+way.
 
-Secrets (date of birth, phone) are compared in memory and never leave this package: a
+Secrets (date of birth, phone) are compared in memory and never leave the directory: a
 :class:`LookupResult` carries only the public fields, :class:`MemberRecord` keeps its check
 fields out of ``repr``, and nothing here logs them or puts them in an exception message.
 """

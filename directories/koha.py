@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 
+from directories.http_json import JsonClient, Unavailable
 from rooms.directory import (
     LookupResult,
     MemberRecord,
@@ -32,9 +33,8 @@ from rooms.directory import (
     normalise_card,
     phones_of,
 )
-from rooms.directory.http_json import JsonClient, Unavailable
 
-log = logging.getLogger("refdesk.rooms.directory.koha")
+log = logging.getLogger("refdesk.directories.koha")
 
 TOKEN_MARGIN = 30.0
 """Seconds before its announced expiry at which a cached OAuth token is renewed."""

@@ -14,8 +14,8 @@ from email.utils import formataddr, make_msgid
 
 import aiosmtplib
 
-from refdesk.background import Worker
-from refdesk.config import EmailConfig
+from common.background import Worker
+from mailer.settings import MailSettings
 from rooms.desk import Desk
 from rooms.events import DeskEvent, MailQueued
 from rooms.store.mail import Mail
@@ -26,8 +26,8 @@ MAX_ATTEMPTS = 20
 
 
 class Mailer:
-    def __init__(self, config: EmailConfig, desk: Desk) -> None:
-        self.config = config
+    def __init__(self, settings: MailSettings, desk: Desk) -> None:
+        self.settings = settings
         self.desk = desk
         self._wake = asyncio.Event()
         self._worker = Worker("refdesk-mailer", self._run)
@@ -37,7 +37,7 @@ class Mailer:
             self._wake.set()
 
     def start(self) -> None:
-        if self.config.enabled:
+        if self.settings.enabled:
             self._worker.start()
 
     async def stop(self) -> None:
@@ -45,12 +45,12 @@ class Mailer:
 
     def compose(self, mail: Mail) -> EmailMessage:
         message = EmailMessage()
-        message["From"] = formataddr((self.config.from_name, self.config.from_address))
+        message["From"] = formataddr((self.settings.from_name, self.settings.from_address))
         message["To"] = mail.recipient
         message["Subject"] = mail.subject
-        if self.config.reply_to:
-            message["Reply-To"] = self.config.reply_to
-        domain = self.config.from_address.rsplit("@", 1)[-1]
+        if self.settings.reply_to:
+            message["Reply-To"] = self.settings.reply_to
+        domain = self.settings.from_address.rsplit("@", 1)[-1]
         message["Message-ID"] = make_msgid(f"refdesk-{mail.id}", domain=domain)
         message.set_content(mail.text_body)
         if mail.html_body:
@@ -58,7 +58,7 @@ class Mailer:
         return message
 
     async def send(self, message: EmailMessage) -> None:
-        cfg = self.config
+        cfg = self.settings
         await aiosmtplib.send(
             message,
             hostname=cfg.host,

@@ -22,7 +22,7 @@ import aiohttp
 
 from rooms.directory import LookupResult, MemberRecord, Outcome, check, date_of, phones_of
 
-log = logging.getLogger("refdesk.rooms.directory.http")
+log = logging.getLogger("refdesk.directories.http")
 
 PLACEHOLDER = "{member_number}"
 _MISSING = object()

@@ -32,7 +32,7 @@ from rooms.directory import (
     phones_of,
 )
 
-log = logging.getLogger("refdesk.rooms.directory.local")
+log = logging.getLogger("refdesk.directories.local")
 
 _KEYS = {"member_number", "name", "member_type", "expires", "date_of_birth", "phone"}
 _TEXT_MAX = 200

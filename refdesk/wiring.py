@@ -1,0 +1,107 @@
+"""What each part of refdesk gets from the config: the desk's rules and each adapter's settings.
+
+The adapters never read :class:`refdesk.config.Config`; the composition root
+(:mod:`refdesk.service`, and the commands that write a registration) builds their settings here.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from bridge.settings import BridgeSettings
+from mailer.settings import MailSettings
+from refdesk.config import Config
+from rooms.desk import Desk, DeskRules
+from rooms.offline import OfflineRules
+from rooms.queue import QueueRules
+from widget_server.app import create_app
+from widget_server.settings import WidgetSettings
+
+
+def desk_rules(config: Config) -> DeskRules:
+    """The parts of the config the desk core needs."""
+    return DeskRules(
+        topics=tuple(t.id for t in config.desk.topics),
+        default_language=config.desk.default_language,
+        max_message_length=config.widget.max_message_length,
+        queue=QueueRules(
+            librarians=config.desk.librarians,
+            supervisors=config.desk.supervisors,
+            escalate_after=config.desk.escalate_after,
+        ),
+        desk_name=config.desk.name,
+        timezone=config.desk.timezone,
+        topic_labels={t.id: t.labels for t in config.desk.topics},
+        email_enabled=config.email.enabled,
+        greeting=config.desk.greeting,
+        verify_after_claim=bool(config.verification and config.verification.auto_after_claim),
+        offline=OfflineRules(
+            batch_delay=config.offline.batch_delay,
+            unseen_after=config.offline.unseen_after,
+            link_valid_days=config.offline.link_valid_days,
+            resume_page=config.offline.resume_page or f"{config.widget.public_url}/demo",
+        ),
+    )
+
+
+def bridge_settings(config: Config) -> BridgeSettings:
+    """What the Matrix adapter needs: homeserver, appservice, and the desk as shown in rooms."""
+    asc = config.appservice
+    language = config.desk.default_language
+    return BridgeSettings(
+        homeserver_url=config.homeserver.url,
+        domain=config.homeserver.domain,
+        appservice_id=asc.id,
+        appservice_url=asc.url,
+        listen_host=asc.listen_host,
+        listen_port=asc.listen_port,
+        as_token=asc.as_token,
+        hs_token=asc.hs_token,
+        bot_localpart=asc.bot_localpart,
+        bot_displayname=asc.bot_displayname,
+        ghost_prefix=asc.ghost_prefix,
+        desk_name=config.desk.name,
+        librarians=config.desk.librarians,
+        supervisors=config.desk.supervisors,
+        timezone=config.desk.timezone,
+        topic_labels={t.id: t.labels.get(language, t.id) for t in config.desk.topics},
+    )
+
+
+def mail_settings(config: Config) -> MailSettings:
+    """What the mailer needs: the SMTP relay and the sender (host None: email is off)."""
+    email = config.email
+    return MailSettings(
+        host=email.host,
+        port=email.port,
+        security=email.security,
+        username=email.username,
+        password=email.password,
+        from_address=email.from_address,
+        from_name=email.from_name,
+        reply_to=email.reply_to,
+    )
+
+
+def widget_settings(config: Config) -> WidgetSettings:
+    """What the visitor adapter needs: who may call it, its limits, and the desk as shown in the
+    widget."""
+    widget = config.widget
+    return WidgetSettings(
+        own_origin=widget.own_origin,
+        allowed_origins=widget.allowed_origins,
+        trusted_proxies=widget.trusted_proxies,
+        forwarded_header=widget.forwarded_header,
+        max_message_length=widget.max_message_length,
+        new_sessions_per_minute=widget.new_sessions_per_minute,
+        desk_name=config.desk.name,
+        default_language=config.desk.default_language,
+        timezone=config.desk.timezone,
+        topics={t.id: t.labels for t in config.desk.topics},
+        when_closed=config.hours.when_closed if config.hours is not None else "offline_form",
+    )
+
+
+def create_widget_app(config: Config, desk: Desk) -> web.Application:
+    """The widget server's app for this config (the service and the in-process tests)."""
+    return create_app(widget_settings(config), desk)

@@ -1,0 +1,35 @@
+"""What the widget server needs to know, given to it by the composition root
+(``refdesk/wiring.py``).
+
+The widget server never reads the config file or its types: it gets this one object, so the
+visitor adapter and the config can change apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from widget_server.client import IPNetwork
+
+
+@dataclass(frozen=True)
+class WidgetSettings:
+    own_origin: str
+    """The origin of the desk's public URL (``https://desk.lib.example``), where /demo is
+    served: always allowed."""
+    allowed_origins: tuple[str, ...]
+    """Normalised origins (``https://lib.example``, lower case, no default port) or ``*``."""
+    trusted_proxies: tuple[IPNetwork, ...]
+    forwarded_header: str
+    """``x-forwarded-for`` or ``forwarded``: what trusted proxies say the visitor's address is."""
+    max_message_length: int
+    new_sessions_per_minute: int
+    desk_name: str
+    default_language: str
+    timezone: str
+    """The library's time zone (an IANA name), for the next opening in the visitor's words."""
+    topics: Mapping[str, Mapping[str, str]]
+    """Each topic id's label per language, in the pre-chat form's order."""
+    when_closed: str = "offline_form"
+    """What the widget does while the desk is closed: ``offline_form`` or ``hide``."""
