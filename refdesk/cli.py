@@ -19,6 +19,7 @@ from refdesk.directory_config import LocalDirectoryConfig, build_directory
 from refdesk.embedded import run_embedded
 from refdesk.service import RefDesk, config_warnings
 from refdesk.wiring import bridge_settings
+from rooms.store import DatabaseTooNew, DatabaseUnavailable
 
 log = logging.getLogger("refdesk")
 
@@ -63,9 +64,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.logging.level)
-    asyncio.run(
-        _run_until_signal(RefDesk(config), f"refdesk is running: {config.widget.public_url}")
-    )
+    try:
+        asyncio.run(
+            _run_until_signal(RefDesk(config), f"refdesk is running: {config.widget.public_url}")
+        )
+    except (DatabaseUnavailable, DatabaseTooNew) as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_migrate_db(args: argparse.Namespace) -> int:
+    from refdesk.migrate_db import MigrationRefused, migrate
+
+    try:
+        copied = asyncio.run(migrate(args.source, args.target))
+    except (MigrationRefused, DatabaseUnavailable, DatabaseTooNew) as exc:
+        print(f"migrate-db: {exc}", file=sys.stderr)
+        return 1
+    total = sum(copied.values())
+    print(f"Copied {total} rows; every table counted the same on both sides:")
+    for table, rows in copied.items():
+        print(f"  {table:<26}{rows:>8}")
+    print("Now set database.url in the config (and remove database.path), then start refdesk.")
     return 0
 
 
@@ -141,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--config", required=True)
     gen.add_argument("--output", default="registration.yaml")
     gen.set_defaults(func=cmd_generate_registration)
+
+    move = sub.add_parser(
+        "migrate-db", help="copy a desk's SQLite store into an empty PostgreSQL database"
+    )
+    move.add_argument("--from", dest="source", required=True, help="sqlite:PATH of the store")
+    move.add_argument("--to", dest="target", required=True, help="postgresql://… (empty)")
+    move.set_defaults(func=cmd_migrate_db)
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file")

@@ -113,7 +113,27 @@ class DeskConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
-    path: Path
+    """The store: a SQLite file (``path``, the default) or a PostgreSQL server (``url``)."""
+
+    path: Path | None = None
+    url: str | None = field(default=None, repr=False)  # may hold a password
+
+    @property
+    def target(self) -> str | Path:
+        """What ``rooms.store.open_database`` opens."""
+        if self.url is not None:
+            return self.url
+        assert self.path is not None
+        return self.path
+
+    @property
+    def shown(self) -> str:
+        """Where the store is, for messages and logs (never a password)."""
+        if self.url is not None:
+            parts = urlsplit(self.url)
+            port = f":{parts.port}" if parts.port else ""
+            return f"PostgreSQL {parts.hostname or 'localhost'}{port}{parts.path or '/'}"
+        return f"SQLite {self.path}"
 
 
 @dataclass(frozen=True)
@@ -334,6 +354,35 @@ def _networks(reader: Reader, key: str, default: list[str]) -> tuple[IPNetwork, 
     return tuple(networks)
 
 
+def _database(reader: Reader, source: Path | None) -> DatabaseConfig:
+    """``path`` (SQLite, relative to the config file) or ``url`` (PostgreSQL), not both."""
+    if "url" in reader.data and reader.data["url"] is not None:
+        if reader.data.get("path") is not None:
+            raise ConfigError(reader._key("url"), "give either path (SQLite) or url, not both")
+        reader.seen.add("path")
+        url = reader.text("url")
+        parts = urlsplit(url)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise ConfigError(
+                reader._key("url"),
+                "must be a PostgreSQL URL like postgresql://refdesk:secret@db.example/refdesk",
+            )
+        try:
+            parts.port  # noqa: B018 - a malformed port raises here
+        except ValueError:
+            raise ConfigError(reader._key("url"), "has a port that is not a number") from None
+        if not parts.path.strip("/"):
+            raise ConfigError(reader._key("url"), "must name the database (…/refdesk)")
+        if PLACEHOLDER in url:
+            raise ConfigError(reader._key("url"), f"still holds the placeholder {PLACEHOLDER}")
+        return DatabaseConfig(url=url)
+    reader.seen.add("url")
+    path = Path(reader.text("path", "refdesk.db"))
+    if source is not None and not path.is_absolute():
+        path = source.parent / path
+    return DatabaseConfig(path=path)
+
+
 def _forwarded_header(reader: Reader) -> str:
     header = reader.text("forwarded_header", "x-forwarded-for").strip().lower()
     if header not in FORWARDED_HEADERS:
@@ -446,10 +495,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     desk = DeskConfig(**{**desk.__dict__, "knowledge": knowledge})
 
     dbr = root.section("database", required=False)
-    db_path = Path(dbr.text("path", "refdesk.db"))
-    if source is not None and not db_path.is_absolute():
-        db_path = source.parent / db_path
-    database = DatabaseConfig(path=db_path)
+    database = _database(dbr, source)
     dbr.check_unknown()
 
     lr = root.section("logging", required=False)

@@ -42,7 +42,7 @@ class RefDesk:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.db = open_database(config.database.path)
+        self.db = open_database(config.database.target)
         self.directory: MemberDirectory | None = None
         verifier = None
         if config.verification is not None:

@@ -305,9 +305,8 @@ class SqliteDatabase(Database):
         tx = SqliteTx(conn, writing)
         token = _CURRENT.set(tx)
         try:
-            if not writing:
-                return tx, _drive(unit(tx))  # type: ignore[arg-type]
-            conn.execute("BEGIN IMMEDIATE")
+            # A read is a transaction too: one snapshot, even with another process writing.
+            conn.execute("BEGIN IMMEDIATE" if writing else "BEGIN")
             try:
                 result: T = _drive(unit(tx))  # type: ignore[arg-type]
             except BaseException:
