@@ -17,7 +17,7 @@ from refdesk.config import PLACEHOLDER, Config, ConfigError, load_config
 from refdesk.config_file import fill_placeholder_tokens, write_atomically
 from refdesk.directory_config import LocalDirectoryConfig, build_directory
 from refdesk.embedded import run_embedded
-from refdesk.service import RefDesk, config_warnings
+from refdesk.service import ROLES, RefDesk, config_warnings
 from refdesk.wiring import bridge_settings
 from rooms.store import DatabaseTooNew, DatabaseUnavailable
 
@@ -65,9 +65,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     setup_logging(config.logging.level)
     try:
-        asyncio.run(
-            _run_until_signal(RefDesk(config), f"refdesk is running: {config.widget.public_url}")
-        )
+        desk = RefDesk(config, role=args.role)
+    except ValueError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    running = f"refdesk is running ({args.role}): {config.widget.public_url}"
+    try:
+        asyncio.run(_run_until_signal(desk, running))
     except (DatabaseUnavailable, DatabaseTooNew) as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return 1
@@ -153,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="run against an existing homeserver")
     serve.add_argument("--config", required=True)
+    serve.add_argument(
+        "--role",
+        choices=ROLES,
+        default="all",
+        help="with PostgreSQL: widget (visitor side, any number) or bridge (exactly one)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     gen = sub.add_parser(

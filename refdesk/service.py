@@ -12,12 +12,13 @@ from common.background import Worker
 from mailer.smtp import Mailer
 from refdesk.config import Config
 from refdesk.directory_config import build_directory, demo_warning
+from refdesk.relay import Relay
 from refdesk.wiring import bridge_settings, create_widget_app, desk_rules, mail_settings
 from rooms.desk import Desk, utcnow
 from rooms.directory import MemberDirectory
 from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
-from rooms.store import open_database
+from rooms.store import PostgresDatabase, open_database
 from rooms.verification import Verifier
 
 log = logging.getLogger("refdesk")
@@ -37,12 +38,27 @@ def config_warnings(config: Config) -> list[str]:
     return warnings
 
 
-class RefDesk:
-    """One refdesk process: start() it, stop() it; it keeps nothing that the store does not."""
+ROLES = ("all", "widget", "bridge")
 
-    def __init__(self, config: Config) -> None:
+
+class RefDesk:
+    """One refdesk process: start() it, stop() it; it keeps nothing that the store does not.
+
+    ``role``: ``all`` (one process does everything, the default), or with PostgreSQL several
+    ``widget`` processes (the visitor side, behind a load balancer) and one ``bridge`` process
+    (the appservice, the desk's clock and the mail), which wake each other through the database.
+    """
+
+    def __init__(self, config: Config, role: str = "all") -> None:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
         self.config = config
+        self.role = role
         self.db = open_database(config.database.target)
+        if role != "all" and not isinstance(self.db, PostgresDatabase):
+            raise ValueError(
+                f"--role {role} needs PostgreSQL (database.url): a SQLite store has one process"
+            )
         self.directory: MemberDirectory | None = None
         verifier = None
         if config.verification is not None:
@@ -55,9 +71,15 @@ class RefDesk:
             verifier=verifier,
             hours=ServiceHours(config.hours.schedule) if config.hours is not None else None,
         )
-        self.mailer = Mailer(mail_settings(config), self.desk)
-        self.desk.subscribe(self.mailer.on_desk_event)
-        self.bridge = Bridge(bridge_settings(config), self.desk)
+        self.relay = (
+            Relay(self.db, self.desk.bus) if isinstance(self.db, PostgresDatabase) else None
+        )
+        self.mailer: Mailer | None = None
+        self.bridge: Bridge | None = None
+        if role in ("all", "bridge"):
+            self.mailer = Mailer(mail_settings(config), self.desk)
+            self.desk.subscribe(self.mailer.on_desk_event)
+            self.bridge = Bridge(bridge_settings(config), self.desk)
         self._widget_runner: web.AppRunner | None = None
         self._ticker = Worker("refdesk-ticker", self._tick)
 
@@ -69,15 +91,21 @@ class RefDesk:
         for warning in config_warnings(self.config):
             log.warning("%s", warning)
         await self.db.open()
-        await self.bridge.start()
-        app = create_widget_app(self.config, self.desk)
-        self._widget_runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await self._widget_runner.setup()
-        wc = self.config.widget
-        await web.TCPSite(self._widget_runner, wc.listen_host, wc.listen_port).start()
-        log.info("widget server listening on %s:%d", wc.listen_host, wc.listen_port)
-        self._ticker.start()
-        self.mailer.start()
+        log.info("store: %s", self.config.database.shown)
+        if self.relay is not None:
+            await self.relay.start()
+        if self.bridge is not None:
+            await self.bridge.start()
+        if self.role in ("all", "widget"):
+            app = create_widget_app(self.config, self.desk)
+            self._widget_runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+            await self._widget_runner.setup()
+            wc = self.config.widget
+            await web.TCPSite(self._widget_runner, wc.listen_host, wc.listen_port).start()
+            log.info("widget server listening on %s:%d", wc.listen_host, wc.listen_port)
+        if self.mailer is not None:  # the bridge process keeps the desk's clock and mail
+            self._ticker.start()
+            self.mailer.start()
 
     async def _tick(self) -> None:
         """The desk's clock: escalates chats nobody has claimed in time."""
@@ -94,11 +122,15 @@ class RefDesk:
 
     async def stop(self) -> None:
         await self._ticker.stop()
-        await self.mailer.stop()
+        if self.mailer is not None:
+            await self.mailer.stop()
         if self._widget_runner is not None:
             await self._widget_runner.cleanup()
             self._widget_runner = None
-        await self.bridge.stop()
+        if self.bridge is not None:
+            await self.bridge.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         if self.directory is not None:
             await self.directory.close()
         await self.db.close()

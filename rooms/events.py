@@ -131,6 +131,15 @@ class OfflineWaiting:
 
 
 @dataclass(frozen=True)
+class SessionChanged:
+    """Something about the session changed in another process of the same desk (its messages,
+    its state); ``queue_moved``: the queue changed too. Read the store to see what."""
+
+    session_id: SessionID
+    queue_moved: bool = False
+
+
+@dataclass(frozen=True)
 class IntentAdded:
     """An intent was stored (see rooms/intents.py): the adapter has work in ``lane``."""
 
@@ -156,6 +165,7 @@ DeskEvent = (
     | VerificationDone
     | OfflineWaiting
     | IntentAdded
+    | SessionChanged
 )
 Listener = Callable[[DeskEvent], None]
 
@@ -170,12 +180,20 @@ class EventBus:
 
     def __init__(self, defer: Callable[[Callable[[], None]], None] | None = None) -> None:
         self._listeners: list[Listener] = []
+        self._observers: list[Listener] = []
         self._defer = defer
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
+    def observe(self, observer: Listener) -> None:
+        """``observer`` sees each event at once, inside the unit of work that causes it (to add
+        work to that transaction, e.g. waking other processes when it commits)."""
+        self._observers.append(observer)
+
     def emit(self, event: DeskEvent) -> None:
+        for observer in self._observers:
+            observer(event)
         if self._defer is not None:
             self._defer(lambda: self._fan_out(event))
         else:

@@ -13,6 +13,7 @@ from rooms.events import (
     MessageAdded,
     MessageUpdated,
     ReadUpTo,
+    SessionChanged,
     SessionClaimed,
     SessionClosed,
     SessionEscalated,
@@ -71,6 +72,10 @@ class SessionSignals:
             self.fire(event.session_id)
         elif isinstance(event, ReadUpTo) and event.side == "librarian":
             self.fire(event.session_id)
+        elif isinstance(event, SessionChanged):  # in another process of this desk
+            self.fire(event.session_id)
+            if event.queue_moved:
+                self._queue_changed()
 
     def _queue_changed(self) -> None:
         # Positions of the visitors waiting in the queue may have moved: wake those (each

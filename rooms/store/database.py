@@ -42,6 +42,7 @@ Row = Mapping[str, Any]
 Params = Mapping[str, Any]
 SQLITE = "sqlite"
 POSTGRES = "postgres"
+NOTIFY_CHANNEL = "refdesk"
 
 
 class DatabaseTooNew(Exception):
@@ -61,6 +62,12 @@ class Tx(ABC):
         self.writing = writing
         self.committed: list[Callable[[], None]] = []
         self.savepoints = 0
+        self.notices: list[str] = []
+
+    def notify(self, payload: str) -> None:
+        """Tell the store's other processes ``payload`` when this unit commits (PostgreSQL
+        ``NOTIFY``; a SQLite store has one process, so there is nobody to tell)."""
+        self.notices.append(payload)
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         self.committed.append(callback)
@@ -427,7 +434,31 @@ class PostgresDatabase(Database):
                 result = await unit(tx)
             finally:
                 _CURRENT.reset(token)
+            for payload in tx.notices:  # delivered by PostgreSQL when (and if) this commits
+                await conn.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
         return tx, result
+
+    async def notify(self, payload: str) -> None:
+        """Tell the other processes at once (for what is not stored, such as typing)."""
+        await self.pool.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, payload)
+
+    async def listen(self, callback: Callable[[str], None]) -> Callable[[], Awaitable[None]]:
+        """Call ``callback`` with every payload the store's processes notify; returns the
+        coroutine function that stops listening."""
+        import asyncpg
+
+        conn = await asyncpg.connect(self.url)
+
+        def received(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+            callback(payload)
+
+        await conn.add_listener(NOTIFY_CHANNEL, received)
+
+        async def stop() -> None:
+            await conn.remove_listener(NOTIFY_CHANNEL, received)
+            await conn.close()
+
+        return stop
 
 
 def _safe(url: str) -> str:
