@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Synapse per test session, one refdesk that tests may restart."""
+"""Shared fixtures: one real Synapse per test session, one refdesk that tests may restart,
+one real PostgreSQL server per test session with a fresh database per test."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import email
 import email.message
 import email.policy
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,13 @@ from bridge.registration import registration
 from refdesk.config import Config, load_config
 from refdesk.embedded import embedded_config_data, write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
+from refdesk.postgres import (
+    EmbeddedPostgres,
+    PostgresBinaries,
+    PostgresNotFound,
+    find_binaries,
+    running_in_ci,
+)
 from refdesk.service import RefDesk
 from refdesk.wiring import bridge_settings
 from tests.helpers import Librarian, Visitor
@@ -210,3 +218,52 @@ async def nobody_on_duty(stack: Stack) -> AsyncIterator[None]:
     finally:
         for name in LIBRARIANS:
             await queue.set_duty(stack.mxid(name), True)  # type: ignore[arg-type]
+
+
+def postgres_binaries_or_skip() -> PostgresBinaries:
+    """The PostgreSQL server binaries; skip when there are none, but never in CI (fail)."""
+    try:
+        return find_binaries()
+    except PostgresNotFound as exc:
+        if running_in_ci():
+            pytest.fail(f"{exc} (CI must not skip the PostgreSQL tests)", pytrace=False)
+        pytest.skip(f"{exc}; ./run-tests installs it")
+
+
+@pytest.fixture(scope="session")
+async def postgres() -> AsyncIterator[EmbeddedPostgres]:
+    """One real PostgreSQL server for the whole session (throwaway cluster, fsync off)."""
+    server = EmbeddedPostgres(binaries=postgres_binaries_or_skip())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def new_postgres_url(
+    postgres: EmbeddedPostgres,
+) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """Makes fresh, empty databases for one test: `url = await new_postgres_url()`.
+
+    Each is owned by the non-superuser role in the URL and dropped after the test, open
+    connections or not.
+    """
+    names: list[str] = []
+
+    async def new() -> str:
+        names.append(await postgres.create_database())
+        return postgres.url(names[-1])
+
+    try:
+        yield new
+    finally:
+        for name in names:
+            await postgres.drop_database(name)
+
+
+@pytest.fixture
+async def postgres_url(new_postgres_url: Callable[[], Awaitable[str]]) -> str:
+    """A fresh, empty database for one test: postgresql://refdesk@127.0.0.1:PORT/test_N."""
+    return await new_postgres_url()
