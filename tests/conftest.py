@@ -7,6 +7,7 @@ import email
 import email.message
 import email.policy
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from refdesk.postgres import (
 )
 from refdesk.service import RefDesk
 from refdesk.wiring import bridge_settings
+from rooms.store import Database, open_database
 from tests.helpers import Librarian, Visitor
 
 LIBRARIANS = ("sari", "dewi", "agus")
@@ -130,8 +132,18 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
+def e2e_store_url(request: pytest.FixtureRequest) -> str | None:
+    """With ``REFDESK_E2E_STORE=postgres`` the end-to-end stack keeps its desk in PostgreSQL
+    (the session's server, its own database); otherwise in SQLite. CI runs both."""
+    if os.environ.get("REFDESK_E2E_STORE", "sqlite") != "postgres":
+        return None
+    server = request.getfixturevalue("postgres")
+    return str(server.url())
+
+
+@pytest.fixture(scope="session")
 async def stack(
-    tmp_path_factory: pytest.TempPathFactory, mail_sink: MailSink
+    tmp_path_factory: pytest.TempPathFactory, mail_sink: MailSink, e2e_store_url: str | None
 ) -> AsyncIterator[Stack]:
     root = tmp_path_factory.mktemp("stack")
     hs_port, as_port, widget_port = free_port(), free_port(), free_port()
@@ -162,6 +174,8 @@ async def stack(
         "from_name": "Tanya Pustakawan",
         "reply_to": "layanan@perpustakaan.example",
     }
+    if e2e_store_url is not None:
+        data["database"] = {"url": e2e_store_url}
     config_path = root / "refdesk.yaml"
     write_yaml(config_path, data)
     config = load_config(config_path)
@@ -267,3 +281,22 @@ async def new_postgres_url(
 async def postgres_url(new_postgres_url: Callable[[], Awaitable[str]]) -> str:
     """A fresh, empty database for one test: postgresql://refdesk@127.0.0.1:PORT/test_N."""
     return await new_postgres_url()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_target(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a store test's desk keeps its data: each store test runs on both engines."""
+    if request.param == "sqlite":
+        return str(tmp_path / "store.db")
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(store_target: str) -> AsyncIterator[Database]:
+    """An open, migrated, empty store on SQLite and then on PostgreSQL."""
+    db = open_database(store_target)
+    await db.open()
+    try:
+        yield db
+    finally:
+        await db.close()

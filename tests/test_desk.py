@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -26,19 +25,15 @@ from rooms.events import (
 from rooms.ids import RoomID, UserID
 from rooms.intents import IntentKind
 from rooms.session import Origin, ValidationError, VisitorForm
-from rooms.store import DatabaseTooNew, SqliteDatabase
+from rooms.store import Database, DatabaseTooNew, open_database
 
 FORM = {"name": "Budi", "email": "budi@example.org", "topic": "literature"}
 
 
 @pytest.fixture
-async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    db = SqliteDatabase(tmp_path / "desk.db")
-    await db.open()
-    try:
-        yield Desk(db, DeskRules(topics=("literature", "membership"), max_message_length=50))
-    finally:
-        await db.close()
+async def desk(store: Database) -> AsyncIterator[Desk]:
+    db = store
+    yield Desk(db, DeskRules(topics=("literature", "membership"), max_message_length=50))
 
 
 async def test_form_validation_names_each_field(desk: Desk) -> None:
@@ -133,20 +128,22 @@ async def test_librarian_messages_dedupe_by_remote_id(desk: Desk) -> None:
     assert (await desk.message_by_remote_id("$e1")) == one
 
 
-async def test_store_survives_reopen_and_refuses_newer_schema(tmp_path: Path) -> None:
-    path = tmp_path / "d.db"
-    db = SqliteDatabase(path)
+async def test_store_survives_reopen_and_refuses_newer_schema(store_target: str) -> None:
+    path = store_target
+    db = open_database(path)
     await db.open()
     desk = Desk(db, DeskRules(topics=("literature",)))
     session, token = await desk.start_session(VisitorForm("Budi", "b@example.org", "literature"))
     await db.close()
-    db = SqliteDatabase(path)
+    db = open_database(path)
     await db.open()
     assert (await Desk(db, desk.rules).authenticate(session.id, token)).form.name == "Budi"
     await db.write(lambda tx: tx.execute("UPDATE version SET version = 999"))
     await db.close()
+    newer = open_database(path)
     with pytest.raises(DatabaseTooNew):
-        await SqliteDatabase(path).open()
+        await newer.open()
+    await newer.close()
 
 
 async def test_transcript_email_needs_email_configured(desk: Desk) -> None:
@@ -157,18 +154,14 @@ async def test_transcript_email_needs_email_configured(desk: Desk) -> None:
         await desk.email_transcript(session)
 
 
-async def test_greeting_in_the_visitors_language(tmp_path: Path) -> None:
-    db = SqliteDatabase(tmp_path / "g.db")
-    await db.open()
+async def test_greeting_in_the_visitors_language(store: Database) -> None:
+    db = store
     rules = DeskRules(
         topics=("literature",), greeting={"id": "Halo {visitor}!", "en": "Hello {visitor}!"}
     )
     desk = Desk(db, rules)
-    try:
-        session, _ = await desk.start_session(desk.validate_form({**FORM, "language": "en"}))
-        [welcome] = await desk.messages_after(session.id, 0)
-        assert welcome.origin is Origin.DESK and welcome.body == "Hello Budi!"
-        assert not welcome.needs_delivery  # an idle visitor still costs no room
-        assert (await desk.get_session(session.id)).room_id is None
-    finally:
-        await db.close()
+    session, _ = await desk.start_session(desk.validate_form({**FORM, "language": "en"}))
+    [welcome] = await desk.messages_after(session.id, 0)
+    assert welcome.origin is Origin.DESK and welcome.body == "Hello Budi!"
+    assert not welcome.needs_delivery  # an idle visitor still costs no room
+    assert (await desk.get_session(session.id)).room_id is None

@@ -22,7 +22,7 @@ from rooms.ids import RoomID
 from rooms.intents import DESK_LANE, IntentKind
 from rooms.queue import QueueRules
 from rooms.session import VisitorForm
-from rooms.store import SqliteDatabase, Tx, desk_state
+from rooms.store import Database, SqliteDatabase, Tx, desk_state
 from rooms.store import outbox as outbox_rows
 from rooms.store.migrations import MIGRATIONS
 from tests.test_queue import AGUS, DEWI, KEPALA, SARI, Clock
@@ -31,28 +31,25 @@ FORM = VisitorForm("Budi", "b@example.org", "literature", language="en")
 
 
 @pytest.fixture
-async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    db = SqliteDatabase(tmp_path / "i.db")
-    await db.open()
+async def desk(store: Database) -> AsyncIterator[Desk]:
+    db = store
     rules = DeskRules(
         topics=("literature",),
         queue=QueueRules(librarians=(SARI, DEWI, AGUS), supervisors=(KEPALA,), escalate_after=60),
     )
-    try:
-        yield Desk(db, rules, clock=Clock())
-    finally:
-        await db.close()
+    yield Desk(db, rules, clock=Clock())
 
 
 async def lane(desk: Desk, lane_id: str) -> list[tuple[IntentKind, dict[str, Any]]]:
     return [(i.kind, i.payload) for i in await desk.outbox.pending(lane_id)]
 
 
-async def test_a_read_never_sees_uncommitted_writes(tmp_path: Path) -> None:
-    db = SqliteDatabase(tmp_path / "r.db")
-    await db.open()
+async def test_a_read_never_sees_uncommitted_writes(store: Database) -> None:
+    db = store
     slow = (
-        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 400000) "
+        "SELECT pg_sleep(0.3)"
+        if db.dialect == "postgres"
+        else "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 400000) "
         "SELECT COUNT(*) FROM c"
     )
 
@@ -61,18 +58,15 @@ async def test_a_read_never_sees_uncommitted_writes(tmp_path: Path) -> None:
         await tx.fetchval(slow)  # a while with the row written but not committed
         raise RuntimeError("changed my mind")
 
-    try:
-        writer = asyncio.create_task(db.write(changes_its_mind))
-        seen: list[int] = []
-        while not writer.done():
-            seen.append(len(await db.fetchall("SELECT * FROM desk_state")))
-            await asyncio.sleep(0)
-        with pytest.raises(RuntimeError):
-            await writer
-        assert seen and set(seen) == {0}  # the rolled-back row was never seen
-        assert await db.fetchall("SELECT * FROM desk_state") == []
-    finally:
-        await db.close()
+    writer = asyncio.create_task(db.write(changes_its_mind))
+    seen: list[int] = []
+    while not writer.done():
+        seen.append(len(await db.fetchall("SELECT * FROM desk_state")))
+        await asyncio.sleep(0)
+    with pytest.raises(RuntimeError):
+        await writer
+    assert seen and set(seen) == {0}  # the rolled-back row was never seen
+    assert await db.fetchall("SELECT * FROM desk_state") == []
 
 
 async def test_a_unit_of_work_may_only_await_the_database(tmp_path: Path) -> None:
@@ -179,9 +173,8 @@ async def test_requeue_and_escalation_ring_who_is_on_duty_then(desk: Desk) -> No
     assert escalated == [{"users": sorted([DEWI, KEPALA]), "waited": 61, "position": 1}]
 
 
-async def test_an_offline_chat_rings_nobody(tmp_path: Path) -> None:
-    db = SqliteDatabase(tmp_path / "o.db")
-    await db.open()
+async def test_an_offline_chat_rings_nobody(store: Database) -> None:
+    db = store
     desk = Desk(db, DeskRules(topics=("literature",), queue=QueueRules(librarians=())))
     try:
         session, _ = await desk.start_session(FORM)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, time, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,7 +15,7 @@ from rooms.ids import UserID
 from rooms.offline import LinkError, OfflineRules, check_link, sign_link
 from rooms.queue import QueueRules
 from rooms.session import VisitorForm
-from rooms.store import SqliteDatabase
+from rooms.store import Database
 from tests.test_queue import Clock
 
 SARI = UserID("@sari:hs")
@@ -24,9 +23,8 @@ JAKARTA = ZoneInfo("Asia/Jakarta")
 
 
 @pytest.fixture
-async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    db = SqliteDatabase(tmp_path / "o.db")
-    await db.open()
+async def desk(store: Database) -> AsyncIterator[Desk]:
+    db = store
     weekdays = {d: (Interval(time(9), time(19)),) for d in range(5)}
     hours = ServiceHours(Schedule(timezone=JAKARTA, weekly=weekdays, holidays_country=None))
     rules = DeskRules(
@@ -35,10 +33,7 @@ async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
         email_enabled=True,
         offline=OfflineRules(batch_delay=60, unseen_after=300, resume_page="https://lib.example/"),
     )
-    try:
-        yield Desk(db, rules, clock=Clock(), hours=hours)
-    finally:
-        await db.close()
+    yield Desk(db, rules, clock=Clock(), hours=hours)
 
 
 def test_links_are_signed_and_expire() -> None:

@@ -14,7 +14,7 @@ from rooms.events import DeskEvent, SessionEscalated, SessionQueued
 from rooms.ids import RoomID, UserID
 from rooms.queue import QueueError, QueueRules
 from rooms.session import Session, Status, VisitorForm
-from rooms.store import SqliteDatabase
+from rooms.store import Database
 
 SARI, DEWI, AGUS, KEPALA = (UserID(f"@{n}:hs") for n in ("sari", "dewi", "agus", "kepala"))
 
@@ -28,17 +28,13 @@ class Clock:
 
 
 @pytest.fixture
-async def desk(tmp_path: Path) -> AsyncIterator[Desk]:
-    db = SqliteDatabase(tmp_path / "q.db")
-    await db.open()
+async def desk(store: Database) -> AsyncIterator[Desk]:
+    db = store
     rules = DeskRules(
         topics=("literature",),
         queue=QueueRules(librarians=(SARI, DEWI, AGUS), supervisors=(KEPALA,), escalate_after=120),
     )
-    try:
-        yield Desk(db, rules, clock=Clock())
-    finally:
-        await db.close()
+    yield Desk(db, rules, clock=Clock())
 
 
 async def waiting_session(desk: Desk, name: str = "Budi") -> Session:
@@ -134,13 +130,14 @@ async def test_escalation_after_the_configured_delay_once(desk: Desk) -> None:
     assert third.id in [s.id for s in await desk.queue.tick()]
 
 
-async def test_verification_can_be_asked_automatically_after_the_claim(tmp_path: Path) -> None:
+async def test_verification_can_be_asked_automatically_after_the_claim(
+    store: Database, tmp_path: Path
+) -> None:
     from refdesk.directory_config import build_directory, parse_directory
     from rooms.verification import Verifier
 
     cfg = parse_directory({"directory": {"type": "local"}}, tmp_path)
-    db = SqliteDatabase(tmp_path / "v.db")
-    await db.open()
+    db = store
     rules = DeskRules(
         topics=("literature",), queue=QueueRules(librarians=(SARI,)), verify_after_claim=True
     )

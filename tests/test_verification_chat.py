@@ -24,6 +24,22 @@ async def verify(visitor: Visitor, member: str, dob: str) -> tuple[int, dict]:  
     )
 
 
+async def everything_stored(stack: Stack) -> bytes:
+    """The store's raw bytes (SQLite: the file and its write-ahead log), or on PostgreSQL the
+    text of every row of every table."""
+    path = stack.config.database.path
+    if path is not None:
+        files = (Path(path), Path(f"{path}-wal"))
+        return b"".join(p.read_bytes() for p in files if p.exists())
+    tables = await stack.desk.db.fetchall(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    )
+    rows = []
+    for table in tables:
+        rows += await stack.desk.db.fetchall(f"SELECT * FROM {table['table_name']}")
+    return repr([tuple(row) for row in rows]).encode()
+
+
 async def room_bodies(stack: Stack, room_id: str) -> list[str]:
     events = await stack.desk.bridge.client.recent_events(room_id, limit=100)
     return [str(e.get("content", {}).get("body", "")) for e in events]
@@ -84,8 +100,7 @@ async def test_verification_outcomes_and_no_secret_anywhere(
     bodies = await room_bodies(stack, room_id) + await room_bodies(stack, other_room)
     assert any("Membership expired" in b or "expired" in b.lower() for b in bodies)
     logged = "\n".join(r.getMessage() for r in caplog.records)
-    db_path = Path(stack.config.database.path)
-    stored = b"".join(p.read_bytes() for p in (db_path, Path(f"{db_path}-wal")) if p.exists())
+    stored = await everything_stored(stack)
     for secret in SECRETS:
         assert not any(secret in b for b in bodies), secret
         assert secret not in logged, secret
