@@ -363,3 +363,29 @@ def test_check_config_warns_until_directory_and_email_are_set(
     path.write_text(yaml.safe_dump(data))
     assert main(["check-config", str(path)]) == 0
     assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("database", "problem"),
+    [
+        ({"url": "mysql://db/refdesk"}, "must be a PostgreSQL URL"),
+        ({"url": "postgresql://db.example"}, "must name the database"),
+        ({"url": "postgresql://db.example:port/refdesk"}, "port that is not a number"),
+        ({"url": "postgresql://refdesk:CHANGE_ME@db/refdesk"}, "placeholder"),
+        ({"url": "postgresql://db/refdesk", "path": "refdesk.db"}, "not both"),
+    ],
+)
+def test_database_url_problems_name_the_key(database: dict[str, str], problem: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(with_change("database", database))
+    assert info.value.path == "database.url" and problem in info.value.problem
+
+
+def test_database_is_sqlite_by_default_or_postgresql_by_url(tmp_path: Path) -> None:
+    sqlite = parse_config(good(), source=tmp_path / "refdesk.yaml").database
+    assert sqlite.url is None and sqlite.target == tmp_path / "refdesk.db"
+    url = "postgresql://refdesk:s3cret@db.library.example:5433/refdesk"
+    postgres = parse_config(with_change("database", {"url": url})).database
+    assert postgres.target == url and postgres.path is None
+    assert postgres.shown == "PostgreSQL db.library.example:5433/refdesk"  # never the password
+    assert "s3cret" not in repr(postgres)
