@@ -38,7 +38,6 @@ from rooms.events import (
     MessageUpdated,
     OfflineWaiting,
     ReadUpTo,
-    RoomAttached,
     SessionClosed,
     SessionStarted,
     Typing,
@@ -512,10 +511,10 @@ class Desk:
         return await self.db.read(lambda tx: sessions.by_room(tx, room_id))
 
     async def attach_room(self, session_id: SessionID, room_id: RoomID) -> Session:
+        """The chat network made the session's room (nobody needs telling: the adapter that made
+        it goes on from the session this returns)."""
         attached = await self.db.write(lambda tx: sessions.attach_room(tx, session_id, room_id))
-        session = attached or await self.get_session(session_id)
-        self._emit(RoomAttached(session))
-        return session
+        return attached or await self.get_session(session_id)
 
     async def librarian_message(
         self,

@@ -39,11 +39,6 @@ class SessionClosed:
 
 
 @dataclass(frozen=True)
-class RoomAttached:
-    session: Session
-
-
-@dataclass(frozen=True)
 class SessionQueued:
     """The session (re)entered the queue: ring the librarians on duty.
 
@@ -151,7 +146,6 @@ DeskEvent = (
     | MessageAdded
     | MessageUpdated
     | SessionClosed
-    | RoomAttached
     | SessionQueued
     | SessionClaimed
     | SessionTransferred
