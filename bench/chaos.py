@@ -65,7 +65,7 @@ def text_report(results: dict[str, Any]) -> str:
         f"refdesk chaos run: {plan['messages']} messages over {plan['duration']:.0f} s, "
         f"{plan['refdesk_kills']} refdesk kills, {plan['homeserver_restarts']} homeserver "
         f"restarts ({plan['homeserver_sigkills']} by SIGKILL), a new chat every "
-        f"{plan['new_chat_every']:g} s, seed {plan['seed']}",
+        f"{plan['new_chat_every']:g} s, seed {plan['seed']}, store {plan.get('store', 'sqlite')}",
         f"data dir: {results['data_dir']}  (logs/refdesk-NNN.log, synapse/homeserver.log, "
         "chaos-events.log, report.json)",
         f"took {results.get('duration_s', 0):.0f} s",
@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", choices=("DEBUG", "INFO", "WARNING"), help="refdesk's log level (INFO)"
     )
     parser.add_argument("--data-dir", type=Path, help="where to keep everything (a new tmp dir)")
+    parser.add_argument(
+        "--store", choices=("sqlite", "postgres"), help="the desk's store (default sqlite)"
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("-v", "--verbose", action="store_true", help="log the harness itself")
     return parser
@@ -182,6 +185,7 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         ("budget", "budget"),
         ("target", "target"),
         ("log_level", "log_level"),
+        ("store", "store"),
     ):
         value = getattr(args, option)
         if value is not None:

@@ -64,6 +64,7 @@ class Plan:
     budget: float = 840.0  # the whole run, set-up to report
     target: float = 10.0  # convergence target (seconds)
     log_level: str = "INFO"
+    store: str = "sqlite"  # or postgres: the desk's store in a PostgreSQL server of its own
     backoff: Backoff = field(default_factory=Backoff)
 
     @classmethod
@@ -141,7 +142,7 @@ class Chaos:
             "machine": machine(),
         }
         self.say(f"data dir {self.root}")
-        self.stack = await ChaosStack.start(self.root, plan.log_level, self.timeline)
+        self.stack = await ChaosStack.start(self.root, plan.log_level, self.timeline, plan.store)
         self.say(f"synapse on {self.stack.synapse.url}, refdesk on {self.stack.widget_url}")
         config = self.stack.config
         self.ghosts = GhostTemplate(config.appservice.ghost_prefix, config.homeserver.domain)

@@ -18,6 +18,7 @@ from bridge.registration import registration
 from refdesk.config import Config, load_config
 from refdesk.embedded import write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
+from refdesk.postgres import EmbeddedPostgres
 from refdesk.wiring import bridge_settings
 
 log = logging.getLogger("bench.chaos")
@@ -71,9 +72,15 @@ class ChaosStack:
     """Synapse and refdesk, each of which can be crashed and started again."""
 
     def __init__(
-        self, root: Path, synapse: EmbeddedSynapse, config: Config, timeline: Timeline
+        self,
+        root: Path,
+        synapse: EmbeddedSynapse,
+        config: Config,
+        timeline: Timeline,
+        postgres: EmbeddedPostgres | None = None,
     ) -> None:
         self.root = root
+        self.postgres = postgres
         self.synapse = synapse
         self.config = config
         self.config_path = root / "refdesk.yaml"
@@ -87,10 +94,17 @@ class ChaosStack:
         self._health: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, root: Path, log_level: str, timeline: Timeline) -> ChaosStack:
+    async def start(
+        cls, root: Path, log_level: str, timeline: Timeline, store: str = "sqlite"
+    ) -> ChaosStack:
         hs_port, as_port, widget_port = free_port(), free_port(), free_port()
         data = config_data(root, hs_port, as_port, widget_port, log_level)
         data["desk"]["librarians"] = [f"@{ANSWERING}:localhost", f"@{RUNG_ONLY}:localhost"]
+        postgres = None
+        if store == "postgres":  # the desk's store in a PostgreSQL server of its own
+            postgres = EmbeddedPostgres()
+            await postgres.start()
+            data["database"] = {"url": postgres.url()}
         write_yaml(root / "refdesk.yaml", data)
         config = load_config(root / "refdesk.yaml")
         registration_path = root / "registration.yaml"
@@ -103,7 +117,7 @@ class ChaosStack:
             extra_config={"bcrypt_rounds": 4},
         )
         await synapse.start(timeout=HOMESERVER_START)
-        stack = cls(root, synapse, config, timeline)
+        stack = cls(root, synapse, config, timeline, postgres)
         try:
             for local in (ANSWERING, RUNG_ONLY):
                 await synapse.register_user(local, PASSWORD, displayname=local.capitalize())
@@ -215,3 +229,5 @@ class ChaosStack:
                 await self.refdesk.stop()
         finally:
             await self.synapse.stop()
+            if self.postgres is not None:
+                await self.postgres.stop()
