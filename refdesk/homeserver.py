@@ -18,7 +18,6 @@ import signal
 import socket
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,8 @@ from urllib.parse import quote
 
 import aiohttp
 import yaml
+
+from refdesk.children import pid_gone, signal_group, tail
 
 logger = logging.getLogger("refdesk.homeserver")
 
@@ -98,25 +99,6 @@ class SynapseError(Exception):
 _LIVE_PIDS: set[int] = set()
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _pid_gone(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # reaped already (by asyncio's watcher) or not our child
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return done == pid
-
-
 @atexit.register
 def _kill_leftovers() -> None:
     """Synchronously stop every Synapse still running when the interpreter exits."""
@@ -124,14 +106,14 @@ def _kill_leftovers() -> None:
     if not pids:
         return
     for pid in pids:
-        _signal_group(pid, signal.SIGTERM)
+        signal_group(pid, signal.SIGTERM)
     deadline = time.monotonic() + 5
     while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if not _pid_gone(pid)]
+        pids = [pid for pid in pids if not pid_gone(pid)]
         if pids:
             time.sleep(0.05)
     for pid in pids:
-        _signal_group(pid, signal.SIGKILL)
+        signal_group(pid, signal.SIGKILL)
     _LIVE_PIDS.clear()
 
 
@@ -176,14 +158,6 @@ def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            return "".join(deque(fh, maxlen=lines))
-    except OSError:
-        return ""
 
 
 @dataclass
@@ -349,8 +323,8 @@ class EmbeddedSynapse:
         return None
 
     def _failure(self, message: str) -> SynapseError:
-        console = _tail(self.data_dir / CONSOLE_LOG_FILE, 20).strip()
-        log = _tail(self.log_path, 40).strip()
+        console = tail(self.data_dir / CONSOLE_LOG_FILE, 20).strip()
+        log = tail(self.log_path, 40).strip()
         parts = [message]
         if console:
             parts.append(f"--- {CONSOLE_LOG_FILE} (tail) ---\n{console}")
@@ -424,15 +398,15 @@ class EmbeddedSynapse:
             return
         pid = proc.pid
         if proc.returncode is None:
-            _signal_group(pid, signal.SIGTERM)
+            signal_group(pid, signal.SIGTERM)
             try:
                 await asyncio.wait_for(proc.wait(), timeout)
             except TimeoutError:
                 logger.warning("synapse pid %s ignored SIGTERM for %ss, killing it", pid, timeout)
-                _signal_group(pid, signal.SIGKILL)
+                signal_group(pid, signal.SIGKILL)
                 await proc.wait()
         # Anything else left in the group (Synapse forks nothing, but be sure).
-        _signal_group(pid, signal.SIGKILL)
+        signal_group(pid, signal.SIGKILL)
         _LIVE_PIDS.discard(pid)
         self._process = None
         with contextlib.suppress(FileNotFoundError):

@@ -37,13 +37,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import asyncpg
 
+from refdesk.children import pid_gone, signal_group, tail
 from refdesk.homeserver import free_port
 
 logger = logging.getLogger("refdesk.postgres")
@@ -117,11 +117,6 @@ class _PortTaken(PostgresError):
 _LIVE: dict[int, Path | None] = {}
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
 def _children(pid: int) -> list[int]:
     """Pids of `pid`'s children (Linux /proc; elsewhere none are found).
 
@@ -142,24 +137,10 @@ def _children(pid: int) -> list[int]:
 def _kill_server(pid: int) -> None:
     """SIGKILL the postmaster's group and its children (which would exit soon after anyway)."""
     children = _children(pid)
-    _signal_group(pid, signal.SIGKILL)
+    signal_group(pid, signal.SIGKILL)
     for child in children:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child, signal.SIGKILL)
-
-
-def _pid_gone(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # reaped already (by asyncio's watcher) or not our child
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-    return done == pid
 
 
 @atexit.register
@@ -169,11 +150,11 @@ def _stop_leftovers() -> None:
     if not live:
         return
     for pid in live:
-        _signal_group(pid, signal.SIGINT)
+        signal_group(pid, signal.SIGINT)
     pids = list(live)
     deadline = time.monotonic() + 5
     while pids and time.monotonic() < deadline:
-        pids = [pid for pid in pids if not _pid_gone(pid)]
+        pids = [pid for pid in pids if not pid_gone(pid)]
         if pids:
             time.sleep(0.05)
     for pid, scratch in live.items():
@@ -182,14 +163,6 @@ def _stop_leftovers() -> None:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     _LIVE.clear()
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        with path.open(encoding="utf-8", errors="replace") as fh:
-            return "".join(deque(fh, maxlen=lines))
-    except OSError:
-        return ""
 
 
 def _truthy(value: str | None) -> bool:
@@ -409,7 +382,7 @@ class EmbeddedPostgres:
         return self._process.pid if self._process is not None else None
 
     def _failure(self, message: str) -> PostgresError:
-        log = _tail(self.log_path).strip() if self._base is not None else ""
+        log = tail(self.log_path).strip() if self._base is not None else ""
         if log:
             message = f"{message}\n--- {self.log_path} (tail) ---\n{log}"
         return PostgresError(message)
@@ -606,7 +579,7 @@ class EmbeddedPostgres:
             if proc.returncode is None:
                 # Not SIGTERM: that is PostgreSQL's "smart" shutdown, which waits for every
                 # client to disconnect. SIGINT disconnects them and shuts down cleanly.
-                _signal_group(pid, signal.SIGINT)
+                signal_group(pid, signal.SIGINT)
                 try:
                     await asyncio.wait_for(proc.wait(), timeout)
                 except TimeoutError:
