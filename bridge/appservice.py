@@ -13,6 +13,7 @@ and skipped, so it is never retried for ever and never blocks the events after i
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -63,6 +64,7 @@ class AppserviceServer:
         self.on_retry_asked = on_retry_asked or (lambda: None)
         # txn id -> digest of its body, for the last few transactions of this process only.
         self._recent: OrderedDict[str, str] = OrderedDict()
+        self.serial = asyncio.Lock()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024 * 1024)
@@ -93,6 +95,15 @@ class AppserviceServer:
         if self._recent.get(txn_id) == digest:
             log.debug("transaction %s was handled a moment ago", txn_id)
             return web.json_response({})
+        # One transaction at a time (and never beside the catch-up): events are acted on in the
+        # order the homeserver sent them, even if it sends a second transaction before the first
+        # is answered.
+        async with self.serial:
+            return await self._handle(txn_id, raw, digest)
+
+    async def _handle(self, txn_id: str, raw: bytes, digest: str) -> web.Response:
+        if self._recent.get(txn_id) == digest:
+            return web.json_response({})  # the same, handled while this one waited
         try:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):

@@ -73,6 +73,8 @@ class Performer:
             self._run_lane(event.lane)
 
     async def start(self) -> None:
+        if self._started:
+            return  # the bridge's preparation was retried: the floor stays the first one
         self.instance = (await self.desk.secret("bridge_instance"))[:8]
         self._floor = await self.desk.last_intent_id()
         self._started = True

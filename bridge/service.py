@@ -146,7 +146,8 @@ class Bridge:
                 sessions = await self.desk.open_sessions_with_rooms()
                 for session in sessions:
                     assert session.room_id is not None
-                    await self._catch_up_room(session.room_id)
+                    async with self.server.serial:  # never beside a transaction
+                        await self._catch_up_room(session.room_id)
                 log.info("catch-up read %d open session rooms", len(sessions))
                 return
             except Exception as exc:

@@ -558,18 +558,35 @@ class Desk:
     async def librarian_edit(
         self, remote_id: str, body: str, html: str | None = None
     ) -> Message | None:
-        updated = await self.db.write(
-            lambda tx: messages.edit(tx, remote_id, body, html, self.clock())
-        )
+        async def unit(tx: Tx) -> Message | None:
+            if not await self._lock_chat_of(tx, remote_id):
+                return None
+            return await messages.edit(tx, remote_id, body, html, self.clock())
+
+        updated = await self.db.write(unit)
         if updated is not None:
             self._emit(MessageUpdated(updated))
         return updated
 
     async def message_deleted(self, remote_id: str) -> Message | None:
-        updated = await self.db.write(lambda tx: messages.delete(tx, remote_id, self.clock()))
+        async def unit(tx: Tx) -> Message | None:
+            if not await self._lock_chat_of(tx, remote_id):
+                return None
+            return await messages.delete(tx, remote_id, self.clock())
+
+        updated = await self.db.write(unit)
         if updated is not None:
             self._emit(MessageUpdated(updated))
         return updated
+
+    async def _lock_chat_of(self, tx: Tx, remote_id: str) -> bool:
+        """Take the lock of the chat a message belongs to (an edit gets a new sequence number,
+        which must be committed in order with the chat's other changes)."""
+        message = await messages.by_remote_id(tx, remote_id)
+        if message is None:
+            return False
+        await tx.lock_session(message.session_id)
+        return True
 
     async def librarian_typing(self, session: Session, names: tuple[str, ...]) -> None:
         self._emit(Typing(session.id, "librarian", bool(names), names))
