@@ -3,6 +3,7 @@ poison events set aside, desk actions performed from the store and never twice."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -209,3 +210,34 @@ async def test_a_room_left_unfinished_behind_its_alias_is_replaced(stack: Stack)
         initial_state=[],
     )  # fmt: skip
     assert again == room_id
+
+
+async def test_transactions_are_acted_on_in_the_order_they_came(
+    stack: Stack,
+    visitor: Visitor,
+    librarians: dict[str, Librarian],
+    push: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second transaction sent before the first is answered waits for it: a quick event must
+    not overtake a slow one (here, one whose sender's name needs a slow look-up)."""
+    agus, dewi = librarians["agus"], librarians["dewi"]
+    room_id = await open_chat(stack, visitor, agus, "Siapa yang menjawab duluan?")
+    handler = stack.desk.bridge.handler
+    await handler.display_name(agus.user_id)  # known: no look-up
+    handler._names.pop(dewi.user_id, None)
+    original = handler.client.get_displayname
+
+    async def slow(user_id: str) -> str | None:
+        await asyncio.sleep(0.5)
+        return await original(user_id)
+
+    monkeypatch.setattr(handler.client, "get_displayname", slow)
+    first = librarian_event(room_id, dewi.user_id, "first, slow to name")
+    second = librarian_event(room_id, agus.user_id, "second, quick")
+    one = asyncio.create_task(push(f"order-{uuid.uuid4().hex}", [first]))
+    await asyncio.sleep(0.1)
+    two = asyncio.create_task(push(f"order-{uuid.uuid4().hex}", [second]))
+    assert await one == 200 and await two == 200
+    got = await bodies(visitor)
+    assert got.index("first, slow to name") < got.index("second, quick")
