@@ -48,7 +48,8 @@ class EventHandler:
     timezone: str = "Asia/Jakarta"
     _names: dict[str, str] = field(default_factory=dict)
 
-    def _ours(self, sender: str) -> bool:
+    def ours(self, sender: str) -> bool:
+        """The bot or a visitor's ghost: refdesk's own events."""
         return sender == self.bot_mxid or self.ghosts.is_ghost(sender)
 
     async def handle(self, raw: dict[str, Any]) -> None:
@@ -65,7 +66,7 @@ class EventHandler:
         if kind == "m.room.member":
             await self._member(room_id, sender, event_id, raw, content)
             return
-        if self._ours(sender):
+        if self.ours(sender):
             return
         if kind == "m.reaction":
             await self._reaction(room_id, sender, event_id, content)
@@ -165,7 +166,7 @@ class EventHandler:
             if self.desk.queue.is_librarian(sender):
                 await self._once(event_id, lambda: self.desk.accept_invitation(room_id))
             return
-        if membership not in ("leave", "ban") or self._ours(user_id) or self._ours(sender):
+        if membership not in ("leave", "ban") or self.ours(user_id) or self.ours(sender):
             return  # the bot's own withdrawals and removals are not a librarian leaving
         session = await self.desk.session_for_room(room_id)
         if session is not None and session.is_open and session.owner == user_id:
@@ -244,10 +245,10 @@ class EventHandler:
             return
         if kind == "m.typing":
             users = [u for u in content.get("user_ids", []) if isinstance(u, str)]
-            names = [await self.display_name(u) for u in users if not self._ours(u)]
+            names = [await self.display_name(u) for u in users if not self.ours(u)]
             await self.desk.librarian_typing(session, tuple(names))
             return
         for event_id, receipts in content.items():
             readers = (receipts or {}).get("m.read", {}) if isinstance(receipts, dict) else {}
-            if any(isinstance(u, str) and not self._ours(u) for u in readers):
+            if any(isinstance(u, str) and not self.ours(u) for u in readers):
                 await self.desk.librarian_read(session, event_id)

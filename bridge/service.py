@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -158,11 +159,19 @@ class Bridge:
                 delay = min(delay * 2, 30)
 
     async def _catch_up_room(self, room_id: str, limit: int = 100) -> None:
+        """Act on what follows, in the room, the newest event the desk has *received* and acted
+        on. Our own events (the ghost's, the bot's) do not count: a visitor's message delivered
+        a moment ago says nothing of the librarian's answer just before it, which may still be
+        on its way in a transaction."""
         events = await self.client.recent_events(room_id, limit=limit)
         start: int | None = None
         for index in range(len(events) - 1, -1, -1):
-            event_id = events[index].get("event_id")
-            if isinstance(event_id, str) and await self._known(event_id):
+            event_id, sender = events[index].get("event_id"), events[index].get("sender")
+            if not isinstance(event_id, str) or not isinstance(sender, str):
+                continue
+            if self.handler.ours(sender):
+                continue
+            if await self.desk.read(partial(store.event_claimed, event_id=event_id)):
                 start = index + 1
                 break
         if start is None:
@@ -173,12 +182,6 @@ class Bridge:
         for event in events[start:]:
             event.setdefault("room_id", room_id)
             await self.handler.handle(event)
-
-    async def _known(self, event_id: str) -> bool:
-        """An event the desk has seen: acted on, or a message it stored or delivered."""
-        if await self.desk.read(lambda tx: store.event_claimed(tx, event_id)):
-            return True
-        return await self.desk.message_by_remote_id(event_id) is not None
 
     async def stop(self) -> None:
         for task in list(self._tasks):

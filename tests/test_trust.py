@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from bridge.matrix_api import SEND_MARKER, HomeserverUnavailable
 from tests.conftest import Stack
@@ -241,3 +242,33 @@ async def test_transactions_are_acted_on_in_the_order_they_came(
     assert await one == 200 and await two == 200
     got = await bodies(visitor)
     assert got.index("first, slow to name") < got.index("second, quick")
+
+
+async def test_the_catch_up_does_not_skip_an_answer_older_than_a_delivered_message(
+    stack: Stack,
+    visitor: Visitor,
+    librarians: dict[str, Librarian],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a restart the catch-up reads the room from the newest event the desk *received*:
+    the visitor's own message, delivered after a librarian's answer that is still on its way,
+    must not make it skip that answer."""
+    sari = librarians["sari"]
+    room_id = await open_chat(stack, visitor, sari, "Jam buka hari Minggu?")
+    await sari.send(room_id, "Sebentar saya cek")
+    await visitor.wait_for(lambda m: m["body"] == "Sebentar saya cek")
+    bridge = stack.desk.bridge
+    ghost = stack.mxid(f"refdesk_v_{visitor.session_id}")
+
+    async def unavailable(*args: Any) -> Any:
+        return web.json_response({"errcode": "M_UNKNOWN"}, status=503)
+
+    monkeypatch.setattr(bridge.server, "_handle", unavailable)  # transactions wait
+    monkeypatch.setattr(bridge, "_ping_soon", lambda: None)
+    await sari.send(room_id, "Minggu tutup")  # not received yet
+    await visitor.send("Oh begitu")  # delivered after it: known to the desk
+    await sari.wait_for(
+        lambda s: s.room_id == room_id and s.sender == ghost and s.body == "Oh begitu"
+    )
+    await bridge._catch_up_room(room_id)
+    assert "Minggu tutup" in await bodies(visitor)
