@@ -429,6 +429,31 @@ class Chaos:
             },
         }
 
+    def _keep_for_inquiry(
+        self, session_id: str, events: list[dict[str, Any]], history: list[dict[str, Any]]
+    ) -> None:
+        """audit/<session>.json: the room's messages and the visitor's history as read, so a
+        finding can be looked into after the run (the servers are gone by then)."""
+        room = [
+            {
+                "event_id": e.get("event_id"),
+                "sender": e.get("sender"),
+                "ts": e.get("origin_server_ts"),
+                "body": content(e).get("body"),
+                "txn": content(e).get("org.refdesk.txn"),
+            }
+            for e in events
+            if e.get("type") == "m.room.message"
+        ]
+        kept = [
+            {k: m.get(k) for k in ("id", "seq", "origin", "body", "created_at", "client_id")}
+            for m in history
+        ]
+        folder = self.root / "audit"
+        folder.mkdir(exist_ok=True)
+        text = json.dumps({"room": room, "visitor": kept}, indent=1, ensure_ascii=False)
+        (folder / f"{session_id}.json").write_text(text + "\n", encoding="utf-8")
+
     async def _audit_session(
         self, reader: Reader, visitor: Visitor, bot: str, librarians: list[str]
     ) -> dict[str, Any]:
@@ -444,6 +469,7 @@ class Chaos:
         history = await visitor_history(
             self.http, self.stack.widget_url, visitor.session_id, visitor.token
         )
+        self._keep_for_inquiry(visitor.session_id, events, history)
         v2l = tally(sent, (str(content(e)["body"]) for e in from_visitor))
         l2v = tally(
             unique(answers),

@@ -27,6 +27,11 @@ _TOKEN_SLOT = "refdesk-token-slot"
 SEND_MARKER = "org.refdesk.txn"
 
 
+def _marker(event: dict[str, Any]) -> object:
+    content = event.get("content")
+    return content.get(SEND_MARKER) if isinstance(content, dict) else None
+
+
 class MatrixError(Exception):
     """The homeserver answered with an error (``status``, ``errcode``)."""
 
@@ -260,11 +265,24 @@ class MatrixClient:
         not_before_ms: int,
         *,
         pages: int = 10,
+        steps: int = 200,
     ) -> str | None:
         """The event ``sender`` sent with ``txn_id`` in the room, if it exists.
 
-        Reads the room backwards (only that sender's messages) down to ``not_before_ms``.
+        First the room's latest messages of that sender, backwards to ``not_before_ms``. A
+        homeserver that was killed may hold an event it stored just before that its timeline
+        does not show yet (Synapse shows it once a newer event is stored); so, when that finds
+        nothing, the room's events are walked by time from ``not_before_ms`` (MSC3030
+        ``timestamp_to_event``, which reads the stored events themselves).
         """
+        found = await self._find_in_timeline(room_id, sender, txn_id, not_before_ms, pages)
+        if found is not None:
+            return found
+        return await self._find_by_time(room_id, sender, txn_id, not_before_ms, steps)
+
+    async def _find_in_timeline(
+        self, room_id: str, sender: str, txn_id: str, not_before_ms: int, pages: int
+    ) -> str | None:
         room_filter = {"types": ["m.room.message"], "senders": [sender], "lazy_load_members": True}
         start: str | None = None
         for _ in range(pages):
@@ -279,8 +297,7 @@ class MatrixClient:
             for event in chunk:
                 if not isinstance(event, dict):
                     continue
-                content = event.get("content")
-                if isinstance(content, dict) and content.get(SEND_MARKER) == txn_id:
+                if _marker(event) == txn_id:
                     return str(event.get("event_id"))
                 stamp = event.get("origin_server_ts")
                 if isinstance(stamp, int) and stamp < not_before_ms:
@@ -288,7 +305,31 @@ class MatrixClient:
             start = result.get("end")
             if not isinstance(start, str):
                 return None
-        log.warning("gave up looking for %s in %s after %d pages", txn_id, room_id, pages)
+        return None
+
+    async def _find_by_time(
+        self, room_id: str, sender: str, txn_id: str, since_ms: int, steps: int
+    ) -> str | None:
+        room = quote(room_id, safe="")
+        stamp = since_ms
+        for _ in range(steps):
+            path = f"/_matrix/client/v1/rooms/{room}/timestamp_to_event?ts={stamp}&dir=f"
+            try:
+                found = await self.request("GET", path)
+            except MatrixError as exc:
+                if exc.status in (400, 404, 405):  # nothing after it, or not supported
+                    return None
+                raise
+            event_id, at = found.get("event_id"), found.get("origin_server_ts")
+            if not isinstance(event_id, str) or not isinstance(at, int):
+                return None
+            path = f"/_matrix/client/v3/rooms/{room}/event/{quote(event_id, safe='')}"
+            event = await self.request("GET", path)
+            if event.get("sender") == sender and _marker(event) == txn_id:
+                log.info("%s found in %s by its time (not yet in the timeline)", txn_id, room_id)
+                return event_id
+            stamp = max(stamp, at) + 1
+        log.warning("gave up looking for %s in %s after %d events", txn_id, room_id, steps)
         return None
 
     async def kick(self, room_id: str, user_id: str, reason: str) -> None:

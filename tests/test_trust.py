@@ -145,6 +145,11 @@ async def test_every_send_is_marked_and_found_again_after_an_unknown_outcome(
     assert marker.startswith("rd.")
     found = await client.find_marked(room_id, ghost, marker, not_before_ms=0)
     assert found == sent[0]["event_id"]
+    # By time too: what a homeserver stored just before it was killed may be missing from its
+    # timeline for a while, but not from its events.
+    since = sent[0]["origin_server_ts"] - 1000
+    assert await client._find_by_time(room_id, ghost, marker, since, 50) == sent[0]["event_id"]
+    assert await client._find_by_time(room_id, ghost, marker + "x", since, 50) is None
     assert await client.find_marked(room_id, ghost, marker + "x", not_before_ms=0) is None
     # Every bot notice carries its own marker: none was posted twice.
     markers = [e["content"].get(SEND_MARKER) for e in events if e["sender"] != agus.user_id]
