@@ -265,7 +265,7 @@ class MatrixClient:
         not_before_ms: int,
         *,
         pages: int = 10,
-        steps: int = 200,
+        steps: int = 50,
     ) -> str | None:
         """The event ``sender`` sent with ``txn_id`` in the room, if it exists.
 
@@ -275,14 +275,19 @@ class MatrixClient:
         nothing, the room's events are walked by time from ``not_before_ms`` (MSC3030
         ``timestamp_to_event``, which reads the stored events themselves).
         """
-        found = await self._find_in_timeline(room_id, sender, txn_id, not_before_ms, pages)
+        found, newest = await self._find_in_timeline(room_id, sender, txn_id, not_before_ms, pages)
         if found is not None:
             return found
-        return await self._find_by_time(room_id, sender, txn_id, not_before_ms, steps)
+        # A hidden event is newer than every event the timeline shows: walk from there (less a
+        # second for clocks and ties), not from not_before_ms, which may be minutes of events.
+        since = not_before_ms if newest is None else max(not_before_ms, newest - 1000)
+        return await self._find_by_time(room_id, sender, txn_id, since, steps)
 
     async def _find_in_timeline(
         self, room_id: str, sender: str, txn_id: str, not_before_ms: int, pages: int
-    ) -> str | None:
+    ) -> tuple[str | None, int | None]:
+        """The event if the timeline shows it; and the newest time the timeline shows."""
+        newest: int | None = None
         room_filter = {"types": ["m.room.message"], "senders": [sender], "lazy_load_members": True}
         start: str | None = None
         for _ in range(pages):
@@ -293,19 +298,21 @@ class MatrixClient:
             result = await self.request(method, path)
             chunk = result.get("chunk")
             if not isinstance(chunk, list) or not chunk:
-                return None
+                return None, newest
             for event in chunk:
                 if not isinstance(event, dict):
                     continue
                 if _marker(event) == txn_id:
-                    return str(event.get("event_id"))
+                    return str(event.get("event_id")), newest
                 stamp = event.get("origin_server_ts")
-                if isinstance(stamp, int) and stamp < not_before_ms:
-                    return None
+                if isinstance(stamp, int):
+                    newest = stamp if newest is None else max(newest, stamp)
+                    if stamp < not_before_ms:
+                        return None, newest
             start = result.get("end")
             if not isinstance(start, str):
-                return None
-        return None
+                return None, newest
+        return None, newest
 
     async def _find_by_time(
         self, room_id: str, sender: str, txn_id: str, since_ms: int, steps: int
