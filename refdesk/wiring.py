@@ -99,6 +99,7 @@ def widget_settings(config: Config) -> WidgetSettings:
         timezone=config.desk.timezone,
         topics={t.id: t.labels for t in config.desk.topics},
         when_closed=config.hours.when_closed if config.hours is not None else "offline_form",
+        sole_writer=config.database.url is None,  # SQLite: one process
     )
 
 

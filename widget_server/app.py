@@ -21,7 +21,7 @@ from widget_server.api import (
     ws,
 )
 from widget_server.client import ClientAddresses
-from widget_server.errors import Handler, error_middleware
+from widget_server.errors import Handler, api_error
 from widget_server.hub import SessionSignals
 from widget_server.settings import WidgetSettings
 
@@ -38,13 +38,19 @@ MAX_BODY = 64 * 1024
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _origin_middleware(allowed: tuple[str, ...], own: str) -> web.middleware:  # type: ignore[valid-type]
-    """CORS for the sites in ``widget.allowed_origins``, and the server-side origin check.
+def _middleware(allowed: tuple[str, ...], own: str) -> web.middleware:  # type: ignore[valid-type]
+    """Every request passes one layer (a WebSocket keeps it for as long as it is open, so one
+    coroutine, not three): the origin check and CORS, the API's JSON errors, security headers.
 
-    A state-changing request under /api/ or a WebSocket handshake that carries an ``Origin``
+    *Origins*: CORS for the sites in ``widget.allowed_origins``, and the server-side check. A
+    state-changing request under /api/ or a WebSocket handshake that carries an ``Origin``
     header must come from an allowed origin (or the desk's own, where /demo is served); else
     403 ``origin_not_allowed`` before the handler runs. No ``Origin`` (curl, integrations):
     allowed. ``Origin: null`` (sandboxed frames, file: pages): only with ``*``.
+
+    *Errors*: every failure under /api becomes ``{"error", "message"}`` with a fitting status
+    (:func:`widget_server.errors.api_error`); other HTTP exceptions go out as they are, without
+    the headers below.
     """
     any_origin = "*" in allowed
     origins = frozenset(allowed) | {own}
@@ -53,46 +59,48 @@ def _origin_middleware(allowed: tuple[str, ...], own: str) -> web.middleware:  #
         return any_origin or origin.lower() in origins
 
     @web.middleware
-    async def origins_and_cors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def widget_layer(request: web.Request, handler: Handler) -> web.StreamResponse:
         is_api = request.path.startswith("/api/")
         sent = request.headers.getall("Origin", [])
         origin = sent[0] if len(sent) == 1 else None
         allowed_origin = origin if origin is not None and is_allowed(origin) else None
         refuse = is_api and bool(sent) and allowed_origin is None
+        response: web.StreamResponse
         if refuse and (
             request.method in _STATE_CHANGING
             or request.method == "OPTIONS"
             or request.headers.get("Upgrade", "").lower() == "websocket"
         ):
-            return web.json_response(
+            response = web.json_response(
                 {"error": "origin_not_allowed", "message": "This site may not use the desk."},
                 status=403,
                 headers={"Vary": "Origin"},
             )
-        if is_api and request.method == "OPTIONS" and allowed_origin:
-            response: web.StreamResponse = web.Response(status=204)
+        elif is_api and request.method == "OPTIONS" and allowed_origin:
+            response = web.Response(status=204)
             response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"
         else:
-            response = await handler(request)
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                answer = api_error(request, exc)
+                if answer is None:
+                    raise
+                response = answer
+        headers = response.headers
         if is_api and allowed_origin:
-            response.headers["Access-Control-Allow-Origin"] = allowed_origin
-            response.headers["Access-Control-Expose-Headers"] = "Content-Disposition, Retry-After"
-            response.headers["Vary"] = "Origin"
+            headers["Access-Control-Allow-Origin"] = allowed_origin
+            headers["Access-Control-Expose-Headers"] = "Content-Disposition, Retry-After"
+            headers["Vary"] = "Origin"
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        if is_api:
+            headers.setdefault("Cache-Control", "no-store")
         return response
 
-    return origins_and_cors
-
-
-@web.middleware
-async def _security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
-    if request.path.startswith("/api/"):
-        response.headers.setdefault("Cache-Control", "no-store")
-    return response
+    return widget_layer
 
 
 async def _widget_js(request: web.Request) -> web.StreamResponse:
@@ -130,15 +138,11 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 def create_app(settings: WidgetSettings, desk: Desk) -> web.Application:
-    signals = SessionSignals()
+    signals = SessionSignals(carry_messages=settings.sole_writer)
     desk.subscribe(signals.on_desk_event)
     app = web.Application(
         client_max_size=MAX_BODY,
-        middlewares=[
-            _security_headers,
-            _origin_middleware(settings.allowed_origins, settings.own_origin),
-            error_middleware,
-        ],
+        middlewares=[_middleware(settings.allowed_origins, settings.own_origin)],
     )
     app[CONTEXT] = WidgetContext(
         desk=desk,

@@ -61,42 +61,39 @@ def desk_error_status(exc: DeskError) -> int:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure under /api becomes ``{"error", "message"}`` with a fitting status."""
-    try:
-        return await handler(request)
-    except ApiError as exc:
+def api_error(request: web.Request, exc: Exception) -> web.Response | None:
+    """The ``{"error", "message"}`` answer for a failure under /api (with a fitting status);
+    None for an HTTP exception that should go out as it is (the caller re-raises it)."""
+    if isinstance(exc, ApiError):
         response = error_response(exc.status, exc.code, exc.message, **exc.extra)
         if "retry_after" in exc.extra:
             response.headers["Retry-After"] = str(exc.extra["retry_after"])
         return response
-    except ValidationError as exc:
+    if isinstance(exc, ValidationError):
         return error_response(
             422, "validation_failed", "Some fields are missing or invalid.", fields=exc.fields
         )
-    except DeskError as exc:
+    if isinstance(exc, DeskError):
         return error_response(desk_error_status(exc), exc.code, str(exc))
-    except web.HTTPRequestEntityTooLarge:
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
         return error_response(413, "request_too_large", "The request body is too large.")
-    except web.HTTPNotFound:
+    if isinstance(exc, web.HTTPNotFound):
         if request.path.startswith("/api/"):
             return error_response(404, "not_found", "No such API endpoint.")
-        raise
-    except web.HTTPMethodNotAllowed as exc:
+        return None
+    if isinstance(exc, web.HTTPMethodNotAllowed):
         if request.path.startswith("/api/"):
             return error_response(
                 405, "method_not_allowed", f"Use {', '.join(sorted(exc.allowed_methods))}."
             )
-        raise
-    except web.HTTPException:
-        raise
-    except Exception:
-        reference = secrets.token_hex(4)
-        log.exception("internal error %s on %s %s", reference, request.method, request.path)
-        return error_response(
-            500,
-            "internal_error",
-            "Something went wrong on our side. Please try again.",
-            reference=reference,
-        )
+        return None
+    if isinstance(exc, web.HTTPException):
+        return None
+    reference = secrets.token_hex(4)
+    log.exception("internal error %s on %s %s", reference, request.method, request.path)
+    return error_response(
+        500,
+        "internal_error",
+        "Something went wrong on our side. Please try again.",
+        reference=reference,
+    )

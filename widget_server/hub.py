@@ -7,6 +7,7 @@ is never stored: which librarians are typing right now.
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from rooms.events import (
     DeskEvent,
@@ -23,17 +24,37 @@ from rooms.events import (
     VerificationDone,
     VerificationRequested,
 )
+from rooms.session import Message
+
+
+class Watcher(Protocol):
+    """A live connection of a session (a WebSocket): told that its session changed, and with
+    what message when that is all that changed and it may skip reading the store."""
+
+    def wake(self, message: Message | None = None) -> None: ...
 
 
 class SessionSignals:
-    """One asyncio.Event per watched session, replaced each time it fires.
+    """Wakes whoever watches a session: WebSockets by a call, long polls by an event.
 
-    A waiter takes the current event *before* reading the store, so nothing stored in between
-    can be missed; then it reads the store again.
+    A WebSocket registers itself (:meth:`watch`) and is called back (``wake()``) each time its
+    session changes; it holds no task and no event while it waits, so an idle connection costs
+    only its socket and its handler. A long poll takes the session's current asyncio.Event
+    (:meth:`current`), replaced each time it fires, *before* it reads the store, so nothing
+    stored in between can be missed; then it reads the store again.
+
+    ``carry_messages``: the store is written by this process alone (SQLite). Events then come
+    in the order their changes were committed, and every change of a chat's messages comes with
+    its event, so a new or changed message is handed to the WebSockets with the wake-up and
+    they need not read the store for it. With PostgreSQL another process may commit a change of
+    the same chat just before, which we hear of later: there they always read.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, carry_messages: bool = False) -> None:
+        self.carry_messages = carry_messages
         self._events: dict[str, asyncio.Event] = {}
+        # Usually one connection per session: the watcher itself, a tuple for several tabs.
+        self._watchers: dict[str, Watcher | tuple[Watcher, ...]] = {}
         self.typing: dict[str, tuple[str, ...]] = {}
         # Sessions whose visitors last saw themselves in the queue: only their positions move
         # when the queue changes (kept up to date as views are computed).
@@ -45,14 +66,39 @@ class SessionSignals:
             event = self._events[session_id] = asyncio.Event()
         return event
 
-    def fire(self, session_id: str) -> None:
+    def watch(self, session_id: str, watcher: Watcher) -> None:
+        found = self._watchers.get(session_id)
+        if found is None:
+            self._watchers[session_id] = watcher
+        elif isinstance(found, tuple):
+            self._watchers[session_id] = (*found, watcher)
+        else:
+            self._watchers[session_id] = (found, watcher)
+
+    def unwatch(self, session_id: str, watcher: Watcher) -> None:
+        found = self._watchers.get(session_id)
+        if found is watcher:
+            del self._watchers[session_id]
+        elif isinstance(found, tuple):
+            rest = tuple(w for w in found if w is not watcher)
+            self._watchers[session_id] = rest[0] if len(rest) == 1 else rest
+
+    def fire(self, session_id: str, message: Message | None = None) -> None:
+        """``session_id`` changed; ``message``: the change was only this message."""
         event = self._events.pop(session_id, None)
         if event is not None:
             event.set()
+        found = self._watchers.get(session_id)
+        if isinstance(found, tuple):
+            for watcher in found:
+                watcher.wake(message)
+        elif found is not None:
+            found.wake(message)
 
     def on_desk_event(self, event: DeskEvent) -> None:
         if isinstance(event, MessageAdded | MessageUpdated):
-            self.fire(event.message.session_id)
+            message = event.message
+            self.fire(message.session_id, message if self.carry_messages else None)
         elif isinstance(event, SessionClosed):
             self.typing.pop(event.session.id, None)
             self.fire(event.session.id)
@@ -84,4 +130,5 @@ class SessionSignals:
             self.fire(session_id)
 
     def watched(self) -> int:
-        return len(self._events)
+        """Sessions with a waiting long poll or a live connection."""
+        return len(self._events.keys() | self._watchers.keys())

@@ -33,3 +33,6 @@ class WidgetSettings:
     """Each topic id's label per language, in the pre-chat form's order."""
     when_closed: str = "offline_form"
     """What the widget does while the desk is closed: ``offline_form`` or ``hide``."""
+    sole_writer: bool = False
+    """This process alone writes the store (SQLite): its desk events are every change there is,
+    in commit order (see ``SessionSignals``)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import weakref
@@ -170,6 +171,13 @@ def live_view(ctx: WidgetContext, session: Session, position: int | None) -> dic
             "fields": list(ctx.desk.verification_fields),
         }
     return view
+
+
+def view_tag(view: dict[str, Any]) -> str:
+    """A short fingerprint of a session view: what a connection remembers of the last view it
+    sent (a long poll gets it as ``view_tag``), so it can tell when the view changed."""
+    canonical = json.dumps(view, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 def session_json(

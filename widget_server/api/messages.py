@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 
 from aiohttp import web
 
@@ -15,6 +13,7 @@ from widget_server.api import (
     json_body,
     live_view,
     message_json,
+    view_tag,
 )
 from widget_server.errors import ApiError
 
@@ -69,10 +68,3 @@ async def list_messages(request: web.Request) -> web.Response:
             "view_tag": view_tag(view),
         }
     )
-
-
-def view_tag(view: dict[str, object]) -> str:
-    """A short fingerprint of the session view: a long poll that passes the tag it last saw
-    returns at once when the view changed in between."""
-    canonical = json.dumps(view, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]

@@ -8,7 +8,6 @@ time the session's signal fires, so a reconnecting widget gets exactly what it m
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from rooms.desk import DeskError
-from rooms.session import Session, ValidationError
+from rooms.session import Message, Session, ValidationError
 from widget_server.api import (
     MAX_INT,
     WidgetContext,
@@ -24,7 +23,7 @@ from widget_server.api import (
     live_view,
     message_json,
     parse_json,
-    session_view,
+    view_tag,
 )
 from widget_server.errors import ApiError, desk_error_status
 
@@ -35,35 +34,94 @@ routes = web.RouteTableDef()
 HELLO_TIMEOUT = 10.0
 MAX_FRAME = 64 * 1024
 CLOSE_CODES = {401: 4401, 403: 4403, 404: 4404}
+# What ends the connection (the same as ends ``async for msg in ws``), and an error.
+_ENDED = frozenset({WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED, WSMsgType.ERROR})
 
 
 class _Channel:
-    def __init__(self, ws: web.WebSocketResponse, ctx: WidgetContext, session: Session) -> None:
+    """One visitor connection after its hello: frames in, the store's changes out.
+
+    It holds no task while idle: the hub calls :meth:`wake` when the session changes, which
+    starts one short task that reads the store after the cursor and pushes what is new (a wake
+    during that read makes it read once more, so nothing stored meanwhile is missed). When the
+    hub hands over the message that is the whole change, it is pushed without reading. An idle
+    connection costs its socket, aiohttp's handler and this object.
+    """
+
+    __slots__ = ("after", "again", "busy", "ctx", "lock", "session", "shown", "task", "ws")
+
+    def __init__(
+        self, ws: web.WebSocketResponse, ctx: WidgetContext, session: Session, after: int
+    ) -> None:
         self.ws = ws
         self.ctx = ctx
         self.session = session
+        self.after = after  # the highest seq pushed
+        self.shown: str | None = None  # view_tag of the last session view sent
         self.lock = asyncio.Lock()
+        self.busy = False  # a read-and-push is under way
+        self.again = False  # the session changed during it: read once more
+        self.task: asyncio.Task[None] | None = None
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self.lock:
             await self.ws.send_json(frame)
 
-    async def push(self, after: int, sent_view: dict[str, Any]) -> None:
-        """Send every stored change after seq ``after`` and each new session view; forever."""
-        while True:
-            signal = self.ctx.signals.current(self.session.id)
-            update = await self.ctx.desk.visitor_update(self.session.id, after)
-            messages = update.messages
-            for message in messages:
+    def wake(self, message: Message | None = None) -> None:
+        """The session changed (only by ``message``, if given): push what is new (called by
+        the hub). While a push is under way, the next one reads the store."""
+        if self.busy:
+            self.again = True
+            return
+        self.busy = True
+        self.again = message is None  # set here: a wake before the task starts must count
+        self.task = asyncio.create_task(self._pushing(message))
+
+    async def start(self) -> None:
+        """The ``ready`` frame and everything after the client's cursor, before any frame of
+        the client's is handled (so no ``ack`` comes before ``ready``)."""
+        self.busy = True
+        self.again = True
+        await self._pushing()
+
+    def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+
+    async def _pushing(self, message: Message | None = None) -> None:
+        try:
+            if message is not None and message.seq > self.after:
                 await self.send({"type": "message", "message": message_json(message)})
-                after = message.seq
-            view = live_view(self.ctx, update.session, update.position)
-            if view != sent_view:
-                sent_view = view
-                await self.send({"type": "session", "session": view})
-            if len(messages) >= 200:
-                continue
-            await signal.wait()
+                self.after = message.seq
+            while self.again:
+                self.again = await self._push()
+        except (asyncio.CancelledError, ConnectionResetError):
+            raise
+        except Exception:
+            log.exception("websocket push for session %s failed; closing", self.session.id)
+            await self.ws.close(code=1011, message=b"internal error")
+        finally:
+            self.busy = False
+            self.task = None
+
+    async def _push(self) -> bool:
+        """Send every stored change after the cursor and the session view if it changed (the
+        first time: the ``ready`` frame first). True if it must read again: there may be more,
+        or the session changed meanwhile."""
+        self.again = False
+        update = await self.ctx.desk.visitor_update(self.session.id, self.after)
+        view = live_view(self.ctx, update.session, update.position)
+        tag = view_tag(view)
+        if self.shown is None:
+            self.shown = tag
+            await self.send({"type": "ready", "session": view})
+        for message in update.messages:
+            await self.send({"type": "message", "message": message_json(message)})
+            self.after = message.seq
+        if tag != self.shown:
+            self.shown = tag
+            await self.send({"type": "session", "session": view})
+        return len(update.messages) >= 200 or self.again
 
     async def handle_frame(self, data: Any) -> None:
         if not isinstance(data, dict):
@@ -158,16 +216,6 @@ async def _hello(
     return session, after
 
 
-async def _push(channel: _Channel, after: int, view: dict[str, Any]) -> None:
-    try:
-        await channel.push(after, view)
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
-        log.exception("websocket push for session %s failed; closing", channel.session.id)
-        await channel.ws.close(code=1011, message=b"internal error")
-
-
 def _frame(text: str) -> Any:
     """A frame's JSON, or None when it is not acceptable JSON (the caller answers bad_frame)."""
     try:
@@ -186,12 +234,13 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     if hello is None:
         return ws
     session, after = hello
-    channel = _Channel(ws, ctx, session)
-    view = await session_view(ctx, session)
-    await channel.send({"type": "ready", "session": view})
-    pusher = asyncio.create_task(_push(channel, after, view), name=f"ws-push-{session.id}")
+    del hello
+    channel = _Channel(ws, ctx, session, after)
+    ctx.signals.watch(session.id, channel)
     try:
-        async for msg in ws:
+        await channel.start()
+        while True:  # not `async for`: one coroutine less per open connection
+            msg = await ws.receive()
             if msg.type == WSMsgType.TEXT:
                 frame = _frame(msg.data)
                 try:
@@ -213,12 +262,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                         # sends its outbox again, in order.
                         await ws.close(code=1011, message=b"internal error")
                         break
-            elif msg.type == WSMsgType.ERROR:
-                break
-            if pusher.done():
+            elif msg.type in _ENDED:
                 break
     finally:
-        pusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await pusher
+        ctx.signals.unwatch(session.id, channel)
+        channel.stop()
     return ws
