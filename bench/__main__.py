@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.proc import REPO
-from bench.report import machine, table, targets
-from bench.run import Plan, run
+from bench.report import machine, table, target_rows
+from bench.run import Plan, run, run_startup
+from bench.stack import STORES
+from refdesk.postgres import PostgresNotFound, find_binaries
 
 RESULTS = REPO / "bench" / "results"
 
@@ -42,7 +44,14 @@ def _ints(text: str) -> tuple[int, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="short run (smoke check, < 2 min)")
+    parser.add_argument("--quick", action="store_true", help="short run (smoke check, < 3 min)")
+    parser.add_argument(
+        "--store",
+        choices=(*STORES, "both"),
+        default="sqlite",
+        help="refdesk's store: SQLite (default), PostgreSQL (a server started for the run),"
+        " or both, one after the other",
+    )
     parser.add_argument("--output", type=Path, help=f"JSON file (default {RESULTS}/latest.json)")
     parser.add_argument("--idle", type=_ints, help="idle connection steps, e.g. 0,1000,5000")
     parser.add_argument("--chats", type=int, help="active chats in capacity and throughput")
@@ -64,8 +73,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+async def run_all(plan: Plan, out_dir: Path, keep: bool, stores: tuple[str, ...]) -> dict[str, Any]:
+    """`refdesk up` once, then every phase once per store."""
+    results = await run_startup(plan)
+    results["stores"] = {}
+    for store in stores:
+        print(f"[bench] === store: {store} ===", flush=True)
+        results["stores"][store] = await run(plan, out_dir, keep, store)
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    stores = STORES if args.store == "both" else (args.store,)
+    if "postgres" in stores:
+        try:
+            find_binaries()
+        except PostgresNotFound as exc:
+            print(f"python -m bench --store {args.store}: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -90,16 +116,19 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "plan": asdict(plan),
     }
-    results.update(asyncio.run(run(plan, output.parent, keep=args.keep)))
+    results.update(asyncio.run(run_all(plan, output.parent, args.keep, stores)))
     results["duration_s"] = round(time.monotonic() - t0, 1)
     results["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    results["targets"] = [t.json() for t in targets(results)]
+    results["targets"] = target_rows(results)
     output.write_text(json.dumps(_clean(results), indent=2, ensure_ascii=False) + "\n")
     print()
     print(table(results))
     print(f"\nWrote {output} ({results['duration_s']:.0f} s)")
-    failed = [k for k, v in results.items() if isinstance(v, dict) and v.get("error")]
-    return 1 if failed or results.get("error") else 0
+    parts = [results, *results["stores"].values()]
+    failed = [
+        k for part in parts for k, v in part.items() if isinstance(v, dict) and v.get("error")
+    ]
+    return 1 if failed or any(part.get("error") for part in parts) else 0
 
 
 if __name__ == "__main__":

@@ -38,9 +38,10 @@ class Actors:
     writer_rooms: list[str] = field(default_factory=list)  # carol's, bob joined
 
     def meter(self) -> CpuMeter:
-        return CpuMeter(
-            {"refdesk": self.stack.refdesk_pid, "synapse": self.stack.synapse_pid, "bench": None}
-        )
+        pids = {"refdesk": self.stack.refdesk_pid, "synapse": self.stack.synapse_pid}
+        if self.stack.postgres_pid is not None:  # refdesk's store, with its backends
+            pids["postgres"] = self.stack.postgres_pid
+        return CpuMeter({**pids, "bench": None}, trees=frozenset({"postgres"}))
 
 
 async def limited(
@@ -100,6 +101,19 @@ def visitor_senders(actors: Actors) -> list[Sender]:
         return Sender(send, visitor.acks)
 
     return [sender(v) for v in actors.chats]
+
+
+def librarian_senders(actors: Actors) -> list[Sender]:
+    """The librarian answering in each active chat's room (stored when room_send returns)."""
+
+    def sender(room_id: str) -> Sender:
+        async def send(body: str) -> None:
+            await actors.librarian.send(room_id, body)
+
+        return Sender(send)
+
+    rooms = [v.room_id for v in actors.chats]
+    return [sender(room_id) for room_id in rooms if room_id is not None]
 
 
 def writer_senders(actors: Actors) -> list[Sender]:

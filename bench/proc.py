@@ -43,8 +43,20 @@ def _kill_leftovers() -> None:
 
 
 def raise_fd_limit(wanted: int) -> int:
-    """Raise this process's open-file limit (children inherit it); returns the new soft limit."""
+    """Raise this process's open-file limit (children inherit it); returns the new soft limit.
+
+    The hard limit is raised too where that is allowed (root, or CAP_SYS_RESOURCE), up to the
+    kernel's ``fs.nr_open``; elsewhere the soft limit goes as high as the hard one.
+    """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and wanted > hard:
+        try:
+            ceiling = int(Path("/proc/sys/fs/nr_open").read_text())
+        except (OSError, ValueError):
+            ceiling = wanted
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, min(wanted, ceiling)))
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     if target > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
@@ -74,9 +86,31 @@ def cpu_seconds(pid: int | None) -> float:
     if pid is None:
         t = os.times()
         return t.user + t.system
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat.rsplit(")", 1)[1].split()
+    fields = _stat_fields(pid)
     return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+
+
+def _stat_fields(pid: int) -> list[str]:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and of its children, living or reaped (a PostgreSQL server: the
+    postmaster and its backends, each a process of its own)."""
+    try:
+        fields = _stat_fields(pid)
+    except OSError:
+        return 0.0
+    # utime, stime, and cutime, cstime: the children it has reaped (backends that ended).
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            child = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if child[1] == str(pid):
+            ticks += int(child[11]) + int(child[12])
+    return ticks / _TICKS
 
 
 def machine_busy_seconds() -> float:
@@ -91,15 +125,22 @@ class CpuMeter:
     """CPU use of several processes over an interval, in % of one core.
 
     ``others`` is everything else on the machine in the same interval (other users' tests,
-    py-spy while it samples): the noise the figures were taken in.
+    py-spy while it samples): the noise the figures were taken in. A process named in
+    ``trees`` is counted with its children (a PostgreSQL server and its backends).
     """
 
     pids: dict[str, int | None]
+    trees: frozenset[str] = frozenset()
     _start: dict[str, float] = field(default_factory=dict)
     _t0: float = 0.0
 
+    def _cpu(self, name: str, pid: int | None) -> float:
+        if name in self.trees and pid is not None:
+            return tree_cpu_seconds(pid)
+        return cpu_seconds(pid)
+
     def _now(self) -> dict[str, float]:
-        now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        now = {name: self._cpu(name, pid) for name, pid in self.pids.items()}
         now["others"] = machine_busy_seconds()
         return now
 

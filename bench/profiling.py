@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,19 @@ _GROUPS = (
 )
 
 
+def _py_spy() -> str | None:
+    """py-spy on PATH, or next to this Python (a virtualenv that is not activated)."""
+    beside = Path(sys.executable).parent / "py-spy"
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
 def available() -> bool:
-    return shutil.which("py-spy") is not None
+    return _py_spy() is not None
 
 
 async def record(pid: int, out: Path, seconds: float, fmt: str = "raw") -> str | None:
     """``py-spy record`` of ``pid`` into ``out``; returns an error text, or None if it worked."""
-    exe = shutil.which("py-spy")
+    exe = _py_spy()
     if exe is None:
         return "py-spy is not installed (pip install py-spy)"
     args = [exe, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100"]

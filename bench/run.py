@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
+import shutil
+import sys
 import tempfile
 import time
 import traceback
@@ -18,10 +21,11 @@ from typing import Any
 import aiohttp
 
 from bench import latency, profiling, startup
-from bench.actors import BenchError, MatrixUser, Visitor
+from bench.actors import BenchError, Inbox, MatrixUser, Visitor
 from bench.conversations import (
     Actors,
     baseline_rooms,
+    librarian_senders,
     limited,
     matrix_chat,
     new_matrix_chat,
@@ -32,7 +36,7 @@ from bench.conversations import (
     writer_senders,
 )
 from bench.latency import Chat, Sample
-from bench.proc import peak_rss_mb, raise_fd_limit
+from bench.proc import REPO, peak_rss_mb, raise_fd_limit
 from bench.stack import BASELINE_RECEIVER, BASELINE_SENDER, BASELINE_WRITER, LIBRARIAN, Stack
 from bench.stats import Summary, ratio
 from bench.throughput import StepResult, offered_load, saturation
@@ -46,18 +50,19 @@ class Plan:
 
     mode: str = "full"
     sequential: int = 200  # messages per direction, one at a time
-    chats: int = 50  # active chats during the capacity steps and the throughput test
+    chats: int = 100  # active chats during the capacity steps and the throughput test
     chat_rounds: int = 3  # round trips per active chat per capacity step
     think: tuple[float, float] = (2.0, 6.0)  # seconds between two messages of one chat
     new_chat_every: float = 5.0  # seconds: chats start and end while the active ones talk
-    idle_steps: tuple[int, ...] = (0, 1000, 2500, 5000)
-    rates: tuple[int, ...] = (25, 50, 60, 70, 80, 100, 150, 200, 300, 400)
+    idle_steps: tuple[int, ...] = (0, 1000, 5000, 10_000)
+    rates: tuple[int, ...] = (25, 40, 50, 60, 70, 80, 90, 100, 120, 150, 200, 300, 400)
     rate_seconds: float = 10.0
     drain_seconds: float = 60.0
     profile_seconds: float = 20.0
     burst: int = 1000  # visitor messages sent at once
+    trips_messages: int = 50  # per direction, for bench.sqlite_calls
     warm_start: bool = True
-    budget_seconds: float = 1500.0
+    budget_seconds: float = 1500.0  # per store
     log_level: str = "INFO"
     synapse_extra: dict[str, Any] = field(default_factory=dict)
 
@@ -76,8 +81,9 @@ class Plan:
             drain_seconds=20.0,
             profile_seconds=5.0,
             burst=200,
+            trips_messages=20,
             warm_start=False,
-            budget_seconds=150.0,
+            budget_seconds=200.0,
         )
 
 
@@ -178,7 +184,9 @@ async def _connect_idle(actors: Actors, idle: list[Visitor], target: int) -> dic
     }
 
 
-async def phase_capacity(actors: Actors, plan: Plan, out_dir: Path) -> dict[str, Any]:
+async def phase_capacity(
+    actors: Actors, plan: Plan, out_dir: Path, prefix: str = ""
+) -> dict[str, Any]:
     """Idle visitors step up while the active chats talk; RSS and latency at every step.
 
     refdesk is sampled with py-spy during the last (largest) step.
@@ -227,7 +235,7 @@ async def phase_capacity(actors: Actors, plan: Plan, out_dir: Path) -> dict[str,
                         stack.refdesk_pid,
                         stack.synapse_pid,
                         out_dir,
-                        "profile-capacity",
+                        f"{prefix}profile-capacity",
                         plan.profile_seconds,
                     )
                 )
@@ -283,32 +291,50 @@ async def phase_capacity(actors: Actors, plan: Plan, out_dir: Path) -> dict[str,
     return result
 
 
+# The ramps of the throughput test: who sends, who must receive.
+RAMPS = ("baseline", "visitor_to_librarian", "librarian_to_visitor")
+
+
 async def phase_throughput(actors: Actors, plan: Plan) -> dict[str, Any]:
-    """Raise the offered rate for the baseline and for refdesk, until neither keeps up."""
+    """Raise the offered rate for the baseline and for refdesk both ways, until none keeps up.
+
+    The baseline is carol (who does not sync, like refdesk's ghosts) writing to bob's /sync; the
+    same homeserver work as visitor → librarian. In librarian → visitor the librarian, who
+    syncs, also sees its own messages come back: a little more work for the homeserver there.
+    """
     actors.writer_rooms = await baseline_rooms(actors, len(actors.chats), actors.carol)
+    visitors_inbox = Inbox()  # every chat's visitor delivers here during the ramp
+    own_inboxes = [v.inbox for v in actors.chats]
+    for visitor in actors.chats:
+        visitor.inbox = visitors_inbox
     runs = {
         "baseline": (writer_senders(actors), actors.bob.inbox),
-        "refdesk": (visitor_senders(actors), actors.librarian.inbox),
+        "visitor_to_librarian": (visitor_senders(actors), actors.librarian.inbox),
+        "librarian_to_visitor": (librarian_senders(actors), visitors_inbox),
     }
     steps: dict[str, list[StepResult]] = {name: [] for name in runs}
-    for rate in plan.rates:
-        for name, (senders, receiver) in runs.items():
-            if steps[name] and not steps[name][-1].sustained:
-                continue
-            step = await offered_load(
-                senders,
-                receiver,
-                rate=rate,
-                seconds=plan.rate_seconds,
-                prefix=f"tp-{name[:4]}-{rate}",
-                meter=actors.meter(),
-                drain_timeout=plan.drain_seconds,
-            )
-            steps[name].append(step)
-            log.info("throughput %s %d/s: %s", name, rate, step.json())
-            await asyncio.sleep(2)
-        if all(s and not s[-1].sustained for s in steps.values()):
-            break
+    try:
+        for rate in plan.rates:
+            for name, (senders, receiver) in runs.items():
+                if steps[name] and not steps[name][-1].sustained:
+                    continue
+                step = await offered_load(
+                    senders,
+                    receiver,
+                    rate=rate,
+                    seconds=plan.rate_seconds,
+                    prefix=f"tp-{name[:4]}-{rate}",
+                    meter=actors.meter(),
+                    drain_timeout=plan.drain_seconds,
+                )
+                steps[name].append(step)
+                log.info("throughput %s %d/s: %s", name, rate, step.json())
+                await asyncio.sleep(2)
+            if all(s and not s[-1].sustained for s in steps.values()):
+                break
+    finally:
+        for visitor, inbox in zip(actors.chats, own_inboxes, strict=True):
+            visitor.inbox = inbox
     cores = os.cpu_count() or 1
     result: dict[str, Any] = {"chats": len(actors.chats), "step_seconds": plan.rate_seconds}
     for name, done in steps.items():
@@ -323,8 +349,18 @@ async def phase_throughput(actors: Actors, plan: Plan) -> dict[str, Any]:
                 else f"not reached up to {plan.rates[-1]}/s"
             ),
             "lost_total": sum(s.lost for s in done),
+            "cpu_seconds_sustained": _cpu_sum([s for s in done if s.sustained]),
         }
     return result
+
+
+def _cpu_sum(steps: list[StepResult]) -> dict[str, Any]:
+    """CPU seconds per process over ``steps``, and the messages they delivered."""
+    total: dict[str, Any] = {"messages": sum(s.delivered for s in steps)}
+    for step in steps:
+        for name, used in step.cpu_seconds.items():
+            total[name] = round(total.get(name, 0.0) + used, 3)
+    return total
 
 
 async def phase_burst(actors: Actors, plan: Plan) -> dict[str, Any]:
@@ -351,12 +387,14 @@ async def phase_burst(actors: Actors, plan: Plan) -> dict[str, Any]:
     }
 
 
-async def phase_profile(actors: Actors, plan: Plan, rate: int, out_dir: Path) -> dict[str, Any]:
+async def phase_profile(
+    actors: Actors, plan: Plan, rate: int, out_dir: Path, prefix: str = ""
+) -> dict[str, Any]:
     """Visitor messages at ``rate`` while py-spy samples refdesk (and Synapse)."""
     stack = actors.stack
     seconds = plan.profile_seconds
     sampling = profiling.profile_stack(
-        stack.refdesk_pid, stack.synapse_pid, out_dir, "profile", seconds
+        stack.refdesk_pid, stack.synapse_pid, out_dir, f"{prefix}profile", seconds
     )
     load = offered_load(
         visitor_senders(actors),
@@ -369,6 +407,30 @@ async def phase_profile(actors: Actors, plan: Plan, rate: int, out_dir: Path) ->
     )
     step, sampled = await asyncio.gather(load, sampling)
     return {"rate": rate, "load": step.json(), **sampled}
+
+
+async def phase_trips(plan: Plan, stack: Stack, out_dir: Path) -> dict[str, Any]:
+    """Database trips per message (``python -m bench.sqlite_calls``, in a process of its own,
+    against a Synapse of its own), on this run's store: for PostgreSQL a fresh database on the
+    run's server."""
+    out = out_dir / f"trips-{stack.store}.json"
+    args = [sys.executable, "-m", "bench.sqlite_calls", "-n", str(plan.trips_messages)]
+    args += ["--json", str(out)]
+    if stack.postgres is not None:
+        args += ["--database", stack.postgres.url(await stack.postgres.create_database("trips"))]
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=str(REPO), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), 300)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return {"error": "bench.sqlite_calls did not finish within 300 s"}
+    if proc.returncode != 0:
+        return {"error": f"bench.sqlite_calls exited {proc.returncode}: {output[-600:]!r}"}
+    found: dict[str, Any] = json.loads(out.read_text())
+    return found
 
 
 # -- the whole run -------------------------------------------------------------------------
@@ -393,14 +455,21 @@ async def _phase(
     return ok
 
 
-async def run(plan: Plan, out_dir: Path, keep: bool) -> dict[str, Any]:
-    wanted = max(plan.idle_steps) * 2 + 4096  # a file per WebSocket, and plenty to spare
-    if raise_fd_limit(wanted) < wanted:
-        print(f"[bench] warning: fewer than {wanted} open files allowed (ulimit -n)", flush=True)
-    results: dict[str, Any] = {}
-    root = Path(tempfile.mkdtemp(prefix="refdesk-bench-"))
-    results["data_dir"] = str(root)
-    results["widget"] = startup.widget_size()
+def fd_limit(plan: Plan) -> dict[str, int]:
+    """Enough open files for the largest crowd: each idle visitor is a socket in this process
+    and one in refdesk (children inherit the limit), with room for everything else."""
+    wanted = max(plan.idle_steps) + 2 * plan.chats + 4096
+    got = raise_fd_limit(wanted)
+    if got < wanted:
+        print(f"[bench] warning: only {got} open files allowed (ulimit -n), {wanted} wanted")
+    return {"wanted": wanted, "soft_limit": got}
+
+
+async def run_startup(plan: Plan) -> dict[str, Any]:
+    """`refdesk up` from an empty data dir (and again on it), and the widget's size: the same
+    whatever store the run uses (`refdesk up` is the embedded, SQLite desk)."""
+    results: dict[str, Any] = {"widget": startup.widget_size()}
+    root = Path(tempfile.mkdtemp(prefix="refdesk-bench-up-"))
 
     async def up() -> dict[str, Any]:
         cold = await startup.refdesk_up(root / "up", root / "up.log")
@@ -415,25 +484,47 @@ async def run(plan: Plan, out_dir: Path, keep: bool) -> dict[str, Any]:
             warm = {"error": str(exc)}
         return {"cold": cold, "warm": warm}
 
-    await _phase(results, "startup", up)
+    try:
+        await _phase(results, "startup", up)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+async def run(plan: Plan, out_dir: Path, keep: bool, store: str = "sqlite") -> dict[str, Any]:
+    """Every phase against one Synapse and one refdesk whose store is ``store``."""
+    results: dict[str, Any] = {"store": store, "open_files": fd_limit(plan)}
+    root = Path(tempfile.mkdtemp(prefix=f"refdesk-bench-{store}-"))
+    results["data_dir"] = str(root)
     try:
         async with asyncio.timeout(plan.budget_seconds):
-            await _main_phases(plan, root, out_dir, results)
+            await _main_phases(plan, root, out_dir, results, store)
     except TimeoutError:
         results["error"] = f"stopped: the run exceeded its budget of {plan.budget_seconds:.0f}s"
         print(f"[bench] {results['error']}", flush=True)
+    except Exception as exc:  # the stack did not start: the other store may still run
+        log.debug("run on %s failed", store, exc_info=True)
+        results["error"] = f"{type(exc).__name__}: {exc}"
+        results["traceback"] = traceback.format_exc(limit=8)
+        print(f"[bench] {store}: {results['error']}", flush=True)
     if not keep:
-        import shutil
-
         shutil.rmtree(root, ignore_errors=True)
         results["data_dir"] = None
     return results
 
 
-async def _main_phases(plan: Plan, root: Path, out_dir: Path, results: dict[str, Any]) -> None:
+async def _main_phases(
+    plan: Plan, root: Path, out_dir: Path, results: dict[str, Any], store: str
+) -> None:
     start = time.monotonic()
-    stack = await Stack.start(root / "stack", plan.log_level, plan.synapse_extra)
+    stack = await Stack.start(root / "stack", plan.log_level, plan.synapse_extra, store)
     results["stack_start_s"] = round(time.monotonic() - start, 2)
+    if stack.postgres is not None:
+        assert stack.postgres.binaries is not None
+        results["postgres"] = {
+            "version": stack.postgres.binaries.version,
+            "settings": dict(stack.postgres.settings),
+        }
     results["refdesk_idle_rss_mb"] = round(stack.refdesk_rss_mb(), 1)
     connector = aiohttp.TCPConnector(limit=0)
     http = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60))
@@ -448,6 +539,7 @@ async def _main_phases(plan: Plan, root: Path, out_dir: Path, results: dict[str,
         await _main_actors(plan, actors, out_dir, results)
         results["refdesk_final_rss_mb"] = round(stack.refdesk_rss_mb(), 1)
         results["sync_errors"] = {u.user_id: u.sync_errors for u in users}
+        await _phase(results, "trips", lambda: phase_trips(plan, stack, out_dir))
     finally:
         for visitor in actors.chats if actors else []:
             await visitor.close()
@@ -463,8 +555,10 @@ async def _main_actors(plan: Plan, actors: Actors, out_dir: Path, results: dict[
     await _phase(results, "latency", lambda: phase_latency(actors, plan))
     if not await _phase(results, "chats", lambda: phase_open_chats(actors, plan)):
         return
-    await _phase(results, "capacity", lambda: phase_capacity(actors, plan, out_dir))
+    prefix = f"{actors.stack.store}-"
+    await _phase(results, "capacity", lambda: phase_capacity(actors, plan, out_dir, prefix))
     if await _phase(results, "throughput", lambda: phase_throughput(actors, plan)):
-        rate = results["throughput"]["refdesk"]["saturated_at_per_s"] or plan.rates[-1]
-        await _phase(results, "profile", lambda: phase_profile(actors, plan, rate, out_dir))
+        ramp = results["throughput"]["visitor_to_librarian"]
+        rate = ramp["saturated_at_per_s"] or plan.rates[-1]
+        await _phase(results, "profile", lambda: phase_profile(actors, plan, rate, out_dir, prefix))
     await _phase(results, "burst", lambda: phase_burst(actors, plan))

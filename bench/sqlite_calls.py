@@ -1,5 +1,9 @@
 """``python -m bench.sqlite_calls``: how many database trips refdesk makes per message.
 
+    python -m bench.sqlite_calls [-n 100] [--idle 1000]         # the store in SQLite
+    python -m bench.sqlite_calls --postgres                     # in a PostgreSQL of its own
+    python -m bench.sqlite_calls --database postgresql://…      # in an empty database there
+
 A trip is one unit of work (rooms/store/database.py): on SQLite one hop to the store's thread and
 back through the event loop, on PostgreSQL one pooled connection held for one transaction. On the
 message path these trips, not the queries, were most of refdesk's own CPU time (see
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import tempfile
 from collections import Counter
@@ -28,6 +33,7 @@ from bridge.registration import registration
 from refdesk.config import load_config
 from refdesk.embedded import write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
+from refdesk.postgres import EmbeddedPostgres
 from refdesk.service import RefDesk
 from refdesk.wiring import bridge_settings
 from rooms.store import database
@@ -35,6 +41,9 @@ from rooms.store import database
 _PACKAGES = ("rooms", "bridge", "widget_server")
 CALLS: Counter[str] = Counter()
 STATEMENTS = [0]
+# On PostgreSQL: every message to the server that waits for its answer (the statements, and
+# BEGIN, COMMIT and NOTIFY around them), counted on asyncpg's connections.
+ROUND_TRIPS = [0]
 
 
 # Frames that only pass a call on (the store's engine, the HTTP middlewares).
@@ -60,6 +69,10 @@ def _count_calls() -> None:
         engine._run_alone = _counted(engine._run_alone)  # type: ignore[method-assign]
     for name in ("fetchall", "execute"):
         setattr(database.PostgresTx, name, _statement(getattr(database.PostgresTx, name)))
+    import asyncpg
+
+    for name in ("execute", "fetch", "fetchval", "fetchrow"):
+        setattr(asyncpg.Connection, name, _round_trip(getattr(asyncpg.Connection, name)))
 
 
 def _counted(original: Any) -> Any:
@@ -78,20 +91,42 @@ def _statement(original: Any) -> Any:
     return counted
 
 
-def _report(title: str, n: int, unit: str = "per message") -> None:
-    statements = f", {STATEMENTS[0] / n:.1f} statements" if STATEMENTS[0] else ""
-    print(f"{title}: {sum(CALLS.values()) / n:.1f} database trips{statements} {unit}")
+def _round_trip(original: Any) -> Any:
+    async def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        ROUND_TRIPS[0] += 1
+        return await original(self, *args, **kwargs)
+
+    return counted
+
+
+def _report(title: str, n: int, unit: str = "per message") -> dict[str, Any]:
+    """Print the counts since the last report, return them, and start counting afresh."""
+    trips = sum(CALLS.values()) / n
+    statements = STATEMENTS[0] / n if STATEMENTS[0] else None
+    round_trips = ROUND_TRIPS[0] / n if STATEMENTS[0] else None
+    shown = ""
+    if statements is not None and round_trips is not None:
+        shown = f", {statements:.1f} statements ({round_trips:.1f} round trips to the server)"
+    print(f"{title}: {trips:.1f} database trips{shown} {unit}")
     for where, count in CALLS.most_common():
         print(f"  {count / n:6.2f}  {where}")
+    found = {
+        "trips": round(trips, 2),
+        "statements": None if statements is None else round(statements, 2),
+        "round_trips": None if round_trips is None else round(round_trips, 2),
+        "by_caller": {where: round(count / n, 2) for where, count in CALLS.most_common()},
+    }
     CALLS.clear()
-    STATEMENTS[0] = 0
+    STATEMENTS[0] = ROUND_TRIPS[0] = 0
+    return found
 
 
-async def main(n: int, idle: int) -> None:
+async def main(n: int, idle: int, database_url: str | None = None) -> dict[str, Any]:
+    """Count; the store in SQLite, or in the (empty) PostgreSQL database at ``database_url``."""
     _count_calls()
     root = Path(tempfile.mkdtemp(prefix="refdesk-sqlite-calls-"))
     hs_port, as_port, widget_port = free_port(), free_port(), free_port()
-    data = config_data(root, hs_port, as_port, widget_port, "WARNING")
+    data = config_data(root, hs_port, as_port, widget_port, "WARNING", database_url)
     write_yaml(root / "refdesk.yaml", data)
     config = load_config(root / "refdesk.yaml")
     write_yaml(root / "registration.yaml", registration(bridge_settings(config)))
@@ -105,6 +140,7 @@ async def main(n: int, idle: int) -> None:
     desk = RefDesk(config)
     http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     librarian: MatrixUser | None = None
+    counts: dict[str, Any] = {"store": "sqlite" if database_url is None else "postgres", "n": n}
     try:
         await synapse.register_user(LIBRARIAN, PASSWORD)
         await desk.start()
@@ -123,33 +159,34 @@ async def main(n: int, idle: int) -> None:
         await wait_arrival(answer, 60, "first answer")
         await asyncio.sleep(2)  # let the room's setup traffic settle
         CALLS.clear()
-        STATEMENTS[0] = 0
+        STATEMENTS[0] = ROUND_TRIPS[0] = 0
         for i in range(n):
             future = librarian.inbox.expect(f"v{i}")
             await visitor.send(f"v{i}", f"v{i}")
             await wait_arrival(future, 30, f"v{i}")
         await asyncio.sleep(1)
-        _report("visitor → librarian", n)
+        counts["visitor_to_librarian"] = _report("visitor → librarian", n)
         for i in range(n):
             future = visitor.inbox.expect(f"l{i}")
             await librarian.send(room_id, f"l{i}")
             await wait_arrival(future, 30, f"l{i}")
         await asyncio.sleep(1)
-        _report("librarian → visitor", n)
+        counts["librarian_to_visitor"] = _report("librarian → visitor", n)
         await visitor.close()
         if idle:
-            await _new_chat_with_idle(http, widget_port, librarian, idle)
+            counts["new_chat"] = await _new_chat_with_idle(http, widget_port, librarian, idle)
     finally:
         if librarian is not None:
             await librarian.close()
         await http.close()
         await desk.stop()
         await synapse.stop()
+    return counts
 
 
 async def _new_chat_with_idle(
     http: aiohttp.ClientSession, widget_port: int, librarian: MatrixUser, idle: int
-) -> None:
+) -> dict[str, Any]:
     """One whole new chat (first message, claim, end) while ``idle`` other visitors wait."""
     base = f"http://127.0.0.1:{widget_port}"
     crowd = [Visitor(http, base, f"Idle {i}") for i in range(idle)]
@@ -170,16 +207,44 @@ async def _new_chat_with_idle(
     await wait_arrival(answer, 60, "new answer")
     await newcomer.end()
     await asyncio.sleep(2)
-    _report(f"one new chat (start, claim, end) with {idle} idle visitors connected", 1, "")
+    found = _report(f"one new chat (start, claim, end) with {idle} idle visitors connected", 1, "")
     for visitor in [newcomer, *crowd]:
         await visitor.close()
+    return {"idle": idle, **found}
+
+
+async def _run(args: argparse.Namespace) -> dict[str, Any]:
+    if not args.postgres:
+        return await main(args.n, args.idle, args.database)
+    async with EmbeddedPostgres() as server:
+        return await main(args.n, args.idle, server.url())
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m bench.sqlite_calls", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.sqlite_calls",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-n", type=int, default=100, help="messages per direction")
     parser.add_argument(
         "--idle", type=int, default=0, help="then count one new chat with this many idle visitors"
     )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--database",
+        metavar="URL",
+        help="the store in this (empty) PostgreSQL database, postgresql://…",
+    )
+    where.add_argument(
+        "--postgres",
+        action="store_true",
+        help="the store in a PostgreSQL server started for the count (refdesk.postgres)",
+    )
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the counts here")
     args = parser.parse_args()
-    asyncio.run(main(args.n, args.idle))
+    if args.database and not args.database.startswith(("postgresql://", "postgres://")):
+        parser.error("--database takes a postgresql:// URL")
+    result = asyncio.run(_run(args))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")

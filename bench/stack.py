@@ -16,6 +16,7 @@ from bridge.registration import registration
 from refdesk.config import Config, load_config
 from refdesk.embedded import embedded_config_data, write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
+from refdesk.postgres import EmbeddedPostgres
 from refdesk.wiring import bridge_settings
 
 PASSWORD = "bench password, not secret"
@@ -24,6 +25,16 @@ BASELINE_SENDER = "alice"
 BASELINE_RECEIVER = "bob"
 # Sends without syncing, like refdesk's ghosts: the throughput baseline's sender.
 BASELINE_WRITER = "carol"
+STORES = ("sqlite", "postgres")
+# The PostgreSQL store is as durable as the SQLite one (WAL, synchronous=NORMAL): a power cut
+# may lose the last commits but never corrupts; fsync stays on.
+POSTGRES_SETTINGS = {"synchronous_commit": "off"}
+
+
+def bench_postgres() -> EmbeddedPostgres:
+    """The PostgreSQL server of a benchmark run: a temporary cluster (in a directory of its
+    own, which the server's account can reach), deleted when it stops."""
+    return EmbeddedPostgres(durable=True, settings=POSTGRES_SETTINGS)
 
 
 async def wait_http_ok(
@@ -49,9 +60,15 @@ async def wait_http_ok(
 
 
 def config_data(
-    root: Path, hs_port: int, as_port: int, widget_port: int, log_level: str
+    root: Path,
+    hs_port: int,
+    as_port: int,
+    widget_port: int,
+    log_level: str,
+    database_url: str | None = None,
 ) -> dict[str, Any]:
-    """refdesk's config for the benchmark: `refdesk up`'s, with the bench librarian."""
+    """refdesk's config for the benchmark: `refdesk up`'s, with the bench librarian; the
+    store in SQLite under ``root``, or at ``database_url`` (PostgreSQL)."""
     data = embedded_config_data(
         widget_port=widget_port,
         homeserver_port=hs_port,
@@ -60,6 +77,8 @@ def config_data(
         database=str(root / "refdesk.db"),
     )
     data["logging"]["level"] = log_level
+    if database_url is not None:
+        data["database"] = {"url": database_url}
     # Every benchmark visitor comes from 127.0.0.1: lift the per-address limit on new chats
     # (the highest value the config accepts), as if they came from many addresses.
     data["widget"]["new_sessions_per_minute"] = 100_000
@@ -73,6 +92,11 @@ class Stack:
     config: Config
     config_path: Path
     refdesk: Child
+    postgres: EmbeddedPostgres | None = None
+
+    @property
+    def store(self) -> str:
+        return "sqlite" if self.postgres is None else "postgres"
 
     @property
     def widget_url(self) -> str:
@@ -89,15 +113,46 @@ class Stack:
     def synapse_pid(self) -> int | None:
         return self.synapse.pid
 
+    @property
+    def postgres_pid(self) -> int | None:
+        return None if self.postgres is None else self.postgres.pid
+
     def refdesk_rss_mb(self) -> float:
         return rss_mb(self.refdesk.pid)
 
     @classmethod
     async def start(
-        cls, root: Path, log_level: str, synapse_extra: dict[str, Any] | None = None
+        cls,
+        root: Path,
+        log_level: str,
+        synapse_extra: dict[str, Any] | None = None,
+        store: str = "sqlite",
+    ) -> Stack:
+        """Synapse and refdesk; with ``store="postgres"`` first a PostgreSQL server of its
+        own for refdesk's store (Synapse keeps SQLite, as `refdesk up` runs it)."""
+        if store not in STORES:
+            raise ValueError(f"store must be one of {', '.join(STORES)}")
+        postgres = bench_postgres() if store == "postgres" else None
+        if postgres is not None:
+            await postgres.start()
+        try:
+            return await cls._start(root, log_level, synapse_extra, postgres)
+        except BaseException:
+            if postgres is not None:
+                await postgres.stop()
+            raise
+
+    @classmethod
+    async def _start(
+        cls,
+        root: Path,
+        log_level: str,
+        synapse_extra: dict[str, Any] | None,
+        postgres: EmbeddedPostgres | None,
     ) -> Stack:
         hs_port, as_port, widget_port = free_port(), free_port(), free_port()
-        data = config_data(root, hs_port, as_port, widget_port, log_level)
+        url = None if postgres is None else postgres.url()
+        data = config_data(root, hs_port, as_port, widget_port, log_level, url)
         config_path = root / "refdesk.yaml"
         write_yaml(config_path, data)
         config = load_config(config_path)
@@ -118,7 +173,7 @@ class Stack:
                 ["-m", "refdesk.cli", "serve", "--config", str(config_path)],
                 log_path=root / "refdesk.log",
             )
-            stack = cls(root, synapse, config, config_path, child)
+            stack = cls(root, synapse, config, config_path, child, postgres)
             await stack.start_refdesk()
         except BaseException:
             await synapse.stop()
@@ -143,4 +198,8 @@ class Stack:
         try:
             await self.refdesk.stop()
         finally:
-            await self.synapse.stop()
+            try:
+                await self.synapse.stop()
+            finally:
+                if self.postgres is not None:
+                    await self.postgres.stop()

@@ -45,6 +45,7 @@ class StepResult:
     latency: Summary  # send → the receiver saw it
     stored: Summary  # send → the sender heard it was stored (ack frame, or room_send returned)
     cpu: dict[str, float]  # % of one core during the step and its drain
+    cpu_seconds: dict[str, float]  # the same, in CPU seconds
     cpu_ms_per_message: dict[str, float]
     send_overrun: float  # how far the sender fell behind its own schedule, seconds
 
@@ -72,6 +73,7 @@ class StepResult:
             "latency_ms": self.latency.json(),
             "stored_ms": self.stored.json(),
             "cpu_percent": self.cpu,
+            "cpu_seconds": {name: round(used, 3) for name, used in self.cpu_seconds.items()},
             "cpu_ms_per_message": self.cpu_ms_per_message,
             "send_overrun_s": round(self.send_overrun, 3),
         }
@@ -146,6 +148,7 @@ async def offered_load(
         latency=Summary.of(latencies),
         stored=Summary.of(stored),
         cpu=cpu,
+        cpu_seconds=cpu_seconds,
         cpu_ms_per_message={
             name: round(1000 * used / max(delivered, 1), 2) for name, used in cpu_seconds.items()
         },
