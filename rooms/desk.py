@@ -303,11 +303,10 @@ class Desk:
         )
 
         async def unit(tx: Tx) -> tuple[Message, bool]:
-            await tx.lock_session(session.id)
+            current = await sessions.get_locked(tx, session.id)
             existing = await messages.by_client_id(tx, session.id, client_id)
             if existing is not None:
                 return existing, False  # a retry (even of a message stored before the close)
-            current = await sessions.get(tx, session.id)
             if current is None or not current.is_open:
                 raise SessionClosedError("This chat has ended.")
             stored = await messages.insert(tx, message)
@@ -531,10 +530,9 @@ class Desk:
         """
 
         async def unit(tx: Tx) -> Message | None:
-            await tx.lock_session(session.id)
+            current = await sessions.get_locked(tx, session.id)
             if await messages.by_remote_id(tx, remote_id) is not None:
                 return None
-            current = await sessions.get(tx, session.id)
             assert current is not None
             if current.is_open and current.owner is None and self.queue.is_librarian(sender_id):
                 await self.queue.claim(session.id, sender_id, sender_name)

@@ -24,6 +24,7 @@ from rooms.queue import QueueRules
 from rooms.session import VisitorForm
 from rooms.store import Database, SqliteDatabase, Tx, desk_state
 from rooms.store import outbox as outbox_rows
+from rooms.store.database import PostgresDatabase
 from rooms.store.migrations import MIGRATIONS
 from tests.test_queue import AGUS, DEWI, KEPALA, SARI, Clock
 
@@ -67,6 +68,41 @@ async def test_a_read_never_sees_uncommitted_writes(store: Database) -> None:
         await writer
     assert seen and set(seen) == {0}  # the rolled-back row was never seen
     assert await db.fetchall("SELECT * FROM desk_state") == []
+
+
+async def test_notices_go_out_with_the_commit_whatever_they_hold(store: Database) -> None:
+    """On PostgreSQL a unit's notices ride on its COMMIT, quoted in the statement: payloads that
+    hold quotes, backslashes and the quoting tag itself arrive intact, and a unit that rolls
+    back tells nobody."""
+    if store.dialect != "postgres":
+        pytest.skip("SQLite has one process: nobody to notify")
+    assert isinstance(store, PostgresDatabase)
+    heard: list[str] = []
+    stop = await store.listen(heard.append)
+    payloads = ["plain", "it's", "back\\slash", "$rd$ tagged $rd_$", '{"session": "s1"}']
+
+    async def tells(tx: Tx) -> None:
+        await tx.execute("INSERT INTO desk_state (key, value) VALUES ('n', 'v')")
+        for payload in payloads:
+            tx.notify(payload)
+
+    async def tells_then_fails(tx: Tx) -> None:
+        tx.notify("never")
+        raise RuntimeError("changed my mind")
+
+    try:
+        with pytest.raises(RuntimeError):
+            await store.write(tells_then_fails)
+        await store.write(tells)
+        for _ in range(200):
+            if len(heard) >= len(payloads):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.1)  # anything more would arrive now
+    finally:
+        await stop()
+    assert heard == payloads
+    assert await store.fetchall("SELECT key FROM desk_state") != []
 
 
 async def test_a_unit_of_work_may_only_await_the_database(tmp_path: Path) -> None:

@@ -45,9 +45,9 @@ class SessionSignals:
 
     ``carry_messages``: the store is written by this process alone (SQLite). Events then come
     in the order their changes were committed, and every change of a chat's messages comes with
-    its event, so a new or changed message is handed to the WebSockets with the wake-up and
-    they need not read the store for it. With PostgreSQL another process may commit a change of
-    the same chat just before, which we hear of later: there they always read.
+    its event, so a new or changed message handed to the WebSockets with the wake-up (it always
+    is) may be pushed without reading the store. With PostgreSQL another process may commit a
+    change of the same chat just before, which we hear of later: there they always read.
     """
 
     def __init__(self, carry_messages: bool = False) -> None:
@@ -84,7 +84,8 @@ class SessionSignals:
             self._watchers[session_id] = rest[0] if len(rest) == 1 else rest
 
     def fire(self, session_id: str, message: Message | None = None) -> None:
-        """``session_id`` changed; ``message``: the change was only this message."""
+        """``session_id`` changed; ``message``: the change was only this message (a watcher
+        pushes it without reading only if ``carry_messages``)."""
         event = self._events.pop(session_id, None)
         if event is not None:
             event.set()
@@ -98,7 +99,7 @@ class SessionSignals:
     def on_desk_event(self, event: DeskEvent) -> None:
         if isinstance(event, MessageAdded | MessageUpdated):
             message = event.message
-            self.fire(message.session_id, message if self.carry_messages else None)
+            self.fire(message.session_id, message)
         elif isinstance(event, SessionClosed):
             self.typing.pop(event.session.id, None)
             self.fire(event.session.id)

@@ -10,8 +10,9 @@ cause) into one transaction without knowing who called it.
   coroutine is driven there to its end, so it may await only ``tx`` (never the network; doing so
   is an error). The thread runs one unit at a time: no read ever sees another unit's
   uncommitted writes.
-* **PostgreSQL** (asyncpg): a unit gets one pooled connection for its whole length, inside one
-  transaction (read committed; reads are read-only transactions).
+* **PostgreSQL** (asyncpg): a unit gets one pooled connection for its whole length. A write unit
+  is one transaction (read committed); a read unit runs without one, since at read committed
+  each statement sees what was committed when it started either way.
 
 Work that must wait until a change is committed (announcing it) is registered with
 ``after_commit``; it runs on the event loop once the transaction has committed, and is dropped if
@@ -21,6 +22,7 @@ it rolls back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import queue
@@ -425,8 +427,20 @@ class PostgresTx(Tx):
         await self.execute("SELECT 1 FROM sessions WHERE id = :id FOR UPDATE", {"id": session_id})
 
 
-# Every notice of a unit in one statement, in the order given.
-_NOTIFY_ALL = "SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload"
+def _quoted(text: str) -> str:
+    """``text`` as an SQL string literal, dollar-quoted with a tag it does not contain (so no
+    escaping rules, whatever ``standard_conforming_strings`` says)."""
+    tag = "rd"
+    while f"${tag}$" in text:
+        tag += "_"
+    return f"${tag}${text}${tag}$"
+
+
+def _commit(notices: Sequence[str]) -> str:
+    """COMMIT, after the unit's notices (delivered by PostgreSQL when, and if, it commits):
+    one round trip for all of them (the simple query protocol takes several statements)."""
+    channel = _quoted(NOTIFY_CHANNEL)
+    return "".join(f"SELECT pg_notify({channel}, {_quoted(n)}); " for n in notices) + "COMMIT"
 
 
 async def _keep_session(conn: Any) -> None:
@@ -493,16 +507,29 @@ class PostgresDatabase(Database):
         return self._pool
 
     async def _run_alone(self, unit: Callable[[Tx], Awaitable[T]], writing: bool) -> tuple[Tx, T]:
-        async with self.pool.acquire() as conn, conn.transaction(readonly=not writing):
+        """A write unit is BEGIN, its statements, then its notices with COMMIT: two round trips
+        besides the statements. A read unit runs its statements outside a transaction: at READ
+        COMMITTED each statement sees what was committed when it started, inside a transaction
+        or not, so BEGIN and COMMIT would add two round trips and nothing else."""
+        async with self.pool.acquire() as conn:
             tx = PostgresTx(conn, writing)
             token = _CURRENT.set(tx)
             try:
-                result = await unit(tx)
+                if not writing:
+                    return tx, await unit(tx)
+                await conn.execute("BEGIN")
+                try:
+                    result = await unit(tx)
+                    await conn.execute(_commit(tx.notices))
+                except BaseException:
+                    if not conn.is_closed() and conn.is_in_transaction():
+                        # Else the pool rolls back when it takes the connection back.
+                        with contextlib.suppress(Exception):
+                            await conn.execute("ROLLBACK")
+                    raise
+                return tx, result
             finally:
                 _CURRENT.reset(token)
-            if tx.notices:  # delivered by PostgreSQL when (and if) this commits; one trip
-                await conn.execute(_NOTIFY_ALL, NOTIFY_CHANNEL, tx.notices)
-        return tx, result
 
     async def notify(self, payload: str) -> None:
         """Tell the other processes at once (for what is not stored, such as typing)."""

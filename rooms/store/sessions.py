@@ -6,7 +6,7 @@ from datetime import datetime
 
 from rooms.ids import RoomID, SessionID, UserID
 from rooms.session import Session, SessionState, VisitorForm
-from rooms.store.database import Row, Tx
+from rooms.store.database import POSTGRES, Row, Tx
 from rooms.store.values import moment, required_moment
 
 
@@ -78,6 +78,14 @@ async def insert(tx: Tx, session: Session, token_hash: str) -> None:
 
 async def get(tx: Tx, session_id: str) -> Session | None:
     row = await tx.fetchone("SELECT * FROM sessions WHERE id = :id", {"id": session_id})
+    return from_row(row) if row else None
+
+
+async def get_locked(tx: Tx, session_id: str) -> Session | None:
+    """``Tx.lock_session`` and ``get`` in one statement: the session, with the writers of its
+    chat serialised from here to the end of the unit (a row lock on PostgreSQL)."""
+    lock = " FOR UPDATE" if tx.dialect == POSTGRES else ""
+    row = await tx.fetchone(f"SELECT * FROM sessions WHERE id = :id{lock}", {"id": session_id})
     return from_row(row) if row else None
 
 

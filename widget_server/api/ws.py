@@ -48,7 +48,18 @@ class _Channel:
     connection costs its socket, aiohttp's handler and this object.
     """
 
-    __slots__ = ("after", "again", "busy", "ctx", "lock", "session", "shown", "task", "ws")
+    __slots__ = (
+        "after",
+        "again",
+        "busy",
+        "ctx",
+        "lock",
+        "sending",
+        "session",
+        "shown",
+        "task",
+        "ws",
+    )
 
     def __init__(
         self, ws: web.WebSocketResponse, ctx: WidgetContext, session: Session, after: int
@@ -62,6 +73,7 @@ class _Channel:
         self.busy = False  # a read-and-push is under way
         self.again = False  # the session changed during it: read once more
         self.task: asyncio.Task[None] | None = None
+        self.sending: str | None = None  # client_id of the visitor's message being stored
 
     async def send(self, frame: dict[str, Any]) -> None:
         async with self.lock:
@@ -69,7 +81,18 @@ class _Channel:
 
     def wake(self, message: Message | None = None) -> None:
         """The session changed (only by ``message``, if given): push what is new (called by
-        the hub). While a push is under way, the next one reads the store."""
+        the hub). While a push is under way, the next one reads the store.
+
+        The visitor's own message, being stored for a ``send`` frame of this connection, wakes
+        nothing here: its ``ack`` carries it, and the next read brings it along for the cursor.
+        A message is pushed as it came only where the hub may carry messages (one process
+        writes the store); else the connection reads.
+        """
+        if message is not None:
+            if message.client_id is not None and message.client_id == self.sending:
+                return
+            if not self.ctx.signals.carry_messages:
+                message = None
         if self.busy:
             self.again = True
             return
@@ -141,6 +164,7 @@ class _Channel:
                 await self.ctx.desk.visitor_read(self.session, up_to)
         elif kind == "send":
             client_id = data.get("client_id") if isinstance(data.get("client_id"), str) else None
+            self.sending = client_id
             try:
                 message, _ = await self.ctx.desk.visitor_message(
                     self.session, data.get("body"), data.get("client_id")
@@ -166,6 +190,8 @@ class _Channel:
                     }
                 )
                 return
+            finally:
+                self.sending = None
             await self.send(
                 {"type": "ack", "client_id": client_id, "message": message_json(message)}
             )
