@@ -304,15 +304,21 @@ class Desk:
 
         async def unit(tx: Tx) -> tuple[Message, bool]:
             current = await sessions.get_locked(tx, session.id)
-            existing = await messages.by_client_id(tx, session.id, client_id)
-            if existing is not None:
-                return existing, False  # a retry (even of a message stored before the close)
             if current is None or not current.is_open:
+                existing = await messages.by_client_id(tx, session.id, client_id)
+                if existing is not None:
+                    return existing, False  # a retry of a message stored before the close
                 raise SessionClosedError("This chat has ended.")
-            stored = await messages.insert(tx, message)
+            stored = await messages.insert_new(tx, message)
+            if stored is None:  # a retry: the stored row answers it
+                existing = await messages.by_client_id(tx, session.id, client_id)
+                assert existing is not None
+                return existing, False
             await self.outbox.add(session.id, IntentKind.MESSAGE, message_id=stored.id)
             self._emit(MessageAdded(stored))
-            queued = await sessions.enqueue(tx, session.id, now)
+            # The chat's row is locked (or the store has one writer): what it says holds.
+            first = current.queued_at is None and current.owner is None
+            queued = await sessions.enqueue(tx, session.id, now) if first else None
             if queued is not None:
                 # The first message: the room is made for it, then the librarians rung.
                 await self.queue.ring(queued, "new")

@@ -39,12 +39,25 @@ def _many(rows: list[Row]) -> list[Message]:
 
 
 async def insert(tx: Tx, message: Message) -> Message:
+    stored = await _insert(tx, message, "")
+    assert stored is not None
+    return stored
+
+
+async def insert_new(tx: Tx, message: Message) -> Message | None:
+    """Insert unless the chat already has a message with this ``client_id`` (a visitor's
+    retry): then None, in the same statement."""
+    return await _insert(tx, message, "ON CONFLICT (session_id, client_id) DO NOTHING")
+
+
+async def _insert(tx: Tx, message: Message, on_conflict: str) -> Message | None:
     row = await tx.fetchone(
         f"""
         INSERT INTO messages (session_id, origin, body, html, sender_name, sender_id, client_id,
                               remote_id, needs_delivery, created_at, seq)
         VALUES (:session_id, :origin, :body, :html, :sender_name, :sender_id, :client_id,
                 :remote_id, :needs_delivery, :created_at, {next_seq(tx.dialect)})
+        {on_conflict}
         RETURNING *
         """,
         {
@@ -60,8 +73,7 @@ async def insert(tx: Tx, message: Message) -> Message:
             "created_at": message.created_at,
         },
     )
-    assert row is not None
-    return from_row(row)
+    return from_row(row) if row else None
 
 
 async def get(tx: Tx, message_id: int) -> Message | None:
