@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+from collections.abc import Callable
 
 from bridge.actions import Actions, Attempt
 from bridge.errors import is_transient
@@ -57,6 +58,8 @@ class Performer:
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
         self.instance = ""
+        # Called when the homeserver answers again after an outage (the bridge catches up).
+        self.on_back: Callable[[], None] = lambda: None
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()  # lanes that got work while their task was finishing
         self._uncertain: set[int] = set()
@@ -159,6 +162,7 @@ class Performer:
             self._outage = False
             back, self._back = self._back, asyncio.Event()
             back.set()
+            self.on_back()
 
     async def _perform(self, work: Work) -> tuple[_Outcome, Delivered | None]:
         intent = work.intent

@@ -62,12 +62,15 @@ class Bridge:
         )
         self.actions = Actions(desk, self.client, self.ghosts, self.rooms, topic_labels)
         self.performer = Performer(desk, self.client, self.actions)
+        self.performer.on_back = self._catch_up_again
         self.typing = TypingMirror(desk, self.client, self.ghosts)
         desk.subscribe(self.performer.on_desk_event)
         desk.subscribe(self.typing.on_desk_event)
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pinging = False
+        self._prepared = False
+        self._catching_up: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.client.open()
@@ -126,11 +129,21 @@ class Bridge:
                 await self.performer.start()
                 await self.client.ping(self.settings.appservice_id)
                 await self.catch_up()
+                self._prepared = True
                 return
             except (HomeserverUnavailable, MatrixError) as exc:
                 log.info("homeserver not ready for the bot yet (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30)
+
+    def _catch_up_again(self) -> None:
+        """The homeserver is back after an outage: it may have restarted, and a homeserver
+        killed just after storing an event never sends it (see ``_catch_up_room``), so read the
+        rooms again. One catch-up at a time; before the bridge is prepared, its own runs."""
+        if self._prepared and (self._catching_up is None or self._catching_up.done()):
+            self._catching_up = asyncio.create_task(self.catch_up())
+            self._tasks.add(self._catching_up)
+            self._catching_up.add_done_callback(self._task_done)
 
     async def catch_up(self) -> None:
         """Read what librarians wrote in open session rooms while the bridge was away.
@@ -162,24 +175,41 @@ class Bridge:
         """Act on what follows, in the room, the newest event the desk has *received* and acted
         on. Our own events (the ghost's, the bot's) do not count: a visitor's message delivered
         a moment ago says nothing of the librarian's answer just before it, which may still be
-        on its way in a transaction."""
+        on its way in a transaction.
+
+        Before that point, a librarian's message (or edit, or deletion) the desk never received
+        is acted on too, late: the homeserver sends a room's events in order, so one older than
+        an event it did send was skipped, not delayed. Synapse does that to an event it stored
+        just before it was killed (it never sends it to the appservice); shown late, one place
+        out of order, is better than never.
+        """
         events = await self.client.recent_events(room_id, limit=limit)
-        start: int | None = None
-        for index in range(len(events) - 1, -1, -1):
-            event_id, sender = events[index].get("event_id"), events[index].get("sender")
-            if not isinstance(event_id, str) or not isinstance(sender, str):
-                continue
-            if self.handler.ours(sender):
-                continue
-            if await self.desk.read(partial(store.event_claimed, event_id=event_id)):
-                start = index + 1
-                break
-        if start is None:
-            if len(events) >= limit:
-                log.info("catch-up leaves %s to the homeserver's retries", room_id)
-                return
+        theirs = [
+            (index, event)
+            for index, event in enumerate(events)
+            if isinstance(event.get("event_id"), str)
+            and isinstance(event.get("sender"), str)
+            and not self.handler.ours(event["sender"])
+        ]
+        claimed = await self.desk.read(
+            partial(store.claimed_among, event_ids=[e["event_id"] for _, e in theirs])
+        )
+        received = [index for index, event in theirs if event["event_id"] in claimed]
+        if received:
+            start = received[-1] + 1
+        elif len(events) >= limit:
+            log.info("catch-up leaves %s to the homeserver's retries", room_id)
+            return
+        else:
             start = 0
-        for event in events[start:]:
+        late = [e for i, e in theirs if i < start and _missed(e) and e["event_id"] not in claimed]
+        if late:
+            log.warning(
+                "catch-up: %d event(s) in %s the homeserver never sent; acting on them late",
+                len(late),
+                room_id,
+            )
+        for event in [*late, *events[start:]]:
             event.setdefault("room_id", room_id)
             await self.handler.handle(event)
 
@@ -193,3 +223,15 @@ class Bridge:
             await self._runner.cleanup()
             self._runner = None
         await self.client.close()
+
+
+def _missed(event: dict[str, Any]) -> bool:
+    """Whether an event the desk never received must still be acted on: a message that is not a
+    command (a late command could act on a chat that has moved on), an edit, a deletion."""
+    if event.get("type") == "m.room.redaction":
+        return True
+    if event.get("type") != "m.room.message":
+        return False
+    content = event.get("content")
+    body = content.get("body") if isinstance(content, dict) else None
+    return isinstance(body, str) and not body.startswith("!")

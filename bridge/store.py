@@ -31,6 +31,18 @@ async def event_claimed(tx: Tx, event_id: str) -> bool:
     return found is not None
 
 
+async def claimed_among(tx: Tx, event_ids: list[str]) -> set[str]:
+    """Which of ``event_ids`` the desk has acted on (one statement)."""
+    if not event_ids:
+        return set()
+    names = {f"e{i}": event_id for i, event_id in enumerate(event_ids)}
+    marks = ", ".join(f":{name}" for name in names)
+    rows = await tx.fetchall(
+        f"SELECT event_id FROM bridge_inbound_events WHERE event_id IN ({marks})", names
+    )
+    return {row["event_id"] for row in rows}
+
+
 async def set_aside(
     tx: Tx, event_id: str, room_id: str | None, event_type: str | None, reason: str, at: datetime
 ) -> None:

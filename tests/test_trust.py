@@ -277,3 +277,55 @@ async def test_the_catch_up_does_not_skip_an_answer_older_than_a_delivered_messa
     )
     await bridge._catch_up_room(room_id)
     assert "Minggu tutup" in await bodies(visitor)
+
+
+async def test_the_catch_up_acts_on_an_answer_the_homeserver_never_sent(
+    stack: Stack,
+    visitor: Visitor,
+    librarians: dict[str, Librarian],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Synapse killed just after storing an event never sends it to the appservice (found by
+    the chaos run on PostgreSQL), while it does send the next one. The catch-up, which starts
+    after the newest event the desk received, still acts on the skipped answer: late, but not
+    lost."""
+    sari = librarians["sari"]
+    room_id = await open_chat(stack, visitor, sari, "Bisa pinjam antarperpustakaan?")
+    bridge = stack.desk.bridge
+    handle = bridge.server._handle
+    swallowed = asyncio.Event()
+
+    async def homeserver_believes_it_sent(txn_id: str, raw: bytes, digest: str) -> Any:
+        if b"isi formulir ILL" in raw:
+            swallowed.set()
+            return web.json_response({})
+        return await handle(txn_id, raw, digest)
+
+    monkeypatch.setattr(bridge.server, "_handle", homeserver_believes_it_sent)
+    await sari.send(room_id, "Bisa, isi formulir ILL")
+    await asyncio.wait_for(swallowed.wait(), 30)
+    await sari.send(room_id, "Formulirnya di meja layanan")
+    await visitor.wait_for(lambda m: m["body"] == "Formulirnya di meja layanan")
+    assert "Bisa, isi formulir ILL" not in await bodies(visitor)
+    await bridge._catch_up_room(room_id)
+    got = await bodies(visitor)
+    assert got.count("Bisa, isi formulir ILL") == 1
+    await bridge._catch_up_room(room_id)  # a second catch-up changes nothing
+    assert await bodies(visitor) == got
+
+
+async def test_the_rooms_are_read_again_when_the_homeserver_is_back(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A homeserver that was unreachable may have restarted (and skipped events): the bridge
+    catches up as soon as it answers again."""
+    bridge = stack.desk.bridge
+    called = asyncio.Event()
+
+    async def catch_up() -> None:
+        called.set()
+
+    monkeypatch.setattr(bridge, "catch_up", catch_up)
+    bridge.performer._outage = True  # a send failed: the homeserver was away
+    bridge.performer.homeserver_alive()  # and now it answers
+    await asyncio.wait_for(called.wait(), 5)
