@@ -315,9 +315,13 @@ class Api:
         return "api"
 
     async def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
-        """Every row of every table: the whole store, to compare before and after."""
+        """Every row of every table: the whole store, to compare before and after. Not SQLite's
+        own ``sqlite_sequence``: a retried message is answered by the insert that finds it there
+        (``ON CONFLICT DO NOTHING``), which uses up an id as PostgreSQL's sequences do; ids are
+        never reused, gaps are allowed."""
         tables = await self.db.fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name != 'sqlite_sequence' ORDER BY name"
         )
         return {
             row[0]: [tuple(r) for r in await self.db.fetchall(f"SELECT * FROM {row[0]}")]
