@@ -147,6 +147,25 @@ def _load_top(run: dict[str, Any]) -> dict[str, Any] | None:
     return max(steps, key=lambda s: s["idle"]) if steps else None
 
 
+def _latency_targets(
+    what: str,
+    found: tuple[tuple[float | None, float], tuple[float | None, float]],
+    goal_suffix: str = "",
+    value_suffix: str = "",
+    measured: bool = True,
+) -> list[Target]:
+    """The p50 and p99 latency ratios against their goals."""
+    return [
+        Target(
+            f"latency {label} ×base{'' if what.startswith(',') else ' '}{what}",
+            f"≤ {goal:.2f}{goal_suffix}",
+            "-" if value is None else f"{value:.2f}{value_suffix}",
+            _at_most(value, goal, measured),
+        )
+        for label, (value, goal) in zip(("p50", "p99"), found, strict=True)
+    ]
+
+
 def targets(run: dict[str, Any], common: dict[str, Any] | None = None) -> list[Target]:
     """The goals, checked on one store's run (``common``: what does not depend on the store:
     `refdesk up` and the widget)."""
@@ -183,15 +202,13 @@ def targets(run: dict[str, Any], common: dict[str, Any] | None = None) -> list[T
     full_load = bool(top and chats and top["idle"] >= LOAD_IDLE and chats >= LOAD_CHATS)
     lp50, lp99 = _worst_ratios(top)
     where = f"{top['idle']} idle + {chats} chats" if top and chats else "-"
-    for label, value_, goal in (("p50", lp50, LOAD_P50), ("p99", lp99, LOAD_P99)):
-        out.append(
-            Target(
-                f"latency {label} ×base under load (worse direction)",
-                f"≤ {goal:.2f} at {LOAD_IDLE} idle + {LOAD_CHATS} chats",
-                "-" if value_ is None else f"{value_:.2f} ({where})",
-                _at_most(value_, goal, full_load),
-            )
-        )
+    out += _latency_targets(
+        "under load (worse direction)",
+        ((lp50, LOAD_P50), (lp99, LOAD_P99)),
+        f" at {LOAD_IDLE} idle + {LOAD_CHATS} chats",
+        f" ({where})",
+        full_load,
+    )
     kb = top.get("kb_per_connection") if top else None
     out.append(
         Target(
@@ -227,15 +244,9 @@ def targets(run: dict[str, Any], common: dict[str, Any] | None = None) -> list[T
             )
         )
     p50, p99 = _worst_ratios(run.get("latency"))
-    for label, value_, goal in (("p50", p50, RATIO_P50), ("p99", p99, RATIO_P99)):
-        out.append(
-            Target(
-                f"latency {label} ×base, one message at a time (issue 6)",
-                f"≤ {goal:.2f}",
-                "-" if value_ is None else f"{value_:.2f}",
-                _at_most(value_, goal),
-            )
-        )
+    out += _latency_targets(
+        ", one message at a time (issue 6)", ((p50, RATIO_P50), (p99, RATIO_P99))
+    )
     start = _get(common, "startup", "cold", "ready_s")
     out.append(
         Target(
