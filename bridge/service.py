@@ -55,7 +55,7 @@ class Bridge:
             settings.hs_token,
             desk,
             self.ghosts,
-            self.handler.handle,
+            self._on_event,
             on_ephemeral=self.handler.handle_ephemeral,
             on_contact=lambda: self.performer.homeserver_alive(),
             on_retry_asked=self._ping_soon,
@@ -71,6 +71,11 @@ class Bridge:
         self._pinging = False
         self._prepared = False
         self._catching_up: asyncio.Task[None] | None = None
+        # Session rooms read since this process started or the homeserver came back; None once
+        # a whole catch-up has read them all. A room not read yet is read before its first event
+        # is handled (``_on_event``).
+        self._read_since: set[str] | None = set()
+        self._generation = 0  # how many times the homeserver came back
 
     async def start(self) -> None:
         await self.client.open()
@@ -140,6 +145,8 @@ class Bridge:
         """The homeserver is back after an outage: it may have restarted, and a homeserver
         killed just after storing an event never sends it (see ``_catch_up_room``), so read the
         rooms again. One catch-up at a time; before the bridge is prepared, its own runs."""
+        self._generation += 1
+        self._read_since = set()
         if self._prepared and (self._catching_up is None or self._catching_up.done()):
             self._catching_up = asyncio.create_task(self.catch_up())
             self._tasks.add(self._catching_up)
@@ -155,13 +162,17 @@ class Bridge:
         the homeserver's own retries. Events are deduplicated by event id.
         """
         delay = 1.0
+        generation = self._generation
         while True:
             try:
                 sessions = await self.desk.open_sessions_with_rooms()
                 for session in sessions:
                     assert session.room_id is not None
                     async with self.server.serial:  # never beside a transaction
-                        await self._catch_up_room(session.room_id)
+                        if self._read_since is None or session.room_id not in self._read_since:
+                            await self._catch_up_room(session.room_id)
+                if generation == self._generation:
+                    self._read_since = None  # every room read since the last trigger
                 log.info("catch-up read %d open session rooms", len(sessions))
                 return
             except Exception as exc:
@@ -212,6 +223,33 @@ class Bridge:
         for event in [*late, *events[start:]]:
             event.setdefault("room_id", room_id)
             await self.handler.handle(event)
+        if self._read_since is not None:
+            self._read_since.add(room_id)
+
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        """An event of a transaction. The first one of a room since this process started or the
+        homeserver came back waits until the room has been read: what the homeserver skipped
+        meanwhile (``_catch_up_room``) then comes first, in the room's order, not after it."""
+        room_id = event.get("room_id")
+        if self._read_since is not None and isinstance(room_id, str):
+            if room_id not in self._read_since:
+                await self._read_first(room_id)
+        await self.handler.handle(event)
+
+    async def _read_first(self, room_id: str) -> None:
+        session = await self.desk.session_for_room(room_id)
+        if session is None or not session.is_open:
+            if self._read_since is not None:
+                self._read_since.add(room_id)  # not a chat: nothing to catch up
+            return
+        try:
+            await self._catch_up_room(room_id)
+        except Exception as exc:
+            if is_transient(exc):
+                raise  # the transaction is answered 503 and comes again
+            log.exception("reading %s before its event failed; the event goes on alone", room_id)
+            if self._read_since is not None:
+                self._read_since.add(room_id)  # not again for every event
 
     async def stop(self) -> None:
         for task in list(self._tasks):
