@@ -1242,6 +1242,8 @@ async def test_widget_config(api: Api) -> None:
     status, data = await check(api, "getWidgetConfig", resp)
     assert status == 200 and data["max_message_length"] == api.config.widget.max_message_length
     assert resp.headers["Cache-Control"] == "no-cache"
+    # This desk has no email: the widget must not offer to email the transcript.
+    assert not api.config.email.enabled and data["transcript_email"] is False
 
 
 async def test_cors(api: Api) -> None:

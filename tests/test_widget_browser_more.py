@@ -130,6 +130,8 @@ async def test_rating_and_transcript_after_the_chat(
         path = await download.path()
         assert "Second floor, room 204." in path.read_text(encoding="utf-8")
 
+        # This desk sends email, so the end card offers it.
+        await expect(page.locator("[data-refdesk=transcript-email]")).to_be_visible()
         await page.locator("[data-refdesk=transcript-email]").click()
         await expect(page.locator("[data-refdesk=transcript-status]")).to_contain_text(address)
         await eventually(lambda: mail_sink.to(address))

@@ -58,6 +58,7 @@ async def get_widget_config(request: web.Request) -> web.Response:
             "fields": {"member_number": True},
             "hours": hours,
             "faq": any(e.public for e in desk.knowledge.entries.values()),
+            "transcript_email": desk.rules.email_enabled,
         },
         headers={"Cache-Control": "no-cache"},
     )

@@ -402,7 +402,7 @@
       cfgLoading = api('GET', '/api/config').then(function (r) {
         cfgLoading = null;
         if (r.s !== 200) throw new Error('config');
-        cfg = r.d; cfgAt = Date.now();
+        cfg = r.d; cfgAt = Date.now(); trMail.hidden = cfg.transcript_email === false;
         save(WKEY, cfg.hours && cfg.hours.when_closed === 'hide' ? 1 : null); // next page load: ask before showing the launcher
         if (st && !st.desk_name) { st.desk_name = cfg.desk_name; persist(); }
         if (!lang) lang = T[cfg.default_language] ? cfg.default_language : 'id';
@@ -506,7 +506,7 @@
   var byId = {}, byCid = {}, seenCursor = 0, sess = null, maxLib = 0;
   function reset() {
     list.textContent = ''; byId = {}; byCid = {}; sess = null; maxLib = 0; fbN = 0; fbLive = false;
-    cmtBox.firstChild.value = ''; trStat.textContent = ''; trMail.hidden = false;
+    cmtBox.firstChild.value = ''; trStat.textContent = ''; trMail.hidden = !!cfg && cfg.transcript_email === false; // not offered where the desk sends no email
     showQueue(); showTyping(); showVerify(); paintStars();
   }
   function startChat(session, since, later) {
