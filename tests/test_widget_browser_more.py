@@ -142,6 +142,31 @@ async def test_rating_and_transcript_after_the_chat(
         await context.close()
 
 
+async def test_no_transcript_email_on_a_desk_without_email(
+    stack: Stack,
+    browser: Browser,  # noqa: F811
+) -> None:
+    """A desk that sends no email does not offer to email the transcript (the widget used to
+    offer it, get a 503 and drop the button without a word); the download stays."""
+    desk = stack.desk.desk
+    rules = desk.rules
+    desk.rules = dataclasses.replace(rules, email_enabled=False)
+    context = await browser.new_context(locale="id-ID", viewport={"width": 390, "height": 844})
+    page = await context.new_page()
+    try:
+        await page.goto(f"{stack.widget_url}/demo")
+        await start_chat(page, "Rani", "rani@example.org", "Ada buku tentang batik?", "literature")
+        await expect(bubbles(page, "visitor")).to_have_count(1)
+        await page.locator("[data-refdesk=end]").click()
+        await page.locator("[data-refdesk=end-confirm]").click()
+        await expect(page.locator("[data-refdesk=ended]")).to_be_visible()
+        await expect(page.locator("[data-refdesk=transcript]")).to_be_visible()
+        await expect(page.locator("[data-refdesk=transcript-email]")).to_be_hidden()
+    finally:
+        desk.rules = rules
+        await context.close()
+
+
 async def feedback_of(stack: Stack, session_id: str) -> bool:
     return await stack.desk.desk.feedback(session_id) is not None  # type: ignore[arg-type]
 
