@@ -279,6 +279,25 @@ async def test_the_catch_up_does_not_skip_an_answer_older_than_a_delivered_messa
     assert "Minggu tutup" in await bodies(visitor)
 
 
+def skip_transactions_with(
+    bridge: Any, monkeypatch: pytest.MonkeyPatch, marker: bytes
+) -> asyncio.Event:
+    """The homeserver believes it sent the transaction holding ``marker`` (answered 200, never
+    acted on), as Synapse does with an event it stored just before it was killed; the event
+    returned is set once that transaction came."""
+    handle = bridge.server._handle
+    skipped = asyncio.Event()
+
+    async def homeserver_believes_it_sent(txn_id: str, raw: bytes, digest: str) -> Any:
+        if marker in raw:
+            skipped.set()
+            return web.json_response({})
+        return await handle(txn_id, raw, digest)
+
+    monkeypatch.setattr(bridge.server, "_handle", homeserver_believes_it_sent)
+    return skipped
+
+
 async def test_the_catch_up_acts_on_an_answer_the_homeserver_never_sent(
     stack: Stack,
     visitor: Visitor,
@@ -292,16 +311,7 @@ async def test_the_catch_up_acts_on_an_answer_the_homeserver_never_sent(
     sari = librarians["sari"]
     room_id = await open_chat(stack, visitor, sari, "Bisa pinjam antarperpustakaan?")
     bridge = stack.desk.bridge
-    handle = bridge.server._handle
-    swallowed = asyncio.Event()
-
-    async def homeserver_believes_it_sent(txn_id: str, raw: bytes, digest: str) -> Any:
-        if b"isi formulir ILL" in raw:
-            swallowed.set()
-            return web.json_response({})
-        return await handle(txn_id, raw, digest)
-
-    monkeypatch.setattr(bridge.server, "_handle", homeserver_believes_it_sent)
+    swallowed = skip_transactions_with(bridge, monkeypatch, b"isi formulir ILL")
     await sari.send(room_id, "Bisa, isi formulir ILL")
     await asyncio.wait_for(swallowed.wait(), 30)
     await sari.send(room_id, "Formulirnya di meja layanan")
@@ -343,19 +353,11 @@ async def test_after_an_outage_a_skipped_answer_comes_before_the_next(
     sari = librarians["sari"]
     room_id = await open_chat(stack, visitor, sari, "Apakah ada ruang diskusi?")
     bridge = stack.desk.bridge
-    handle = bridge.server._handle
-    swallowed = asyncio.Event()
-
-    async def homeserver_believes_it_sent(txn_id: str, raw: bytes, digest: str) -> Any:
-        if b"lantai dua" in raw:
-            swallowed.set()
-            return web.json_response({})
-        return await handle(txn_id, raw, digest)
+    swallowed = skip_transactions_with(bridge, monkeypatch, b"lantai dua")
 
     async def no_full_catch_up() -> None:
         return None  # only the room's own read before its next event is left to do it
 
-    monkeypatch.setattr(bridge.server, "_handle", homeserver_believes_it_sent)
     monkeypatch.setattr(bridge, "catch_up", no_full_catch_up)
     await sari.send(room_id, "Ada, di lantai dua")
     await asyncio.wait_for(swallowed.wait(), 30)
