@@ -119,6 +119,8 @@ async def test_rating_and_transcript_after_the_chat(
         await eventually(lambda: feedback_of(stack, session_id))
         await page.locator("[data-refdesk=comment]").fill("Quick and clear")
         await page.locator("[data-refdesk=comment-send]").click()
+        # The thanks shows from the rating on; the comment box goes once the comment is stored.
+        await expect(page.locator("[data-refdesk=comment]")).to_be_hidden()
         await expect(page.locator("[data-refdesk=thanks]")).to_be_visible()
         stored = await stack.desk.desk.feedback(session_id)  # type: ignore[arg-type]
         assert stored is not None and stored.rating == 4 and stored.comment == "Quick and clear"
