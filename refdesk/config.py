@@ -18,10 +18,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from mailer.settings import MailSettings
 from refdesk.config_reader import PLACEHOLDER, ConfigError, Reader
 from refdesk.directory_config import DirectoryConfig, parse_directory
 from refdesk.hours_config import HoursConfig, parse_hours
 from rooms.knowledge import Entry
+
+# Outgoing mail (transcripts, offline replies): the config section is the mailer's own settings.
+EmailConfig = MailSettings
 
 _MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-\[\]:]+$")
 _LOCALPART = re.compile(r"^[a-z0-9._=\-/]+$")
@@ -134,24 +138,6 @@ class DatabaseConfig:
             port = f":{parts.port}" if parts.port else ""
             return f"PostgreSQL {parts.hostname or 'localhost'}{port}{parts.path or '/'}"
         return f"SQLite {self.path}"
-
-
-@dataclass(frozen=True)
-class EmailConfig:
-    """Outgoing mail (transcripts, offline replies). ``host`` None: email is off."""
-
-    host: str | None = None
-    port: int = 587
-    security: str = "starttls"
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    from_address: str = "refdesk@localhost"
-    from_name: str = "Tanya Pustakawan"
-    reply_to: str | None = None
-
-    @property
-    def enabled(self) -> bool:
-        return self.host is not None
 
 
 @dataclass(frozen=True)

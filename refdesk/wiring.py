@@ -69,18 +69,9 @@ def bridge_settings(config: Config) -> BridgeSettings:
 
 
 def mail_settings(config: Config) -> MailSettings:
-    """What the mailer needs: the SMTP relay and the sender (host None: email is off)."""
-    email = config.email
-    return MailSettings(
-        host=email.host,
-        port=email.port,
-        security=email.security,
-        username=email.username,
-        password=email.password,
-        from_address=email.from_address,
-        from_name=email.from_name,
-        reply_to=email.reply_to,
-    )
+    """What the mailer needs: the SMTP relay and the sender (host None: email is off); the
+    config's ``email`` section is read into that type directly."""
+    return config.email
 
 
 def widget_settings(config: Config) -> WidgetSettings:
