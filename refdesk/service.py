@@ -20,6 +20,7 @@ from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
 from rooms.store import PostgresDatabase, open_database
 from rooms.verification import Verifier
+from widget_server.app import runner as widget_runner
 
 log = logging.getLogger("refdesk")
 
@@ -98,7 +99,7 @@ class RefDesk:
             await self.bridge.start()
         if self.role in ("all", "widget"):
             app = create_widget_app(self.config, self.desk)
-            self._widget_runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+            self._widget_runner = widget_runner(app, access_log=None, shutdown_timeout=1)
             await self._widget_runner.setup()
             wc = self.config.widget
             await web.TCPSite(self._widget_runner, wc.listen_host, wc.listen_port).start()

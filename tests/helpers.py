@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from nio import (
     AsyncClient,
     JoinError,
@@ -21,6 +23,8 @@ from nio import (
     RoomTypingResponse,
     SyncResponse,
 )
+
+from widget_server.app import runner as widget_runner
 
 
 @dataclass
@@ -285,3 +289,11 @@ async def query(db: Any, sql: str, params: dict[str, Any] | None = None) -> list
         return list(await tx.fetchall(sql, params))
 
     return list(await db.read(unit))
+
+
+class WidgetTestServer(TestServer):
+    """aiohttp's in-process test server with the widget's own runner, so a WebSocket handshake
+    meets refdesk's endpoint (widget_server/websocket.py) as in production."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        return widget_runner(self.app, **kwargs)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from refdesk.config import parse_config
 from refdesk.embedded import embedded_config_data
@@ -12,7 +12,7 @@ from refdesk.wiring import create_widget_app
 from rooms.desk import Desk, DeskRules
 from rooms.store import SqliteDatabase
 from tests.conftest import Stack
-from tests.helpers import Librarian, Visitor
+from tests.helpers import Librarian, Visitor, WidgetTestServer
 from tests.test_desk_in_element import eventually
 from tests.test_spine import open_chat
 
@@ -59,7 +59,7 @@ async def test_too_many_new_chats_from_one_connection(tmp_path: Path) -> None:
     db = SqliteDatabase(tmp_path / "p.db")
     await db.open()
     desk = Desk(db, DeskRules(topics=tuple(t.id for t in config.desk.topics)))
-    client = TestClient(TestServer(create_widget_app(config, desk)))
+    client = TestClient(WidgetTestServer(create_widget_app(config, desk)))
     await client.start_server()
     try:
         statuses = []

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from aiohttp import WSServerHandshakeError, web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from directories.local import LocalDirectory
@@ -28,6 +28,7 @@ from rooms.desk import Desk, utcnow
 from rooms.ids import UserID
 from rooms.store import SqliteDatabase
 from rooms.verification import VerificationRules, Verifier
+from tests.helpers import WidgetTestServer
 from widget_server.client import ClientAddresses, forwarded_for, limit_key, parse_node
 
 FORM = {"name": "Budi", "email": "budi@example.org", "topic": "literature"}
@@ -76,7 +77,7 @@ async def widget_app(tmp_path: Path, **widget: Any) -> AsyncIterator[App]:
         verifier=Verifier(LocalDirectory.from_data(MEMBERS), rules, utcnow),
     )
     client: TestClient[web.Request, web.Application] = TestClient(
-        TestServer(create_widget_app(config, desk))
+        WidgetTestServer(create_widget_app(config, desk))
     )
     await client.start_server()
     try:

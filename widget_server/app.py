@@ -4,7 +4,9 @@ static files."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -24,6 +26,7 @@ from widget_server.client import ClientAddresses
 from widget_server.errors import Handler, api_error
 from widget_server.hub import SessionSignals
 from widget_server.settings import WidgetSettings
+from widget_server.websocket import Endpoint, Runner
 
 log = logging.getLogger("refdesk.widget_server")
 
@@ -38,7 +41,18 @@ MAX_BODY = 64 * 1024
 _STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def _middleware(allowed: tuple[str, ...], own: str) -> web.middleware:  # type: ignore[valid-type]
+def origin_check(allowed: tuple[str, ...], own: str) -> Callable[[str], bool]:
+    """Whether an ``Origin`` may use the API (see :func:`_middleware`)."""
+    any_origin = "*" in allowed
+    origins = frozenset(allowed) | {own}
+
+    def is_allowed(origin: str) -> bool:
+        return any_origin or origin.lower() in origins
+
+    return is_allowed
+
+
+def _middleware(is_allowed: Callable[[str], bool]) -> web.middleware:  # type: ignore[valid-type]
     """Every request passes one layer (a WebSocket keeps it for as long as it is open, so one
     coroutine, not three): the origin check and CORS, the API's JSON errors, security headers.
 
@@ -52,11 +66,6 @@ def _middleware(allowed: tuple[str, ...], own: str) -> web.middleware:  # type: 
     (:func:`widget_server.errors.api_error`); other HTTP exceptions go out as they are, without
     the headers below.
     """
-    any_origin = "*" in allowed
-    origins = frozenset(allowed) | {own}
-
-    def is_allowed(origin: str) -> bool:
-        return any_origin or origin.lower() in origins
 
     @web.middleware
     async def widget_layer(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -133,24 +142,32 @@ async def _root(request: web.Request) -> web.StreamResponse:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for socket in list(app[CONTEXT].sockets):
+    ctx = app[CONTEXT]
+    await ctx.endpoint.close_all(code=1001, message="server shutting down")
+    for socket in list(ctx.sockets):
         await socket.close(code=1001, message=b"server shutting down")
+
+
+def runner(app: web.Application, **kwargs: Any) -> Runner:
+    """The app's runner: its sites serve the visitors' WebSockets with refdesk's own endpoint
+    (:mod:`widget_server.websocket`) and everything else with aiohttp."""
+    return Runner(app, app[CONTEXT].endpoint, **kwargs)
 
 
 def create_app(settings: WidgetSettings, desk: Desk) -> web.Application:
     signals = SessionSignals(carry_messages=settings.sole_writer)
     desk.subscribe(signals.on_desk_event)
-    app = web.Application(
-        client_max_size=MAX_BODY,
-        middlewares=[_middleware(settings.allowed_origins, settings.own_origin)],
-    )
-    app[CONTEXT] = WidgetContext(
+    is_allowed = origin_check(settings.allowed_origins, settings.own_origin)
+    app = web.Application(client_max_size=MAX_BODY, middlewares=[_middleware(is_allowed)])
+    ctx = app[CONTEXT] = WidgetContext(
         desk=desk,
         signals=signals,
         settings=settings,
         limiter=RateLimiter(settings.new_sessions_per_minute),
         clients=ClientAddresses(settings.trusted_proxies, settings.forwarded_header),
+        endpoint=Endpoint(lambda path, origin: None, heartbeat=30, max_message=ws.MAX_FRAME),
     )
+    ctx.endpoint.accept = ws.accept(ctx, is_allowed)
     app.on_shutdown.append(_close_sockets)
     app.add_routes(sessions.routes)
     app.add_routes(messages.routes)

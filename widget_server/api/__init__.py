@@ -20,6 +20,7 @@ from widget_server.client import ClientAddresses, limit_key
 from widget_server.errors import ApiError
 from widget_server.hub import SessionSignals
 from widget_server.settings import WidgetSettings
+from widget_server.websocket import Endpoint
 
 
 class RateLimiter:
@@ -55,6 +56,8 @@ class WidgetContext:
     settings: WidgetSettings
     limiter: RateLimiter
     clients: ClientAddresses
+    endpoint: Endpoint  # refdesk's own WebSockets (widget_server.websocket)
+    # aiohttp's WebSockets: a handshake the endpoint's front door did not take (api/ws.py)
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
 
 
