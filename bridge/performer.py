@@ -73,7 +73,7 @@ class Performer:
 
     def on_desk_event(self, event: DeskEvent) -> None:
         if isinstance(event, IntentAdded) and self._started:
-            self._run_lane(event.lane)
+            self._run_lane(event.lane, event.work)
 
     async def start(self) -> None:
         if self._started:
@@ -106,17 +106,19 @@ class Performer:
             except TimeoutError:
                 pass
 
-    def _run_lane(self, lane: str) -> None:
+    def _run_lane(self, lane: str, work: Work | None = None) -> None:
+        """Make sure the lane has its task. ``work``: its first intent, handed over with the
+        wake-up; only a new task starts with it (a running one reads the lane in order)."""
         task = self._lanes.get(lane)
         if task is not None and not task.done():
             self._again.add(lane)
             return
-        self._lanes[lane] = asyncio.create_task(self._lane(lane), name=f"refdesk-lane-{lane}")
+        self._lanes[lane] = asyncio.create_task(self._lane(lane, work), name=f"refdesk-lane-{lane}")
 
-    async def _lane(self, lane: str) -> None:
+    async def _lane(self, lane: str, first: Work | None = None) -> None:
         backoff = self.min_backoff
         try:
-            work = await self.desk.take_intent(lane)
+            work = first if first is not None else await self.desk.take_intent(lane)
             while True:
                 if work is None:
                     if lane in self._again:

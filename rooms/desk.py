@@ -314,10 +314,16 @@ class Desk:
                 existing = await messages.by_client_id(tx, session.id, client_id)
                 assert existing is not None
                 return existing, False
-            await self.outbox.add(session.id, IntentKind.MESSAGE, message_id=stored.id)
-            self._emit(MessageAdded(stored))
             # The chat's row is locked (or the store has one writer): what it says holds.
             first = current.queued_at is None and current.owner is None
+            # Its first message changes the chat below (queued, rung): that one is read back.
+            await self.outbox.add(
+                session.id,
+                IntentKind.MESSAGE,
+                context=None if first else (current, stored),
+                message_id=stored.id,
+            )
+            self._emit(MessageAdded(stored))
             queued = await sessions.enqueue(tx, session.id, now) if first else None
             if queued is not None:
                 # The first message: the room is made for it, then the librarians rung.

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rooms.feedback import Feedback
 from rooms.ids import SessionID, UserID
+from rooms.intents import Work
 from rooms.session import Message, Session
 
 log = logging.getLogger("refdesk.rooms.events")
@@ -136,9 +137,14 @@ class SessionChanged:
 
 @dataclass(frozen=True)
 class IntentAdded:
-    """An intent was stored (see rooms/intents.py): the adapter has work in ``lane``."""
+    """An intent was stored (see rooms/intents.py): the adapter has work in ``lane``.
+
+    ``work``: the intent itself with what performing it needs (a ``rooms.outbox.Work``), when
+    it was the lane's first pending intent at its commit and nothing else may have written the
+    store since (SQLite); the adapter may then start on it without reading it back."""
 
     lane: str
+    work: Work | None = None
 
 
 DeskEvent = (

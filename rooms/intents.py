@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rooms.session import Message, Session
+
 DESK_LANE = "desk"
 
 
@@ -43,3 +45,12 @@ class Intent:
     payload: dict[str, Any]
     created_at: datetime
     attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Work:
+    """An intent of a lane with what performing it needs, read (or known) in the same trip."""
+
+    intent: Intent
+    session: Session | None  # the lane's session (None for the desk lane)
+    message: Message | None  # the message an intent is about, if any

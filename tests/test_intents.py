@@ -17,7 +17,7 @@ import pytest
 
 from bridge import store as bridge_store
 from rooms.desk import Desk, DeskRules
-from rooms.events import DeskEvent, SessionClaimed
+from rooms.events import DeskEvent, IntentAdded, SessionClaimed
 from rooms.ids import RoomID
 from rooms.intents import DESK_LANE, IntentKind
 from rooms.queue import QueueRules
@@ -184,6 +184,34 @@ async def test_a_chat_leaves_its_intents_in_order(desk: Desk) -> None:
     assert (await desk.next_intent(session.id)) == intents[1]
     assert (await desk.message(first.id)).remote_id == "$e1"  # type: ignore[union-attr]
     assert await desk.pending_lanes() == [session.id]
+
+
+async def test_a_message_wakes_the_adapter_with_its_intent_when_it_is_next(desk: Desk) -> None:
+    """On SQLite a visitor's message hands its intent, with its chat and message, to the adapter
+    with the wake-up when nothing waits before it in the chat's lane: exactly what reading the
+    lane would give. On PostgreSQL (other processes write too) the adapter always reads."""
+    added: list[IntentAdded] = []
+    desk.subscribe(lambda e: added.append(e) if isinstance(e, IntentAdded) else None)
+    session, _ = await desk.start_session(FORM)
+    await desk.visitor_message(session, "halo", "c1")
+    assert added and all(e.work is None for e in added)  # the first message also rings: read
+    await desk.visitor_message(session, "still there?", "c2")
+    assert added[-1].work is None  # the first message's intents wait before it
+    for intent in await desk.outbox.pending(session.id):
+        await desk.intent_done(intent.id)
+    added.clear()
+    third, _ = await desk.visitor_message(session, "third", "c3")
+    [event] = added
+    if desk.db.dialect == "postgres":
+        assert event.work is None
+        return
+    assert event.work is not None
+    assert event.work == await desk.take_intent(session.id)
+    assert event.work.message == third and event.work.intent.kind is IntentKind.MESSAGE
+    # A retry of the same message stores nothing and wakes nobody.
+    added.clear()
+    await desk.visitor_message(session, "third", "c3")
+    assert added == []
 
 
 async def test_requeue_and_escalation_ring_who_is_on_duty_then(desk: Desk) -> None:

@@ -127,6 +127,9 @@ class Database(ABC):
     """One store. ``read``/``write`` run a unit of work; ``after_commit`` defers work."""
 
     dialect: str
+    # Only this process writes the store (SQLite): units commit one after the other, here, so
+    # what a unit saw at its commit still holds when its ``after_commit`` work runs.
+    sole_writer = False
 
     def __init__(self, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
         self._migrations = migrations
@@ -296,6 +299,7 @@ class SqliteDatabase(Database):
     """One connection, used by one thread only; each unit of work is one trip there."""
 
     dialect = SQLITE
+    sole_writer = True
 
     def __init__(self, path: Path | str, migrations: tuple[Migration, ...] = MIGRATIONS) -> None:
         super().__init__(migrations)
