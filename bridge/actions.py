@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bridge.desk_room import DeskRooms
-from bridge.formatting import notice
+from bridge.formatting import edit, notice
 from bridge.ghosts import GhostTemplate
 from bridge.matrix_api import MatrixClient, MatrixError
 from rooms.desk import Desk
@@ -107,6 +107,8 @@ class Actions:
         session = attempt.session or await self.desk.get_session(SessionID(intent.lane))
         handler = {
             IntentKind.MESSAGE: self._message,
+            IntentKind.VISITOR_EDIT: self._visitor_edit,
+            IntentKind.VISITOR_DELETE: self._visitor_delete,
             IntentKind.RING: self._ring,
             IntentKind.CLAIMED: self._claimed,
             IntentKind.TRANSFERRED: self._transferred,
@@ -237,6 +239,9 @@ class Actions:
         message = attempt.message
         if message is None or message.delivered_at is not None:
             return
+        if message.deleted_at is not None:  # taken back before it went out: nothing to send
+            attempt.delivered = (message.id, None)
+            return
         if session.room_id is None:
             if message.origin is not Origin.VISITOR:
                 # No room was ever needed (the visitor never wrote): nothing to tell anyone.
@@ -257,6 +262,33 @@ class Actions:
             content = {"msgtype": "m.notice", "body": message.body}
             event_id = await attempt.send(session.room_id, content, "m")
         attempt.delivered = (message.id, event_id)
+
+    async def _visitor_edit(self, attempt: Attempt, session: Session) -> None:
+        message = attempt.message
+        if not self._in_room(message, session) or message is None or message.deleted_at:
+            return
+        if message.edited_at and message.delivered_at and message.delivered_at >= message.edited_at:
+            return  # it went out with this text
+        assert session.room_id is not None and message.remote_id is not None
+        ghost = await self.ghost_in_room(session)
+        content = edit(message.remote_id, {"msgtype": "m.text", "body": message.body})
+        await attempt.send(session.room_id, content, "e", user_id=ghost)
+
+    async def _visitor_delete(self, attempt: Attempt, session: Session) -> None:
+        message = attempt.message
+        if not self._in_room(message, session) or message is None:
+            return
+        assert session.room_id is not None and message.remote_id is not None
+        ghost = await self.ghost_in_room(session)
+        # Redacting twice is harmless: no need to look for an earlier try.
+        await self.client.redact(
+            session.room_id, message.remote_id, attempt.txn_id("r"), user_id=ghost
+        )
+
+    @staticmethod
+    def _in_room(message: Message | None, session: Session) -> bool:
+        """The message reached the session's room (so there is something there to change)."""
+        return message is not None and message.remote_id is not None and bool(session.room_id)
 
     async def _ring(self, attempt: Attempt, session: Session) -> None:
         payload = attempt.intent.payload
@@ -308,11 +340,10 @@ class Actions:
             return
         payload = attempt.intent.payload
         to, to_name = payload["to"], payload["to_name"]
-        who = payload.get("from_name") or payload["from_owner"]
+        who = payload.get("from_name") or await self.client.name_of(payload["from_owner"])
         await self._invite_missing(session.room_id, [to])
-        await self._say(
-            attempt, session, f"{who} passed this chat to {to_name} ({to}).", [to], "room"
-        )
+        # Names, not Matrix ids; the mention (m.mentions) rings the new librarian.
+        await self._say(attempt, session, f"{who} passed this chat to {to_name}.", [to], "room")
         await self._queue_notice(attempt, session, [to])
 
     async def _escalated(self, attempt: Attempt, session: Session) -> None:

@@ -6,26 +6,9 @@ import html
 import re
 from typing import Any
 
-import nh3
+from rooms.markup import sanitize_html
 
-# What a librarian's formatting may carry to the visitor. Everything else is dropped.
-ALLOWED_TAGS = {
-    "b", "strong", "i", "em", "u", "s", "del", "code", "pre", "blockquote",
-    "p", "br", "ul", "ol", "li", "a", "h1", "h2", "h3", "h4", "h5", "h6",
-}  # fmt: skip
 _REPLY_FALLBACK = re.compile(r"^(> .*\n)+\n", re.MULTILINE)
-
-
-def sanitize_html(value: str) -> str:
-    """Keep harmless formatting only; reply fallbacks (<mx-reply>) go with their content."""
-    return nh3.clean(
-        value,
-        tags=ALLOWED_TAGS,
-        clean_content_tags={"mx-reply", "script", "style"},
-        attributes={"a": {"href"}},
-        url_schemes={"http", "https", "mailto"},
-        link_rel="noopener noreferrer",
-    ).strip()
 
 
 def strip_reply_fallback(body: str) -> str:

@@ -182,6 +182,9 @@ class EventHandler:
         sender_name = await self.display_name(sender)
         for mxid in _MXID.findall(body)[:5]:
             await self.display_name(mxid.rstrip(".,;"))
+        if body.lower().startswith("!duty"):  # it lists who is on duty by name
+            for librarian in self.desk.queue.rules.librarians:
+                await self.display_name(librarian)
         ctx = Context(
             desk=self.desk,
             client=self.client,
@@ -192,6 +195,7 @@ class EventHandler:
             session=session,
             names=self.display_name,
             timezone=self.timezone,
+            topic_labels=self.rooms.topic_labels,
         )
 
         async def command() -> None:
@@ -216,9 +220,7 @@ class EventHandler:
         cached = self._names.get(user_id)
         if cached:
             return cached
-        found = await self.client.get_displayname(user_id)
-        name = clean_text(found or "") or user_id.split(":")[0].lstrip("@")
-        self._names[user_id] = name
+        name = self._names[user_id] = await self.client.name_of(user_id)
         return name
 
     # ephemeral events: typing and read receipts (passing signals: a failure is dropped)

@@ -17,6 +17,8 @@ import aiohttp
 from nio import Api, RoomPreset, RoomVisibility
 from yarl import URL
 
+from rooms.names import clean_text
+
 log = logging.getLogger("refdesk.bridge.matrix_api")
 
 _TOKEN_SLOT = "refdesk-token-slot"
@@ -145,6 +147,11 @@ class MatrixClient:
         name = result.get("displayname")
         return name if isinstance(name, str) else None
 
+    async def name_of(self, user_id: str) -> str:
+        """What to call a user in a notice: their display name, else their id's localpart."""
+        found = await self.get_displayname(user_id)
+        return clean_text(found or "") or user_id.split(":")[0].lstrip("@")
+
     async def create_room(
         self,
         *,
@@ -256,6 +263,12 @@ class MatrixClient:
         method, path, data = Api.room_send(_TOKEN_SLOT, room_id, "m.room.message", marked, txn_id)
         result = await self.request(method, path, data, user_id=user_id)
         return str(result["event_id"])
+
+    async def redact(
+        self, room_id: str, event_id: str, txn_id: str, *, user_id: str | None = None
+    ) -> None:
+        method, path, data = Api.room_redact(_TOKEN_SLOT, room_id, event_id, txn_id)
+        await self.request(method, path, data, user_id=user_id)
 
     async def find_marked(
         self,

@@ -66,6 +66,8 @@ class WidgetConfig:
     """Normalised origins (``https://lib.example``, lower case, no default port) or ``*``."""
     max_message_length: int
     new_sessions_per_minute: int = 10
+    edit_window: int = 900
+    """Seconds during which a visitor may edit or delete their own message (0: never)."""
     trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
     forwarded_header: str = "x-forwarded-for"
 
@@ -448,6 +450,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         allowed_origins=_origins(wr),
         max_message_length=wr.integer("max_message_length", 4000, low=1, high=65536),
         new_sessions_per_minute=wr.integer("new_sessions_per_minute", 10, low=1, high=100_000),
+        edit_window=wr.integer("edit_window", 900, low=0, high=86400),
         trusted_proxies=_networks(wr, "trusted_proxies", [str(n) for n in LOOPBACK]),
         forwarded_header=_forwarded_header(wr),
     )

@@ -24,6 +24,7 @@ def desk_rules(config: Config) -> DeskRules:
         topics=tuple(t.id for t in config.desk.topics),
         default_language=config.desk.default_language,
         max_message_length=config.widget.max_message_length,
+        visitor_edit_window=config.widget.edit_window,
         queue=QueueRules(
             librarians=config.desk.librarians,
             supervisors=config.desk.supervisors,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from rooms.bans import Bans, secret
@@ -20,12 +20,16 @@ from rooms.errors import (
     BadLink,
     ClientBanned,
     DeskError,
+    EditWindowPassed,
     EmailUnavailable,
     InvalidToken,
+    MessageDeleted,
     MessageTooLong,
+    NotYourMessage,
     SessionClosedError,
     SessionStillOpen,
     TooManyRequests,
+    UnknownMessage,
     UnknownSession,
     VerificationNotRequested,
     VerificationOff,
@@ -83,12 +87,16 @@ __all__ = [
     "Desk",
     "DeskError",
     "DeskRules",
+    "EditWindowPassed",
     "EmailUnavailable",
     "InvalidToken",
+    "MessageDeleted",
     "MessageTooLong",
+    "NotYourMessage",
     "SessionClosedError",
     "SessionStillOpen",
     "TooManyRequests",
+    "UnknownMessage",
     "UnknownSession",
     "VerificationNotRequested",
     "VerificationOff",
@@ -136,6 +144,8 @@ class DeskRules:
     greeting: dict[str, str] = field(default_factory=dict)
     verify_after_claim: bool = False
     offline: OfflineRules = field(default_factory=OfflineRules)
+    # How long a visitor may edit or delete their own message (seconds; 0: never).
+    visitor_edit_window: int = 900
 
 
 class Desk:
@@ -329,6 +339,55 @@ class Desk:
                 # The first message: the room is made for it, then the librarians rung.
                 await self.queue.ring(queued, "new")
             return stored, True
+
+        return await self.db.write(unit)
+
+    async def visitor_edit(self, session: Session, message_id: Any, body: Any) -> Message:
+        """The visitor rewrites one of their own messages (within the edit window); the room
+        gets it as an edit (``m.replace``)."""
+        if not isinstance(body, str) or not body.strip():
+            raise ValidationError({"body": "required"})
+        body = body.strip()
+        if len(body) > self.rules.max_message_length:
+            raise MessageTooLong(
+                f"A message may be at most {self.rules.max_message_length} characters."
+            )
+        return await self._visitor_rewrite(session, message_id, IntentKind.VISITOR_EDIT, body)
+
+    async def visitor_delete(self, session: Session, message_id: Any) -> Message:
+        """The visitor takes back one of their own messages (within the edit window); the
+        room's copy is redacted."""
+        return await self._visitor_rewrite(session, message_id, IntentKind.VISITOR_DELETE, None)
+
+    async def _visitor_rewrite(
+        self, session: Session, message_id: Any, kind: IntentKind, body: str | None
+    ) -> Message:
+        if isinstance(message_id, bool) or not isinstance(message_id, int) or message_id < 1:
+            raise UnknownMessage("No such message in this chat.")
+        now = self.clock()
+        window = timedelta(seconds=self.rules.visitor_edit_window)
+
+        async def unit(tx: Tx) -> Message:
+            current = await sessions.get_locked(tx, session.id)
+            if current is None or not current.is_open:
+                raise SessionClosedError("This chat has ended.")
+            found = await messages.get(tx, message_id)
+            if found is None or found.session_id != session.id:
+                raise UnknownMessage("No such message in this chat.")
+            if found.origin is not Origin.VISITOR:
+                raise NotYourMessage("Only your own messages can be changed.")
+            if found.deleted_at is not None:
+                raise MessageDeleted("This message was deleted.")
+            if now - found.created_at > window:
+                raise EditWindowPassed("This message is too old to change.")
+            if body is None:
+                changed = await messages.delete_by_id(tx, message_id, now)
+            else:
+                changed = await messages.edit_by_id(tx, message_id, body, now)
+            assert changed is not None  # the chat is locked: nothing else changed it
+            await self.outbox.add(session.id, kind, message_id=changed.id)
+            self._emit(MessageUpdated(changed))
+            return changed
 
         return await self.db.write(unit)
 

@@ -51,3 +51,19 @@ class BadLink(DeskError):
 
 class ClientBanned(DeskError):
     code = "client_banned"
+
+
+class UnknownMessage(DeskError):
+    code = "unknown_message"
+
+
+class NotYourMessage(DeskError):
+    code = "not_your_message"
+
+
+class EditWindowPassed(DeskError):
+    code = "edit_window_passed"
+
+
+class MessageDeleted(DeskError):
+    code = "message_deleted"

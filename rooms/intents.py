@@ -23,6 +23,8 @@ DESK_LANE = "desk"
 
 class IntentKind(enum.StrEnum):
     MESSAGE = "message"  # deliver a stored message into the session's room
+    VISITOR_EDIT = "visitor_edit"  # the visitor edited their message: an m.replace as the ghost
+    VISITOR_DELETE = "visitor_delete"  # the visitor deleted their message: redact it
     RING = "ring"  # the chat (re)entered the queue: ring the librarians in ``users``
     CLAIMED = "claimed"  # a librarian claimed it: tell the room, withdraw other invitations
     TRANSFERRED = "transferred"  # handed to another librarian: ring them

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from rooms.errors import EmailUnavailable, TooManyRequests
 from rooms.events import EventBus, MailQueued
+from rooms.markup import escape_text, plain_text, sanitize_html
 from rooms.session import Message, Origin, Session
 from rooms.store import Database, mail, messages
 
@@ -63,13 +64,18 @@ def render(
     rows = []
     for message in sorted(messages, key=lambda m: m.id):
         when = message.created_at.astimezone(tz).strftime("%H:%M")
-        body = words["deleted"] if message.deleted_at else message.body
         who = _who(message, words)
+        if message.deleted_at:
+            body, shown = words["deleted"], escape_text(words["deleted"])
+        elif message.html:  # formatted by the librarian: as formatted, never its Markdown
+            shown = sanitize_html(message.html)
+            body = plain_text(shown)
+        else:
+            body, shown = message.body, escape_text(message.body)
         lines.append(f"[{when}] {who}: {body}")
         rows.append(
             f'<tr class="{message.origin.value}"><td class="t">{when}</td>'
-            f'<td class="w">{html.escape(who)}</td>'
-            f"<td>{html.escape(body).replace(chr(10), '<br>')}</td></tr>"
+            f'<td class="w">{html.escape(who)}</td><td class="m">{shown}</td></tr>'
         )
     text = "\n".join(lines) + "\n"
     page = (
@@ -78,6 +84,7 @@ def render(
         "body{{font:15px/1.5 system-ui,sans-serif;max-width:46em;margin:2em auto;color:#1d2b36}}"
         "td{{vertical-align:top;padding:.3em .5em}}.t{{color:#667;white-space:nowrap}}"
         ".w{{font-weight:600;white-space:nowrap}}.desk td{{color:#667;font-style:italic}}"
+        ".m p,.m ul,.m ol,.m pre,.m blockquote{{margin:0 0 .4em}}"
         "</style></head><body><h1>{h1}</h1><p>{meta}<br>{tz}</p><table>{rows}</table>"
         "</body></html>"
     ).format(

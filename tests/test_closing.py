@@ -73,6 +73,19 @@ async def test_transcript_download_and_email(
     await dewi.join(room_id)
     await dewi.send(room_id, "Yes, it is.")
     await visitor.wait_for(lambda m: m["body"] == "Yes, it is.")
+    # Element sends Markdown as HTML with the Markdown source as its body (issue 14).
+    await dewi.send_content(
+        room_id,
+        {
+            "msgtype": "m.text",
+            "body": "Try **e-resources**:\n1. log in\n2. [search](https://lib.example/s)",
+            "format": "org.matrix.custom.html",
+            "formatted_body": "<p>Try <strong>e-resources</strong>:</p><ol><li>log in</li>"
+            '<li><a href="https://lib.example/s">search</a></li></ol>'
+            '<img src="x" onerror="alert(2)">',
+        },
+    )
+    await visitor.wait_for(lambda m: m["body"].startswith("Try **e-resources**"))
     await visitor.end()
 
     status, text = await visitor.request(
@@ -82,11 +95,18 @@ async def test_transcript_download_and_email(
     assert "Chat transcript" in text and "Asia/Jakarta" in text
     assert "You: Is <script>alert(1)</script> escaped?" in text
     assert re.search(r"\[\d\d:\d\d\] Dewi Librarian: Yes, it is\.", text)
+    # A formatted message reads as its formatting, not as its Markdown markers.
+    assert (
+        "Dewi Librarian: Try e-resources:\n1. log in\n2. search (https://lib.example/s)\n" in text
+    )
+    assert "**" not in text
     # Times are the library's (WIB, UTC+7), not the server's UTC.
     session = await stack.desk.desk.get_session(visitor.session_id or "")
     assert f"{(session.created_at.hour + 7) % 24:02d}:" in text
     status, page = await visitor.request("GET", f"/api/sessions/{visitor.session_id}/transcript")
     assert status == 200 and "&lt;script&gt;" in page and "<script>" not in page
+    assert "<strong>e-resources</strong>" in page and "<ol><li>log in</li>" in page
+    assert "onerror" not in page and "<img" not in page and "**" not in page
     status, _ = await visitor.request(
         "GET", f"/api/sessions/{visitor.session_id}/transcript", token="forged"
     )

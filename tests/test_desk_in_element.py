@@ -80,7 +80,8 @@ async def test_space_desk_room_and_duty(
     reply = await sari.wait_for(
         lambda s: s.room_id == in_desk_room and s.body.startswith("On duty:")
     )
-    assert all(stack.mxid(n) in reply.body for n in ("sari", "dewi", "agus"))
+    # Names, not Matrix ids (issue 14).
+    assert reply.body == "On duty: Sari Librarian, Dewi Librarian, Agus Librarian", reply.body
     await sari.send(in_desk_room, "!claim")
     await sari.wait_for(lambda s: s.room_id == in_desk_room and "works in a session room" in s.body)
 
@@ -204,6 +205,8 @@ async def test_transfer_note_info_canned_and_close(
         lambda s: s.room_id == room_id and s.body.startswith("Visitor: Siti")
     )
     assert "budi@example.org" in info.body and "returning member" in info.body
+    # The topic's label in the desk's language, not its id (issue 14).
+    assert "Question about: Penelusuran literatur / informasi / data\n" in info.body, info.body
 
     await sari.send(room_id, "!c")
     listing = await sari.wait_for(
@@ -219,6 +222,10 @@ async def test_transfer_note_info_canned_and_close(
     await agus.wait_for_invite(room_id)
     await agus.join(room_id)
     await visitor.wait_for(lambda m: m["origin"] == "desk" and "Agus Librarian" in m["body"])
+    # The room's notice names both, without Matrix ids; the mention rings the new librarian.
+    passed = await sari.wait_for(lambda s: s.room_id == room_id and "passed this chat" in s.body)
+    assert passed.body == "Sari Librarian passed this chat to Agus Librarian.", passed.body
+    assert passed.source["content"]["m.mentions"]["user_ids"] == [stack.mxid("agus")]
     await agus.send(room_id, "!transfer @nobody:localhost")
     await agus.wait_for(lambda s: s.room_id == room_id and "is not a librarian" in s.body)
 

@@ -22,6 +22,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
@@ -61,6 +62,8 @@ OPERATION_IDS = {
     "createSession",
     "getSession",
     "sendMessage",
+    "editMessage",
+    "deleteMessage",
     "listMessages",
     "endSession",
     "setTyping",
@@ -706,6 +709,71 @@ async def test_fuzz_send_message_body(
     await send_and_check(api, session, "valid", body, headers)
 
 
+# Which message an edit or deletion names: a fresh one of the session's own visitor, one of
+# another chat, one the desk wrote (not the visitor's), or any text at all.
+MESSAGE_REFS = weighted(
+    (4, st.sampled_from(["own", "own", "theirs", "desk"])),
+    (1, st.integers(min_value=-(2**64), max_value=2**64).map(str)),
+    (1, HEADER_TEXT.filter(lambda t: t not in ("", ".", ".."))),
+)
+EDITS = weighted((3, st.fixed_dictionaries({"body": MESSAGE_BODIES})), (1, JSON))
+
+
+@FUZZ
+@given(
+    session=SESSION,
+    auth=AUTH,
+    ref=MESSAGE_REFS,
+    method=st.sampled_from(["PATCH", "DELETE"]),
+    body=json_bodies(EDITS),
+    headers=ODD_HEADERS,
+)
+async def test_fuzz_edit_and_delete(
+    api: Api, session: str, auth: Any, ref: str, method: str, body: bytes, headers: dict[str, str]
+) -> None:
+    """Only the token's own visitor, on a message of their own in their open chat, changes
+    anything, and only that message; every other answer is documented and changes nothing."""
+    visit = _visit(api, session)
+    owner = visit if visit is not None and visit is not api.closed else api.open
+    message_id: str = ref
+    if ref in ("own", "theirs"):
+        writer = owner if ref == "own" else (api.other if owner is api.open else api.open)
+        resp = await api.client.post(
+            f"/api/sessions/{writer.session_id}/messages",
+            json={"body": "to change", "client_id": uuid.uuid4().hex},
+            headers=api.auth({}, writer.token),
+        )
+        message_id = str((await resp.json())["message"]["id"])
+    elif ref == "desk":
+        row = await api.db.fetchone("SELECT MIN(id) FROM messages WHERE origin = 'desk'")
+        message_id = str(row[0] if row and row[0] else 1)
+    path, visit = request_target(api, session, f"/messages/{quote(message_id, safe='')}")
+    operation = "editMessage" if method == "PATCH" else "deleteMessage"
+    before = await api.snapshot()
+    resp = await api.client.request(
+        method,
+        path,
+        data=body if method == "PATCH" else None,
+        headers=auth_headers(api, auth, visit, headers),
+    )
+    status, data = await check(api, operation, resp)
+    after = await api.snapshot()
+    if status == 200:
+        assert ref == "own" and visit is owner and auth in VALID_AUTH
+        assert data["message"]["id"] == int(message_id)
+        changed = [row for row in after["messages"] if row not in before["messages"]]
+        assert [row[0] for row in changed] == [int(message_id)]
+        if method == "DELETE":
+            assert data["message"]["deleted"] is True and data["message"]["body"] == ""
+        else:
+            assert data["message"]["body"] == json.loads(body)["body"].strip()
+        assert len(after["intents"]) == len(before["intents"]) + 1
+    else:
+        assert after == before
+        if ref == "own" and visit is owner and auth in VALID_AUTH:
+            assert status in (400, 404, 405, 413, 422), (status, data)  # the request's fault
+
+
 @FUZZ
 @given(session=SESSION, auth=AUTH, query=QUERIES, headers=ODD_HEADERS)
 async def test_fuzz_list_messages(
@@ -1243,6 +1311,29 @@ async def test_widget_config(api: Api) -> None:
     assert resp.headers["Cache-Control"] == "no-cache"
     # This desk has no email: the widget must not offer to email the transcript.
     assert not api.config.email.enabled and data["transcript_email"] is False
+
+
+async def test_transcript_is_named_by_the_librarys_day(api: Api) -> None:
+    """A chat started at 20:15 UTC on 30 November is a 1 December chat in Jakarta (UTC+7): its
+    transcript is named so, like the times inside it (issue 14)."""
+    row = await api.db.fetchone(
+        "SELECT created_at FROM sessions WHERE id = :s", {"s": api.open.session_id}
+    )
+    assert row is not None
+    started = datetime.fromisoformat(str(row[0])).replace(2026, 11, 30, 20, 15)
+    await api.db.write(
+        lambda tx: tx.execute(
+            "UPDATE sessions SET created_at = :at WHERE id = :s",
+            {"at": started, "s": api.open.session_id},
+        )
+    )
+    path = f"/api/sessions/{api.open.session_id}/transcript?format=text"
+    resp = await api.client.get(path, headers={"Authorization": f"Bearer {api.open.token}"})
+    assert resp.status == 200
+    assert resp.headers["Content-Disposition"] == 'attachment; filename="transcript-2026-12-01.txt"'
+    assert "Dimulai: 2026-12-01 03:15" in await resp.text() or "Started: 2026-12-01 03:15" in (
+        await resp.text()
+    )
 
 
 async def test_cors(api: Api) -> None:

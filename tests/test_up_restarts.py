@@ -46,7 +46,7 @@ async def librarian_flow(
     await sari.send(desk_room, "!duty on")
     await sari.wait_for(in_room(desk_room, "Sari (Pustakawan), you are on duty", bot))
     await dewi.send(desk_room, "!duty")
-    await dewi.wait_for(in_room(desk_room, f"On duty: {sari.user_id}", bot))
+    await dewi.wait_for(in_room(desk_room, "On duty: Sari (Pustakawan)", bot))
 
     name = f"Rina{round_}"
     visitor = Visitor(widget_url)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import pytest
+from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Page, async_playwright, expect
 
 from tests.conftest import Stack
@@ -32,6 +33,20 @@ async def browser() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+_AXE = Axe()
+# WCAG 2.1 A and AA, the widget only (the host page is the library's).
+_WCAG = {
+    "runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]},
+    "resultTypes": ["violations"],
+}
+
+
+async def audit(page: Page, screen: str) -> None:
+    """axe-core's WCAG 2.1 A/AA rules on the widget as it is now: no violation (issue 14)."""
+    results = await _AXE.run(page, context={"include": [["refdesk-widget"]]}, options=_WCAG)
+    assert results.violations_count == 0, f"{screen}:\n{results.generate_report()}"
 
 
 async def stored_session_id(page: Page) -> str:
@@ -83,10 +98,13 @@ async def test_visitor_and_librarian_chat_in_the_browser(
     try:
         await page.goto(f"{stack.widget_url}/demo")
         await open_form(page)
+        await audit(page, "form")
         form = page.locator("[data-refdesk=form]")
         # Required fields are checked in the browser: nothing is sent without them.
         await page.locator("[data-refdesk=start]").click()
         await expect(form).to_be_visible()
+        await expect(form.locator("[aria-invalid=true]").first).to_be_visible()
+        await audit(page, "form errors")
         await form.locator("[name=name]").fill("Budi Santoso")
         await form.locator("[name=email]").fill("budi@example.org")
         await form.locator("[name=member_number]").fill("A-12345")
@@ -94,6 +112,7 @@ async def test_visitor_and_librarian_chat_in_the_browser(
         await form.locator("[name=question]").fill("Bagaimana cara memperpanjang kartu anggota?")
         await page.locator("[data-refdesk=start]").click()
         await expect(bubbles(page, "visitor")).to_have_count(1)
+        await audit(page, "waiting")
 
         session_id = await stored_session_id(page)
         room_id = await room_of(stack, session_id)
@@ -114,6 +133,7 @@ async def test_visitor_and_librarian_chat_in_the_browser(
             "Selamat siang, Budi. Kartu bisa diperpanjang di loket 2."
         )
         await expect(reply.locator("[data-refdesk=sender]")).to_have_text("Sari Librarian")
+        await audit(page, "chat")
 
         await page.locator("[data-refdesk=input]").fill("Terima kasih! Apakah perlu membawa KTP?")
         await page.locator("[data-refdesk=input]").press("Enter")
@@ -151,6 +171,7 @@ async def test_visitor_and_librarian_chat_in_the_browser(
             lambda s: s.room_id == room_id and s.msgtype == "m.notice" and "mengakhiri" in s.body
         )
         await expect(page.locator("[data-refdesk=new]")).to_be_visible()
+        await audit(page, "end card")
         assert (await stack.desk.desk.get_session(session_id)).state == "closed"
     finally:
         await context.close()

@@ -87,7 +87,7 @@ def _middleware(is_allowed: Callable[[str], bool]) -> web.middleware:  # type: i
             )
         elif is_api and request.method == "OPTIONS" and allowed_origin:
             response = web.Response(status=204)
-            response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST, PATCH, DELETE, OPTIONS"
             response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
             response.headers["Access-Control-Max-Age"] = "600"
         else:

@@ -12,12 +12,16 @@ from rooms.desk import (
     BadLink,
     ClientBanned,
     DeskError,
+    EditWindowPassed,
     EmailUnavailable,
     InvalidToken,
+    MessageDeleted,
     MessageTooLong,
+    NotYourMessage,
     SessionClosedError,
     SessionStillOpen,
     TooManyRequests,
+    UnknownMessage,
     UnknownSession,
     VerificationNotRequested,
     VerificationOff,
@@ -38,6 +42,10 @@ _STATUS = {
     BadLink: 403,
     ClientBanned: 403,
     VerificationNotRequested: 409,
+    UnknownMessage: 404,
+    NotYourMessage: 403,
+    EditWindowPassed: 409,
+    MessageDeleted: 409,
 }
 
 

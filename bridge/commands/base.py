@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 
 from bridge.errors import is_transient
 from bridge.matrix_api import MatrixClient
@@ -37,6 +37,11 @@ class Context:
     session: Session | None
     names: Callable[[str], Awaitable[str]]
     timezone: str
+    topic_labels: Mapping[str, str] = field(default_factory=dict)  # in the desk's language
+
+    def topic(self, session: Session) -> str:
+        """The label of the visitor's topic (its id if it has none)."""
+        return self.topic_labels.get(session.form.topic, session.form.topic)
 
     def need_session(self) -> Session:
         if self.session is None:

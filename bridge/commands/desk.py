@@ -19,8 +19,8 @@ async def duty(ctx: Context, args: str) -> str:
         return f"{ctx.sender_name}, you are {state}." + ("" if changed else " (no change)")
     if word:
         return "Usage: !duty on, !duty off, or !duty to see who is on duty."
-    on_duty = await ctx.desk.queue.on_duty()
-    return "On duty: " + (", ".join(on_duty) if on_duty else "nobody")
+    names = [await ctx.names(user) for user in await ctx.desk.queue.on_duty()]
+    return "On duty: " + (", ".join(names) if names else "nobody")
 
 
 @command("queue", "the chats waiting and who serves which", where=(DESK, SESSION))
@@ -37,9 +37,9 @@ async def queue(ctx: Context, args: str) -> str:
         since = s.queued_at or s.created_at
         minutes = int((now - since).total_seconds() // 60)
         lines.append(
-            f"  {position}. {s.form.name} · {s.form.topic} · waiting {minutes} min "
+            f"  {position}. {s.form.name} · {ctx.topic(s)} · waiting {minutes} min "
             f"(since {since.astimezone(tz):%H:%M})"
         )
     lines.append(f"Being served: {len(served)}")
-    lines.extend(f"  {s.form.name} · {s.form.topic} · {s.owner_name}" for s in served)
+    lines.extend(f"  {s.form.name} · {ctx.topic(s)} · {s.owner_name}" for s in served)
     return "\n".join(lines)

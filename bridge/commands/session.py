@@ -104,7 +104,7 @@ async def info(ctx: Context, args: str) -> str:
     lines = [
         f"Visitor: {form.name} <{form.email}>",
         f"Member number: {form.member_number or '(not given)'}",
-        f"Question about: {form.topic}",
+        f"Question about: {ctx.topic(session)}",
         f"Language: {form.language}",
         f"Page: {form.page_url or '(unknown)'}",
         f"Browser/device: {form.user_agent or '(unknown)'}",

@@ -130,28 +130,42 @@ async def mark_delivered(tx: Tx, message_id: int, remote_id: str | None, at: dat
 
 async def edit(tx: Tx, remote_id: str, body: str, html: str | None, at: datetime) -> Message | None:
     """Edit a message found by its remote id; it moves to the end of the stream (new seq)."""
-    row = await tx.fetchone(
-        f"""
-        UPDATE messages SET body = :body, html = :html, edited_at = :at,
-               seq = {next_seq(tx.dialect)}
-        WHERE remote_id = :remote_id AND deleted_at IS NULL
-        RETURNING *
-        """,
-        {"remote_id": remote_id, "body": body, "html": html, "at": at},
-    )
-    return from_row(row) if row else None
+    return await _rewrite(tx, "remote_id = :key", remote_id, body, html, None, at)
 
 
 async def delete(tx: Tx, remote_id: str, at: datetime) -> Message | None:
     """Blank a deleted message (its place stays, its text goes); new seq."""
+    return await _rewrite(tx, "remote_id = :key", remote_id, "", None, at, at)
+
+
+async def edit_by_id(tx: Tx, message_id: int, body: str, at: datetime) -> Message | None:
+    """The visitor's own edit (plain text): as :func:`edit`, the message found by its id."""
+    return await _rewrite(tx, "id = :key", message_id, body, None, None, at)
+
+
+async def delete_by_id(tx: Tx, message_id: int, at: datetime) -> Message | None:
+    return await _rewrite(tx, "id = :key", message_id, "", None, at, at)
+
+
+async def _rewrite(
+    tx: Tx,
+    where: str,
+    key: str | int,
+    body: str,
+    html: str | None,
+    deleted_at: datetime | None,
+    at: datetime,
+) -> Message | None:
+    """New text (or none, deleted) for a message not deleted yet; it gets a new seq."""
+    stamp = "deleted_at = :at" if deleted_at is not None else "edited_at = :at"
     row = await tx.fetchone(
         f"""
-        UPDATE messages SET body = '', html = NULL, deleted_at = :at,
+        UPDATE messages SET body = :body, html = :html, {stamp},
                seq = {next_seq(tx.dialect)}
-        WHERE remote_id = :remote_id AND deleted_at IS NULL
+        WHERE {where} AND deleted_at IS NULL
         RETURNING *
         """,
-        {"remote_id": remote_id, "at": at},
+        {"key": key, "body": body, "html": html, "at": at},
     )
     return from_row(row) if row else None
 

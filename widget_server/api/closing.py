@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from aiohttp import web
 
 from widget_server.api import authenticated_session, context, json_body
@@ -32,7 +34,9 @@ async def get_transcript(request: web.Request) -> web.Response:
     if kind not in ("html", "text"):
         raise ApiError(400, "bad_parameter", "'format' must be html or text.")
     text_body, html_body = await context(request).desk.transcript(session)
-    day = session.created_at.strftime("%Y-%m-%d")
+    # The day as the library counts it (the transcript's times are in its zone too).
+    zone = ZoneInfo(context(request).settings.timezone)
+    day = session.created_at.astimezone(zone).strftime("%Y-%m-%d")
     extension = "html" if kind == "html" else "txt"
     return web.Response(
         text=html_body if kind == "html" else text_body,

@@ -1,4 +1,5 @@
-"""Messages: send one (idempotent by client_id), list them after a cursor (optionally waiting)."""
+"""Messages: send one (idempotent by client_id), list them after a cursor (optionally waiting),
+edit or delete one of the visitor's own."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import asyncio
 from aiohttp import web
 
 from widget_server.api import (
+    MAX_INT,
     authenticated_session,
     context,
     int_param,
@@ -30,6 +32,29 @@ async def send_message(request: web.Request) -> web.Response:
         session, raw.get("body"), raw.get("client_id")
     )
     return web.json_response({"message": message_json(message)}, status=201 if created else 200)
+
+
+def _message_id(request: web.Request) -> int:
+    raw = request.match_info["message_id"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 19 or not 0 < int(raw) <= MAX_INT:
+        raise ApiError(404, "unknown_message", "No such message in this chat.")
+    return int(raw)
+
+
+@routes.patch("/api/sessions/{session_id}/messages/{message_id}")
+async def edit_message(request: web.Request) -> web.Response:
+    session = await authenticated_session(request)
+    message_id = _message_id(request)
+    raw = await json_body(request)
+    message = await context(request).desk.visitor_edit(session, message_id, raw.get("body"))
+    return web.json_response({"message": message_json(message)})
+
+
+@routes.delete("/api/sessions/{session_id}/messages/{message_id}")
+async def delete_message(request: web.Request) -> web.Response:
+    session = await authenticated_session(request)
+    message = await context(request).desk.visitor_delete(session, _message_id(request))
+    return web.json_response({"message": message_json(message)})
 
 
 @routes.get("/api/sessions/{session_id}/messages")

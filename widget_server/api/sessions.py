@@ -37,6 +37,10 @@ async def get_widget_config(request: web.Request) -> web.Response:
         "live": available.live,
         "reason": status.reason if status is not None else "open",
         "label": status.label if status is not None else None,
+        # The same label in each of the desk's languages (a holiday's name is translated).
+        "labels": {lang: desk.hours.status(now, lang).label for lang in desk.rules.languages}
+        if desk.hours is not None and status is not None and status.label
+        else None,
         "next_open": next_open.isoformat() if next_open else None,
         "next_open_text": {
             lang: format_next_open(next_open, now, tz, lang) for lang in desk.rules.languages
@@ -52,6 +56,7 @@ async def get_widget_config(request: web.Request) -> web.Response:
         {
             "desk_name": settings.desk_name,
             "default_language": settings.default_language,
+            "timezone": settings.timezone,
             "languages": list(desk.rules.languages),
             "topics": [{"id": topic, "label": labels} for topic, labels in settings.topics.items()],
             "max_message_length": settings.max_message_length,
@@ -59,6 +64,7 @@ async def get_widget_config(request: web.Request) -> web.Response:
             "hours": hours,
             "faq": any(e.public for e in desk.knowledge.entries.values()),
             "transcript_email": desk.rules.email_enabled,
+            "edit_window": desk.rules.visitor_edit_window,
         },
         headers={"Cache-Control": "no-cache"},
     )

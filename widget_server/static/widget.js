@@ -13,6 +13,7 @@
 
   var T = {
     id: {
+      langName: 'Bahasa Indonesia',
       title: 'Tanya Pustakawan', launch: 'Obrolan dengan pustakawan', min: 'Kecilkan jendela obrolan',
       intro: 'Ada pertanyaan? Isi data singkat ini dan pustakawan kami akan membalas di sini.',
       name: 'Nama', email: 'Email', member_number: 'Nomor anggota (opsional)', topic: 'Pertanyaan tentang',
@@ -31,6 +32,8 @@
       waiting: 'Menunggu pustakawan\u2026', pos: 'Anda nomor %s dalam antrean', helping: '%s melayani Anda',
       typing: '%s sedang mengetik\u2026', typingN: '%s sedang mengetik\u2026', and: 'dan',
       edited: '(diedit)', deleted: 'Pesan ini dihapus', read: 'Dibaca',
+      editB: 'Ubah', delB: 'Hapus', editing: 'Mengubah pesan Anda', cancel: 'Batal', save: 'Simpan',
+      delQ: 'Hapus pesan ini?', delY: 'Ya, hapus', e_old: 'Pesan ini sudah tidak bisa diubah.',
       faqIn: 'Cari jawaban cepat, atau tanyakan langsung kepada pustakawan.', faqPh: 'Cari jawaban cepat\u2026',
       faqNo: 'Tidak ada jawaban yang cocok.', ask: 'Tanya pustakawan', back: 'Kembali ke jawaban cepat',
       shut: 'Layanan sedang tutup', reopen: 'Buka lagi %s.', leave: 'Tinggalkan pesan; kami membalas lewat email.',
@@ -38,11 +41,13 @@
       offSent: 'Pesan terkirim. Kami akan membalas ke %s.', badLink: 'Tautan tidak berlaku lagi.',
       vT: 'Konfirmasi keanggotaan', vNote: 'Data ini hanya dipakai untuk pemeriksaan ini dan tidak disimpan.',
       v_member_number: 'Nomor anggota', v_date_of_birth: 'Tanggal lahir', v_phone: 'Nomor telepon', vGo: 'Konfirmasi',
+      v_day: 'Tanggal', v_month: 'Bulan', v_year: 'Tahun',
       rateQ: 'Bagaimana layanan kami?', r: ['Sangat buruk', 'Buruk', 'Cukup', 'Baik', 'Sangat baik'],
       cmt: 'Komentar (opsional)', thanks: 'Terima kasih atas penilaian Anda', tr: 'Unduh transkrip',
       trM: 'Kirim transkrip ke email saya', trTo: 'Dikirim ke %s', trDup: 'Sudah dikirim, periksa kotak masuk Anda'
     },
     en: {
+      langName: 'English',
       title: 'Ask a Librarian', launch: 'Chat with a librarian', min: 'Minimise chat window',
       intro: 'Have a question? Fill in these short details and a librarian will reply here.',
       name: 'Name', email: 'Email', member_number: 'Member number (optional)', topic: 'Question about',
@@ -61,6 +66,8 @@
       waiting: 'Waiting for a librarian\u2026', pos: 'you are number %s in the queue', helping: '%s is helping you',
       typing: '%s is typing\u2026', typingN: '%s are typing\u2026', and: 'and',
       edited: '(edited)', deleted: 'This message was deleted', read: 'Read',
+      editB: 'Edit', delB: 'Delete', editing: 'Editing your message', cancel: 'Cancel', save: 'Save',
+      delQ: 'Delete this message?', delY: 'Yes, delete', e_old: 'This message can no longer be changed.',
       faqIn: 'Search our quick answers, or ask a librarian directly.', faqPh: 'Search quick answers\u2026',
       faqNo: 'No matching answers.', ask: 'Ask a librarian', back: 'Back to quick answers',
       shut: 'The service is closed', reopen: 'We open again %s.', leave: 'Leave a message; we will reply by email.',
@@ -68,6 +75,7 @@
       offSent: 'Message sent. We will reply to %s.', badLink: 'This link is no longer valid.',
       vT: 'Confirm your membership', vNote: 'This is only used for this check and is not kept.',
       v_member_number: 'Member number', v_date_of_birth: 'Date of birth', v_phone: 'Phone number', vGo: 'Confirm',
+      v_day: 'Day', v_month: 'Month', v_year: 'Year',
       rateQ: 'How was our service?', r: ['Very poor', 'Poor', 'Fair', 'Good', 'Excellent'],
       cmt: 'Comment (optional)', thanks: 'Thank you for your feedback', tr: 'Download transcript',
       trM: 'Email me the transcript', trTo: 'Sent to %s', trDup: 'Already sent, check your inbox'
@@ -80,8 +88,16 @@
   var st = load(KEY);
   if (!st || !st.session_id || !st.token) st = null;
   else { st.cursor = +st.cursor || 0; st.outbox = st.outbox || []; }
-  var navId = /^(id|in)\b/i.test(navigator.language || '');
-  var lang = T[dataLang] ? dataLang : st && T[st.language] ? st.language : navId ? 'id' : null;
+  // The language: the visitor's own choice on this visit, else the page's (data-language), the
+  // chat's, or the browser's first that the widget speaks; else the desk's default.
+  var LKEY = KEY + ':language';
+  function chosenLang() { try { var c = sessionStorage.getItem(LKEY); return T[c] ? c : null; } catch (e) { return null; } }
+  function browserLang() {
+    var all = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ''];
+    for (var i = 0; i < all.length; i++) { var p = String(all[i]).toLowerCase().slice(0, 2); p = p === 'in' ? 'id' : p; if (T[p]) return p; }
+    return null;
+  }
+  var lang = chosenLang() || (T[dataLang] ? dataLang : st && T[st.language] ? st.language : browserLang());
   var cfg = null, closed = false, isOpen = false, unread = 0;
   function t(k, a) { var s = T[lang || 'id'][k] || k; return a == null ? s : s.replace('%s', a); }
   function persist() { if (st) save(KEY, st); }
@@ -113,7 +129,8 @@
     '.w{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Noto Sans",Ubuntu,"Helvetica Neue",Arial,sans-serif;color:#1c2b31;-webkit-text-size-adjust:100%}' +
     '[hidden]{display:none!important}.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}' +
     'button{font:inherit;cursor:pointer;min-height:44px;border-radius:8px}button:disabled{opacity:.6;cursor:default}' +
-    ':focus-visible{outline:3px solid #e0a526;outline-offset:2px}' +
+    // A two-tone ring: 3:1 or more against white and against the desk's teal (WCAG 1.4.11).
+    ':focus-visible{outline:3px solid #0d5868;outline-offset:2px;box-shadow:0 0 0 2px #fff}.hd :focus-visible{outline-color:#fff;box-shadow:0 0 0 2px #0d5868}' +
     '.l{position:fixed;right:20px;bottom:20px;z-index:2147483000;width:60px;height:60px;border-radius:50%;border:0;background:#0d5868;color:#fff;box-shadow:0 4px 14px rgba(0,0,0,.28);display:flex;align-items:center;justify-content:center}' +
     '.l:hover{background:#094552}.l svg{width:30px;height:30px}' +
     '.bd{position:absolute;top:-3px;right:-3px;min-width:22px;height:22px;padding:0 6px;border-radius:11px;background:#b3261e;color:#fff;font-size:12px;font-weight:700;line-height:22px}' +
@@ -123,15 +140,16 @@
     '.hd{display:flex;align-items:center;gap:6px;padding:6px 6px 6px 16px;background:#0d5868;color:#fff;flex:none}' +
     '.hd h2{flex:1;margin:0;font-size:17px;font-weight:600;outline:0}' +
     '.hb{min-width:44px;border:0;background:transparent;color:#fff;display:flex;align-items:center;justify-content:center}.hb svg{width:24px;height:24px}' +
-    '.hb:hover{background:rgba(255,255,255,.16)}.ed{border:1px solid rgba(255,255,255,.55);padding:0 12px;font-size:14px}' +
+    '.hb:hover{background:rgba(255,255,255,.16)}.ed{border:1px solid rgba(255,255,255,.55);padding:0 12px;font-size:14px}.lg{font-size:13px;font-weight:600;padding:0 10px}' +
     '.cs{padding:6px 16px;background:#fff3d1;color:#5c4300;font-size:13px;flex:none}' +
     '.qs{padding:6px 16px;background:#e3eff2;color:#0b4654;font-size:13px;flex:none;border-bottom:1px solid #cfdfe4}' +
     'form{flex:1;overflow-y:auto;padding:16px;margin:0}form p{margin:0 0 12px}.f{margin:0 0 12px}' +
     '.in{color:#3d4f57}.nt{font-size:12px;color:#5a6a72}form .pv{margin:10px 0 0}' +
     'label{display:block;font-weight:600;font-size:14px;margin:0 0 4px}' +
-    'input,select,textarea{display:block;width:100%;font:inherit;font-size:16px;padding:9px 12px;border:1px solid #8fa3ac;border-radius:8px;background:#fff;color:inherit;min-height:44px;margin:0}' +
+    'input,select,textarea{display:block;width:100%;font:inherit;font-size:16px;padding:9px 12px;border:1px solid #6f858f;border-radius:8px;background:#fff;color:inherit;min-height:44px;margin:0}' +
     'textarea{resize:vertical}[aria-invalid=true]{border-color:#b3261e;box-shadow:0 0 0 1px #b3261e}' +
     '.fe{color:#b3261e;font-size:13px;margin:4px 0 0}.ee{color:#b3261e;font-size:14px}' +
+    '.dt{border:0;padding:0;margin:0 0 12px;min-width:0}.dt legend{padding:0;margin:0 0 4px;font-weight:600}.dr{display:flex;gap:8px}.dr .f{margin:0}.dr label{font-weight:400;font-size:13px}.dp-day{width:4.2em}.dp-month{flex:1;min-width:0}.dp-year{width:5.6em}' +
     '.pr{background:#0d5868;color:#fff;border:0;padding:0 18px;font-weight:600}.pr:hover{background:#094552}' +
     '.sc2{background:#fff;color:#0d5868;border:1px solid #0d5868;padding:0 16px}' +
     'form .pr{width:100%}' +
@@ -148,6 +166,8 @@
     '.b code{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;background:rgba(13,88,104,.08);padding:1px 4px;border-radius:4px}' +
     '.b pre{white-space:pre-wrap;background:rgba(13,88,104,.08);padding:6px 8px;border-radius:6px}.b pre code{background:none;padding:0}' +
     '[data-deleted] .b{font-style:italic;color:#5f6f77}.visitor[data-deleted] .b{color:#e3eff2}' +
+    '.ma{margin-left:6px}.ma button{border:0;background:none;color:inherit;text-decoration:underline;padding:0 5px;min-height:32px;font-size:inherit}' +
+    '.ebr{display:flex;align-items:center;gap:8px;padding:6px 12px 0;font-size:13px;color:#0b4654;flex:none}.ebr>span:first-child{flex:1}.ebr button{border:0;background:none;color:#0d5868;text-decoration:underline;min-height:32px}' +
     '.ty{font-size:13px;font-style:italic;color:#53636b;padding:8px 6px 0}.ty:empty{padding:0}.mt .rd{color:#0d5868;font-weight:600}' +
     '.wh{font-size:12px;font-weight:600;color:#0d5868;margin:0 0 2px 6px}' +
     '.mt{font-size:11px;color:#5f6f77;margin:2px 6px 0}.mt span{margin-left:6px}.x .mt span{color:#b3261e}.x .b{opacity:.7}' +
@@ -173,7 +193,7 @@
     '@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important;scroll-behavior:auto!important}}';
 
   var root, launcher, badge, panel, title, statusEl, form, formErr, chat, list, scroller, composer, input, sendBtn,
-    endBtn, confirmBar, endBar, live, topicSel, qsEl, typEl, readEl, offEl, faqBox, faqIn, faqList, faqNote, faqNo, askBtn,
+    langBtn, editBar, editErr, editing, endBtn, confirmBar, endBar, live, topicSel, qsEl, typEl, readEl, offEl, faqBox, faqIn, faqList, faqNote, faqNo, askBtn,
     backBtn, closedEl, vCard, endCard, rateBox, stars, rateLbl, cmtBox, thanksEl, trBtn, trMail, trStat;
   function build() {
     var host = document.createElement('refdesk-widget');
@@ -193,6 +213,7 @@
     launcher.appendChild(badge);
 
     title = h('h2', { id: 'rd-title', tabindex: '-1' });
+    langBtn = h('button', { type: 'button', class: 'hb ed lg', 'data-refdesk': 'language', hidden: true, onclick: switchLang });
     endBtn = h('button', { type: 'button', class: 'hb ed', 'data-refdesk': 'end', 'data-t': 'end', 'data-tl': 'endL', hidden: true, onclick: askEnd });
     var minBtn = h('button', { type: 'button', class: 'hb', 'data-tl': 'min', onclick: function () { setOpen(false, true); } });
     minBtn.appendChild(icon(true));
@@ -252,10 +273,15 @@
     input = h('textarea', { 'data-refdesk': 'input', rows: '1', maxlength: '4000', 'data-tp': 'ph', 'data-tl': 'msg' });
     input.addEventListener('keydown', function (e) {
       if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && e.keyCode !== 229) { e.preventDefault(); sendInput(); }
+      else if (e.key === 'Escape' && editing) { e.preventDefault(); e.stopPropagation(); stopEdit(); }
     });
     input.addEventListener('input', function () { grow(); typing(!!input.value.trim()); });
     input.addEventListener('blur', function () { typing(false); });
     sendBtn = h('button', { type: 'button', class: 'pr', 'data-refdesk': 'send', 'data-t': 'send', onclick: sendInput });
+    editErr = h('span', { class: 'ee', 'data-refdesk': 'edit-error' });
+    editBar = h('div', { class: 'ebr', role: 'status', 'data-refdesk': 'editing', hidden: true }, [
+      h('span', { 'data-t': 'editing' }), editErr,
+      h('button', { type: 'button', 'data-refdesk': 'edit-cancel', 'data-t': 'cancel', onclick: function () { stopEdit(); } })]);
     composer = h('div', { class: 'cm' }, [input, sendBtn]);
     confirmBar = h('div', { class: 'cf', role: 'group', 'aria-labelledby': 'rd-cq', hidden: true }, [
       h('p', { id: 'rd-cq', 'data-t': 'endQ' }),
@@ -283,27 +309,58 @@
     scroller.insertBefore(endCard, typEl);
     endBar = h('div', { class: 'eb', hidden: true }, [
       h('button', { type: 'button', class: 'pr', 'data-refdesk': 'new', 'data-t': 'again', onclick: newConversation })]);
-    chat = h('div', { class: 'c', hidden: true }, [scroller, confirmBar, composer, endBar]);
+    chat = h('div', { class: 'c', hidden: true }, [scroller, confirmBar, editBar, composer, endBar]);
     live = h('div', { class: 'sr', 'aria-live': 'polite' });
 
     panel = h('section', { class: 'p', id: 'rd-panel', 'data-refdesk': 'panel', role: 'dialog', 'aria-labelledby': 'rd-title', hidden: true }, [
-      h('div', { class: 'hd' }, [title, endBtn, minBtn]), qsEl, offEl, statusEl, faqBox, form, chat, live]);
-    panel.addEventListener('keydown', function (e) { if (e.key === 'Escape') { setOpen(false, true); } });
+      h('div', { class: 'hd' }, [title, langBtn, endBtn, minBtn]), qsEl, offEl, statusEl, faqBox, form, chat, live]);
+    panel.addEventListener('keydown', function (e) {
+      if (e.key === 'Escape') setOpen(false, true);
+      else if (e.key === 'Tab' && modal()) keepFocus(e, sh.activeElement);
+    });
     root.appendChild(panel);
     root.appendChild(launcher);
     document.body.appendChild(host);
     if (window.visualViewport) visualViewport.addEventListener('resize', fitViewport);
   }
 
+  // On a phone the open panel covers the page: a modal dialog, so Tab goes round inside it
+  // instead of reaching the page's links hidden behind.
+  function modal() { return isOpen && window.innerWidth < 480; }
+  function keepFocus(e, current) {
+    var all = Array.prototype.filter.call(panel.querySelectorAll('button,input,select,textarea,a[href],[tabindex="0"]'),
+      function (el) { return !el.disabled && el.getClientRects().length > 0; });
+    if (!all.length) return;
+    var first = all[0], last = all[all.length - 1], i = all.indexOf(current);
+    if (e.shiftKey ? i <= 0 : i === -1 || i === all.length - 1) { e.preventDefault(); (e.shiftKey ? last : first).focus(); }
+  }
   function fitViewport() { // keep the composer above the on-screen keyboard on phones
     var vv = window.visualViewport, small = window.innerWidth < 480;
+    if (modal()) panel.setAttribute('aria-modal', 'true'); else panel.removeAttribute('aria-modal');
     panel.style.height = small && vv ? vv.height + 'px' : '';
     panel.style.top = small && vv ? vv.offsetTop + 'px' : '';
   }
   function grow() { input.style.height = 'auto'; input.style.height = Math.min(input.scrollHeight + 2, 120) + 'px'; }
 
+  function langs() { return ((cfg && cfg.languages) || []).filter(function (l) { return T[l]; }); }
+  function nextLang() { var ls = langs(); return ls.length > 1 ? ls[(ls.indexOf(lang || 'id') + 1) % ls.length] : null; }
+  function switchLang() { // remembered for this visit (the tab), not beyond
+    var next = nextLang();
+    if (!next) return;
+    lang = next;
+    try { sessionStorage.setItem(LKEY, lang); } catch (e) { /* storage off: this page only */ }
+    if (st) { st.language = lang; persist(); }
+    applyTexts();
+    faqDone = false; // the quick answers come again in the new language
+    if (!st && cfg) showForm(null, !form.hidden);
+    showVerify();
+    langBtn.focus();
+  }
   function applyTexts() {
     panel.setAttribute('lang', lang || 'id');
+    var next = nextLang();
+    langBtn.hidden = !next;
+    if (next) { langBtn.textContent = next.toUpperCase(); langBtn.setAttribute('lang', next); langBtn.setAttribute('aria-label', T[next].langName); }
     root.querySelectorAll('[data-t]').forEach(function (e) { e.textContent = t(e.getAttribute('data-t')) + (e.hasAttribute('data-req') ? ' *' : ''); });
     root.querySelectorAll('[data-tl]').forEach(function (e) { e.setAttribute('aria-label', t(e.getAttribute('data-tl'))); });
     root.querySelectorAll('[data-tp]').forEach(function (e) { e.setAttribute('placeholder', t(e.getAttribute('data-tp'))); });
@@ -337,7 +394,7 @@
     q.required = !!x; ql.textContent = t('question') + (x ? ' *' : '');
     sb.setAttribute('data-t', x ? 'sendMsg' : 'start'); sb.textContent = t(x ? 'sendMsg' : 'start');
     if (!x) return;
-    var nx = x.next_open_text && (x.next_open_text[L] || x.next_open_text.en), lb = /^(holiday|closure|special_closed)$/.test(x.reason) && x.label,
+    var nx = x.next_open_text && (x.next_open_text[L] || x.next_open_text.en), lb = /^(holiday|closure|special_closed)$/.test(x.reason) && (x.labels && x.labels[L] || x.label),
       wk = x.week && (x.week[L] || x.week.en) || [];
     closedEl.appendChild(h('p', { text: (x.open ? t('nobody') : t('shut') + (lb ? ' (' + lb + ')' : '') + '.' + (nx ? ' ' + t('reopen', nx) : '')) + (x.when_closed === 'hide' ? '' : ' ' + t('leave')) }));
     if (wk.length) closedEl.appendChild(h('p', { text: t('hours') }));
@@ -347,6 +404,7 @@
   function setOpen(open, user) {
     isOpen = open;
     panel.hidden = !open;
+    fitViewport();
     root.classList.toggle('o', open);
     launcher.setAttribute('aria-expanded', String(open));
     launcher.replaceChild(icon(open), launcher.firstChild);
@@ -357,7 +415,6 @@
       else scrollDown(true);
       freshen();
       seen();
-      fitViewport();
       if (user) focusView();
     } else if (user) launcher.focus();
   }
@@ -405,7 +462,7 @@
         cfg = r.d; cfgAt = Date.now(); trMail.hidden = cfg.transcript_email === false;
         save(WKEY, cfg.hours && cfg.hours.when_closed === 'hide' ? 1 : null); // next page load: ask before showing the launcher
         if (st && !st.desk_name) { st.desk_name = cfg.desk_name; persist(); }
-        if (!lang) lang = T[cfg.default_language] ? cfg.default_language : 'id';
+        if (!lang || (cfg.languages && cfg.languages.indexOf(lang) < 0)) lang = T[cfg.default_language] ? cfg.default_language : 'id';
         applyTexts();
         return cfg;
       }, function (e) { cfgLoading = null; throw e; });
@@ -460,7 +517,9 @@
     var el = f.querySelector('[data-refdesk=field-error][data-field="' + name + '"]'), inp = f.elements[name];
     if (!el) return false;
     el.textContent = msg; el.hidden = !msg;
-    if (inp) { if (msg) inp.setAttribute('aria-invalid', 'true'); else inp.removeAttribute('aria-invalid'); }
+    (inp && inp.tagName ? [inp] : [].slice.call(f.querySelectorAll('[id^="rd-v-' + name + '-"]'))).forEach(function (x) {
+      if (msg) x.setAttribute('aria-invalid', 'true'); else x.removeAttribute('aria-invalid');
+    });
     return true;
   }
   function serverProblem(p, strict) {
@@ -521,14 +580,25 @@
     if (session) onSession(session);
     if (!closed && !later) connect();
   }
+  // Times as the library keeps them (its room, the transcript): in the desk's time zone, named
+  // when the visitor's browser is in another one ("03.35 WIB"); plain when they agree.
   function fmtTime(iso) {
     var d = new Date(iso || Date.now());
     if (isNaN(d)) d = new Date();
-    var nl = navigator.language || '', loc = lang === 'id' ? 'id-ID' : /^en/i.test(nl) ? nl : 'en-GB';
+    var nl = navigator.language || '', loc = lang === 'id' ? 'id-ID' : /^en/i.test(nl) ? nl : 'en-GB',
+      tz = cfg && cfg.timezone, day = { day: 'numeric', month: 'short' }, at = { hour: 'numeric', minute: '2-digit' };
     try {
-      var s = d.toLocaleTimeString(loc, { hour: 'numeric', minute: '2-digit' });
-      return d.toDateString() === new Date().toDateString() ? s : d.toLocaleDateString(loc, { day: 'numeric', month: 'short' }) + ' ' + s;
+      if (tz && zoneDiffers(d, tz)) { day.timeZone = at.timeZone = tz; at.timeZoneName = 'short'; }
+      var s = d.toLocaleTimeString(loc, at), today = new Date().toLocaleDateString('en-CA', { timeZone: day.timeZone });
+      return d.toLocaleDateString('en-CA', { timeZone: day.timeZone }) === today ? s : d.toLocaleDateString(loc, day) + ' ' + s;
     } catch (e) { return d.toTimeString().slice(0, 5); }
+  }
+  function deskDay(iso) { // YYYY-MM-DD as the library counts days
+    try { return new Date(iso).toLocaleDateString('en-CA', { timeZone: cfg && cfg.timezone || undefined }); } catch (e) { return String(iso || '').slice(0, 10); }
+  }
+  function zoneDiffers(d, tz) {
+    var o = { hour: 'numeric', minute: 'numeric', day: 'numeric', hourCycle: 'h23' };
+    return d.toLocaleString('en-US', o) !== d.toLocaleString('en-US', Object.assign({ timeZone: tz }, o));
   }
   var URL_RE = /\bhttps?:\/\/[^\s<>"]+/gi;
   function fillText(el, text) { // text nodes + safe <a>: never HTML
@@ -587,6 +657,7 @@
       if (!ed) ed = el._ed = h('span', { class: 'em', 'data-refdesk': 'edited', 'data-t': 'edited' });
       ed.textContent = t('edited'); el._mt.insertBefore(ed, el._st);
     } else if (ed) ed.remove();
+    el._m = m; ownActions(el);
   }
   function render(m, status) {
     var o = m.origin === 'librarian' || m.origin === 'desk' ? m.origin : 'visitor';
@@ -604,6 +675,53 @@
     mark(el, status);
     scrollDown(stick);
     return el;
+  }
+  // The visitor's own message, while the desk's edit window lasts: edit it, or delete it.
+  function ownActions(el) {
+    var m = el._m, win = cfg && cfg.edit_window || 0;
+    if (el._ma) { el._ma.remove(); el._ma = null; }
+    if (!m || m.origin !== 'visitor' || m.deleted || el._id == null || closed || !win || Date.now() - new Date(m.created_at) > win * 1000) return;
+    el._ma = el._mt.appendChild(h('span', { class: 'ma' }, [
+      h('button', { type: 'button', 'data-refdesk': 'edit', 'data-t': 'editB', text: t('editB'), onclick: function () { startEdit(el); } }),
+      h('button', { type: 'button', 'data-refdesk': 'delete', 'data-t': 'delB', text: t('delB'), onclick: function () { askDelete(el); } })]));
+  }
+  function startEdit(el) {
+    editing = el; editErr.textContent = ''; editBar.hidden = false;
+    input.value = el._m.body; grow(); sendBtn.setAttribute('data-t', 'save'); sendBtn.textContent = t('save');
+    input.focus();
+  }
+  function stopEdit(keep) {
+    var el = editing;
+    editing = null; editBar.hidden = true; sendBtn.setAttribute('data-t', 'send'); sendBtn.textContent = t('send');
+    if (!keep) { input.value = ''; grow(); }
+    if (el && el._ma) el._ma.firstChild.focus(); else input.focus();
+  }
+  function changeFailed(el, r) { // the edit or deletion was refused: say why; the buttons go if it is too late
+    var code = r && r.d && r.d.error, late = /^(edit_window_passed|message_deleted|session_closed)$/.test(code);
+    if (late && el._ma) { el._ma.remove(); el._ma = null; }
+    return late ? t('e_old') : r ? t('e_gen') : t('e_net');
+  }
+  function saveEdit(body) {
+    var el = editing;
+    if (!body || body === el._m.body) return stopEdit();
+    api('PATCH', sp('/messages/' + el._id), { body: body }).then(function (r) {
+      if (r.s === 200) { if (editing === el) stopEdit(); onMessage(r.d.message); }
+      else editErr.textContent = ' · ' + changeFailed(el, r);
+    }, function () { editErr.textContent = ' · ' + changeFailed(el, null); });
+  }
+  function askDelete(el) { // asked in place: "Delete this message? Yes / No"
+    var ma = el._ma, no;
+    if (!ma) return;
+    ma.textContent = '';
+    ma.appendChild(h('span', { text: t('delQ') + ' ' }));
+    ma.appendChild(h('button', { type: 'button', 'data-refdesk': 'delete-confirm', text: t('delY'), onclick: function () {
+      api('DELETE', sp('/messages/' + el._id)).then(function (r) {
+        if (r.s === 200) { if (editing === el) stopEdit(); onMessage(r.d.message); input.focus(); }
+        else { ownActions(el); live.textContent = changeFailed(el, r); }
+      }, function () { ownActions(el); live.textContent = changeFailed(el, null); });
+    } }));
+    no = ma.appendChild(h('button', { type: 'button', 'data-refdesk': 'delete-cancel', text: t('no'), onclick: function () { ownActions(el); if (el._ma) el._ma.lastChild.focus(); } }));
+    no.focus();
   }
   function nearBottom() { return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80; }
   function mark(el, status) {
@@ -629,7 +747,7 @@
     dropOutbox(cid);
     var el = byCid[cid];
     if (!el) return m && !byId[m.id] ? render(m) : null;
-    if (m && m.id != null) { if (byId[m.id] && byId[m.id] !== el) { byId[m.id].remove(); } setId(el, m.id); el._seq = Math.max(el._seq, +m.seq || 0); }
+    if (m && m.id != null) { if (byId[m.id] && byId[m.id] !== el) { byId[m.id].remove(); } setId(el, m.id); el._seq = Math.max(el._seq, +m.seq || 0); el._m = m; ownActions(el); }
     mark(el, '');
   }
   function onMessage(m) { // from the stream: the only thing that moves the cursor (a seq; ids only order the bubbles)
@@ -653,6 +771,8 @@
     if (s.state === 'closed' && !closed) {
       closed = true; stop();
       composer.hidden = true; confirmBar.hidden = true; endBtn.hidden = true; endBar.hidden = endCard.hidden = false; setStatus(null);
+      if (editing) stopEdit(true);
+      list.querySelectorAll('.ma').forEach(function (e) { e.remove(); }); // nothing to edit in an ended chat
       if (st) { st.outbox.forEach(function (o) { var el = byCid[o.client_id]; if (el) mark(el, 'failed'); }); st.outbox = []; persist(); }
       showFeedback();
       scrollDown(true);
@@ -709,6 +829,7 @@
   }
   function sendInput() {
     var v = input.value.trim();
+    if (editing) return saveEdit(v);
     if (!v || !st || closed) return;
     input.value = ''; grow(); typing(false);
     queue(v);
@@ -742,27 +863,58 @@
       f = (v && v.fields || []).filter(function (n) { return T.id['v_' + n]; });
     if (s === 'requested' && st.vx) { st.vx = 0; persist(); }
     if (!/^(requested|mismatch|not_found|unavailable)$/.test(s) || st.vx || !f.length) { vCard.hidden = true; vCard.textContent = ''; vKey = ''; return; }
-    if (vKey === f.join()) return;
-    vKey = f.join(); vCard.textContent = '';
+    if (vKey === f.join() && vCard.lang === lang) return;
+    vKey = f.join(); vCard.lang = lang || 'id'; vCard.textContent = '';
     vCard.appendChild(h('h3', { id: 'rd-vt', 'data-t': 'vT', text: t('vT') }));
     vCard.appendChild(h('p', { class: 'nt', 'data-t': 'vNote', text: t('vNote') }));
     f.forEach(function (n) {
-      var ty = n === 'date_of_birth' ? 'date' : n === 'phone' ? 'tel' : 'text',
-        el = h('input', { type: ty, name: n, id: 'rd-v-' + n, autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'rd-ve-' + n, maxlength: ty === 'tel' ? '24' : ty === 'text' ? '40' : null, max: ty === 'date' ? new Date().toISOString().slice(0, 10) : null, min: ty === 'date' ? '1900-01-01' : null });
+      var err = h('p', { class: 'fe', id: 'rd-ve-' + n, 'data-refdesk': 'field-error', 'data-field': n, hidden: true });
+      if (n === 'date_of_birth') return vCard.appendChild(dateField(n, err));
+      var el = h('input', { type: n === 'phone' ? 'tel' : 'text', name: n, id: 'rd-v-' + n, autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'rd-ve-' + n, maxlength: n === 'phone' ? '24' : '40' });
       el.addEventListener('input', function () { fieldError(n, '', vCard); });
-      vCard.appendChild(h('div', { class: 'f' }, [h('label', { for: 'rd-v-' + n, 'data-t': 'v_' + n, text: t('v_' + n) }), el,
-        h('p', { class: 'fe', id: 'rd-ve-' + n, 'data-refdesk': 'field-error', 'data-field': n, hidden: true })]));
+      vCard.appendChild(h('div', { class: 'f' }, [h('label', { for: 'rd-v-' + n, 'data-t': 'v_' + n, text: t('v_' + n) }), el, err]));
     });
     vCard.appendChild(h('button', { type: 'submit', class: 'pr', 'data-refdesk': 'verify-submit', 'data-t': 'vGo', text: t('vGo') }));
     vCard.appendChild(h('p', { role: 'status', 'data-refdesk': 'verify-result' }));
     vCard.hidden = false;
     scrollDown(stick);
   }
+  // A date as day, month (by name, in the widget's language) and year: it reads the same in
+  // every browser, unlike <input type=date>, which shows the browser's own format (mm/dd/yyyy).
+  function dateField(n, err) {
+    var fmt = new Intl.DateTimeFormat(lang || 'id', { month: 'long', timeZone: 'UTC' }), months = [h('option', { value: '', text: '' })], part;
+    for (var i = 1; i <= 12; i++) months.push(h('option', { value: String(i), text: fmt.format(new Date(Date.UTC(2000, i - 1, 1))) }));
+    part = function (k, el) {
+      el.id = 'rd-v-' + n + '-' + k; el.setAttribute('aria-describedby', 'rd-ve-' + n); el.dataset.part = k;
+      el.addEventListener('input', function () { fieldError(n, '', vCard); });
+      return h('div', { class: 'f dp-' + k }, [h('label', { for: el.id, 'data-t': 'v_' + k, text: t('v_' + k) }), el]);
+    };
+    return h('fieldset', { class: 'dt', 'data-refdesk': n, 'aria-describedby': 'rd-ve-' + n }, [
+      h('legend', { 'data-t': 'v_' + n, text: t('v_' + n) }),
+      h('div', { class: 'dr' }, [
+        part('day', h('input', { type: 'text', name: n + '_day', inputmode: 'numeric', maxlength: '2', autocomplete: 'off' })),
+        part('month', h('select', { name: n + '_month' }, months)),
+        part('year', h('input', { type: 'text', name: n + '_year', inputmode: 'numeric', maxlength: '4', autocomplete: 'off' }))]),
+      err]);
+  }
+  function dateValue(n) { // 'YYYY-MM-DD'; '' if left empty; null if it is no date (or not a past one)
+    var el = vCard.elements, d = el[n + '_day'].value.trim(), m = el[n + '_month'].value, y = el[n + '_year'].value.trim();
+    if (!d && !m && !y) return '';
+    if (!/^\d{1,2}$/.test(d) || !m || !/^\d{4}$/.test(y)) return null;
+    var at = new Date(Date.UTC(+y, +m - 1, +d));
+    if (at.getUTCDate() !== +d || at.getUTCMonth() !== +m - 1 || +y < 1900 || at > new Date()) return null;
+    return at.toISOString().slice(0, 10);
+  }
   function verify(e) {
     e.preventDefault();
-    var els = [].slice.call(vCard.querySelectorAll('input')), b = vCard.querySelector('button'), res = vCard.lastChild, body = { fields: {} }, bad;
+    var els = [].slice.call(vCard.querySelectorAll('input,select')), b = vCard.querySelector('button'), res = vCard.lastChild, body = { fields: {} }, bad;
     if (vBusy || !st) return;
-    els.forEach(function (el) { var v = el.value.trim(); fieldError(el.name, v ? '' : t('e_req'), vCard); bad = bad || !v && el; body.fields[el.name] = v; });
+    vKey.split(',').forEach(function (n) {
+      var date = n === 'date_of_birth', v = date ? dateValue(n) : vCard.elements[n].value.trim();
+      fieldError(n, v === null ? t('e_date') : v ? '' : t('e_req'), vCard);
+      bad = bad || !v && (date ? vCard.elements[n + '_day'] : vCard.elements[n]);
+      body.fields[n] = v;
+    });
     if (bad) return bad.focus();
     els.forEach(function (el) { el.value = ''; });
     vBusy = b.disabled = true; res.textContent = '';
@@ -773,7 +925,7 @@
         if (d.locked || d.attempts_left === 0 || /^(verified|expired|locked)$/.test(d.outcome)) { st.vx = 1; persist(); showVerify(); }
       } else if (r.s === 422 && d.fields) {
         var first = null;
-        Object.keys(d.fields).forEach(function (k) { if (fieldError(k, serverProblem(d.fields[k], 1), vCard)) first = first || vCard.elements[k]; else res.textContent = t('e_gen'); });
+        Object.keys(d.fields).forEach(function (k) { if (fieldError(k, serverProblem(d.fields[k], 1), vCard)) first = first || vCard.elements[k] || vCard.elements[k + '_day']; else res.textContent = t('e_gen'); });
         if (first) first.focus();
       } else if (d.error === 'invalid_token' || d.error === 'unknown_session') expire();
       else if (r.s === 404 || r.s === 409) { st.vx = 1; persist(); showVerify(); refreshSession(); }
@@ -812,7 +964,7 @@
       if (!r.ok) throw 0;
       var m = /filename="?([^";]+)/.exec(r.headers.get('Content-Disposition') || '');
       return r.blob().then(function (b) {
-        var u = URL.createObjectURL(b), a = h('a', { href: u, download: m ? m[1] : 'transcript-' + String(sess && sess.created_at || '').slice(0, 10) + '.html', hidden: true }); // cross-origin: the header may be unreadable
+        var u = URL.createObjectURL(b), a = h('a', { href: u, download: m ? m[1] : 'transcript-' + deskDay(sess && sess.created_at) + '.html', hidden: true }); // cross-origin: the header may be unreadable
         root.appendChild(a); a.click(); a.remove();
         setTimeout(function () { URL.revokeObjectURL(u); }, 3e4);
       });
@@ -965,7 +1117,7 @@
       if (authFail(r.s)) return expire();
       if (r.s === 200 && r.d.session) {
         var v = r.d.session.visitor;
-        if (!T[dataLang] && v && T[v.language] && v.language !== lang) { lang = v.language; applyTexts(); }
+        if (!chosenLang() && !T[dataLang] && v && T[v.language] && v.language !== lang) { lang = v.language; applyTexts(); }
         onSession(r.d.session);
         if (closed) return api('GET', sp('/messages?after=0&limit=500')).then(function (m) { if (m.s === 200) (m.d.messages || []).forEach(onMessage); scrollDown(true); }, function () {});
       }
@@ -980,7 +1132,7 @@
       dropLink();
       if (r.s !== 200 || !s || !r.d.token) { if (st) return back(); noteNext = t('badLink'); return setOpen(true, false); }
       if (st) forget();
-      if (!T[dataLang] && T[v.language]) lang = v.language;
+      if (!chosenLang() && !T[dataLang] && T[v.language]) lang = v.language;
       st = { session_id: s.id, token: r.d.token, cursor: 0, language: lang, outbox: [] };
       persist(); resume(); setOpen(true, false);
       loadConfig().then(null, function () {}); // the desk's name and limits
