@@ -58,6 +58,15 @@ FORWARDED_HEADERS = ("x-forwarded-for", "forwarded")
 
 
 @dataclass(frozen=True)
+class Invitation:
+    """A friendly "can we help?" prompt the widget shows on matching pages (off by default)."""
+
+    after: int = 30  # seconds on the page first
+    pages: tuple[str, ...] = ()  # URL patterns (* any text); none: every page
+    text: dict[str, str] = field(default_factory=dict)  # per language; none: the widget's own
+
+
+@dataclass(frozen=True)
 class WidgetConfig:
     listen_host: str
     listen_port: int
@@ -68,6 +77,7 @@ class WidgetConfig:
     new_sessions_per_minute: int = 10
     edit_window: int = 900
     """Seconds during which a visitor may edit or delete their own message (0: never)."""
+    invitation: Invitation | None = None
     trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
     forwarded_header: str = "x-forwarded-for"
 
@@ -238,6 +248,29 @@ def _per_language(reader: Reader, key: str, required: bool = True) -> dict[str, 
         item.check_unknown()
         return texts
     raise ConfigError(path, "must be a text or {id: text, en: text}")
+
+
+def _invitation(widget: Reader) -> Invitation | None:
+    """``widget.invitation``: ``enabled`` (false), ``after`` seconds (30), ``pages`` (URL
+    patterns with ``*``; none: every page), ``text`` (one text or one per language)."""
+    if widget.data.get("invitation") is None:
+        widget.seen.add("invitation")
+        return None
+    reader = widget.section("invitation")
+    enabled = reader.boolean("enabled", False)
+    pages = reader.items("pages", [])
+    for index, page in enumerate(pages):
+        if not isinstance(page, str) or not page.strip() or len(page) > 500:
+            raise ConfigError(
+                f"{reader._key('pages')}[{index}]", "must be a URL pattern such as */e-resources*"
+            )
+    invitation = Invitation(
+        after=reader.integer("after", 30, low=0, high=3600),
+        pages=tuple(p.strip() for p in pages),
+        text=_per_language(reader, "text", required=False),
+    )
+    reader.check_unknown()
+    return invitation if enabled else None
 
 
 def _greeting(reader: Reader) -> dict[str, str]:
@@ -451,6 +484,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         max_message_length=wr.integer("max_message_length", 4000, low=1, high=65536),
         new_sessions_per_minute=wr.integer("new_sessions_per_minute", 10, low=1, high=100_000),
         edit_window=wr.integer("edit_window", 900, low=0, high=86400),
+        invitation=_invitation(wr),
         trusted_proxies=_networks(wr, "trusted_proxies", [str(n) for n in LOOPBACK]),
         forwarded_header=_forwarded_header(wr),
     )

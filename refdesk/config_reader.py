@@ -72,6 +72,12 @@ class Reader:
             raise ConfigError(self._key(key), f"must be between {low} and {high}, got {value}")
         return value
 
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(self._key(key), f"must be true or false, got {value!r}")
+        return value
+
     def items(self, key: str, default: Any = None) -> list[Any]:
         value = self._get(key, _REQUIRED if default is None else default)
         if not isinstance(value, list):

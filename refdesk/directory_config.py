@@ -82,16 +82,6 @@ class DirectoryConfig:
         )
 
 
-def _boolean(reader: Reader, key: str, default: bool) -> bool:
-    reader.seen.add(key)
-    value = reader.data.get(key)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise ConfigError(reader._key(key), "must be true or false")
-    return value
-
-
 def _seconds(reader: Reader, key: str, default: float) -> float:
     reader.seen.add(key)
     value = reader.data.get(key)
@@ -260,7 +250,7 @@ def parse_directory(data: dict[str, Any] | None, base_dir: Path) -> DirectoryCon
     """
     reader = Reader(data, SECTION)
     fields = _fields(reader)
-    auto_after_claim = _boolean(reader, "auto_after_claim", False)
+    auto_after_claim = reader.boolean("auto_after_claim", False)
     per_session = reader.integer("max_attempts_per_session", 3, low=1, high=20)
     per_client = reader.integer("max_attempts_per_client", 10, low=1, high=1000)
     dr = reader.section("directory", required=False)

@@ -127,14 +127,6 @@ def _date(reader: Reader, key: str, default: date | None = None) -> date:
     return value
 
 
-def _flag(reader: Reader, key: str, default: bool) -> bool:
-    reader.seen.add(key)
-    value = reader.data.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(reader._key(key), f"must be true or false, got {value!r}")
-    return value
-
-
 def _holidays(root: Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
     """``holidays: false`` or ``{country, subdivision, categories}``."""
     root.seen.add("holidays")
@@ -219,7 +211,7 @@ def _special(root: Reader, regular: dict[int, tuple[Interval, ...]]) -> tuple[Sp
         else:
             # Weekdays the range does not name keep their regular hours.
             weekly = regular | _weekly(raw, reader._key("weekly"), complete=False)
-        open_on_holidays = _flag(reader, "open_on_holidays", False)
+        open_on_holidays = reader.boolean("open_on_holidays", False)
         reader.check_unknown()
         for other_index, other in enumerate(ranges):
             if start <= other.end and other.start <= end:

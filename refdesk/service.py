@@ -20,6 +20,7 @@ from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
 from rooms.store import PostgresDatabase, open_database
 from rooms.verification import Verifier
+from widget_server.api import CONTEXT, WidgetContext
 from widget_server.app import runner as widget_runner
 
 log = logging.getLogger("refdesk")
@@ -87,6 +88,12 @@ class RefDesk:
     @property
     def widget_url(self) -> str:
         return self.config.widget.public_url
+
+    @property
+    def widget(self) -> WidgetContext | None:
+        """The widget server's shared state (its settings, hub, sockets), while it runs."""
+        runner = self._widget_runner
+        return runner.app[CONTEXT] if runner is not None else None
 
     async def start(self) -> None:
         for warning in config_warnings(self.config):

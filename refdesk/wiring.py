@@ -15,7 +15,7 @@ from rooms.desk import Desk, DeskRules
 from rooms.offline import OfflineRules
 from rooms.queue import QueueRules
 from widget_server.app import create_app
-from widget_server.settings import WidgetSettings
+from widget_server.settings import Invitation, WidgetSettings
 
 
 def desk_rules(config: Config) -> DeskRules:
@@ -79,6 +79,7 @@ def widget_settings(config: Config) -> WidgetSettings:
     """What the visitor adapter needs: who may call it, its limits, and the desk as shown in the
     widget."""
     widget = config.widget
+    invite = widget.invitation
     return WidgetSettings(
         own_origin=widget.own_origin,
         allowed_origins=widget.allowed_origins,
@@ -92,6 +93,7 @@ def widget_settings(config: Config) -> WidgetSettings:
         topics={t.id: t.labels for t in config.desk.topics},
         when_closed=config.hours.when_closed if config.hours is not None else "offline_form",
         sole_writer=config.database.url is None,  # SQLite: one process
+        invitation=Invitation(invite.after, invite.pages, invite.text) if invite else None,
     )
 
 

@@ -24,6 +24,7 @@ from tests.test_widget_browser import (  # noqa: F401
     start_chat,
     stored_session_id,
 )
+from widget_server.settings import Invitation
 
 
 async def join_session(stack: Stack, page: Page, librarian: Librarian) -> tuple[str, str]:
@@ -474,3 +475,53 @@ async def test_the_visitor_edits_and_deletes_from_the_widget(
         )
     finally:
         await context.close()
+
+
+async def test_the_invitation_comes_once_and_stays_dismissed(
+    stack: Stack,
+    browser: Browser,  # noqa: F811
+) -> None:
+    """A configured "can we help?" prompt shows after its seconds on a matching page; closing it
+    holds for the visit, a click on it opens the chat; other pages do not get it (issue 14)."""
+    ctx = stack.desk.widget
+    assert ctx is not None
+    saved = ctx.settings
+    ctx.settings = dataclasses.replace(
+        saved,
+        invitation=Invitation(1, ("*/demo*",), {"id": "Butuh bantuan?", "en": "Need a hand?"}),
+    )
+    try:
+        context = await browser.new_context(locale="en-US")
+        page = await context.new_page()
+        await page.goto(f"{stack.widget_url}/demo")
+        invitation = page.locator("[data-refdesk=invitation]")
+        await expect(invitation).to_contain_text("Need a hand?", timeout=15_000)
+        await audit(page, "invitation")
+        await invitation.locator("[data-refdesk=invitation-close]").click()
+        await expect(invitation).to_have_count(0)
+        await expect(page.locator("[data-refdesk=launcher]")).to_be_focused()
+        await page.reload()  # the same visit: it stays dismissed
+        await page.wait_for_timeout(4000)
+        await expect(invitation).to_have_count(0)
+        await context.close()
+
+        context = await browser.new_context(locale="id-ID")  # a new visit
+        page = await context.new_page()
+        await page.goto(f"{stack.widget_url}/demo")
+        invitation = page.locator("[data-refdesk=invitation]")
+        await expect(invitation).to_contain_text("Butuh bantuan?", timeout=15_000)
+        await invitation.locator("[data-refdesk=invitation-open]").click()
+        await expect(page.locator("[data-refdesk=panel]")).to_be_visible()
+        await expect(invitation).to_have_count(0)
+        await context.close()
+
+        ctx.settings = dataclasses.replace(saved, invitation=Invitation(1, ("*/e-resources*",), {}))
+        context = await browser.new_context(locale="id-ID")
+        page = await context.new_page()
+        await page.goto(f"{stack.widget_url}/demo")  # not a matching page
+        await page.wait_for_timeout(4000)
+        await expect(page.locator("[data-refdesk=launcher]")).to_be_visible()
+        await expect(page.locator("[data-refdesk=invitation]")).to_have_count(0)
+        await context.close()
+    finally:
+        ctx.settings = saved

@@ -14,6 +14,16 @@ from widget_server.client import IPNetwork
 
 
 @dataclass(frozen=True)
+class Invitation:
+    """The widget's "can we help?" prompt: after ``after`` seconds on a page matching one of
+    ``pages`` (``*`` is any text; none: every page), with ``text`` in the visitor's language."""
+
+    after: int
+    pages: tuple[str, ...]
+    text: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class WidgetSettings:
     own_origin: str
     """The origin of the desk's public URL (``https://desk.lib.example``), where /demo is
@@ -36,3 +46,5 @@ class WidgetSettings:
     sole_writer: bool = False
     """This process alone writes the store (SQLite): its desk events are every change there is,
     in commit order (see ``SessionSignals``)."""
+    invitation: Invitation | None = None
+    """Off (None) unless the config turns it on."""

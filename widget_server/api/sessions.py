@@ -65,6 +65,13 @@ async def get_widget_config(request: web.Request) -> web.Response:
             "faq": any(e.public for e in desk.knowledge.entries.values()),
             "transcript_email": desk.rules.email_enabled,
             "edit_window": desk.rules.visitor_edit_window,
+            "invitation": {
+                "after": settings.invitation.after,
+                "pages": list(settings.invitation.pages),
+                "text": dict(settings.invitation.text) or None,
+            }
+            if settings.invitation is not None
+            else None,
         },
         headers={"Cache-Control": "no-cache"},
     )

@@ -33,7 +33,8 @@
       typing: '%s sedang mengetik\u2026', typingN: '%s sedang mengetik\u2026', and: 'dan',
       edited: '(diedit)', deleted: 'Pesan ini dihapus', read: 'Dibaca',
       editB: 'Ubah', delB: 'Hapus', editing: 'Mengubah pesan Anda', cancel: 'Batal', save: 'Simpan',
-      delQ: 'Hapus pesan ini?', delY: 'Ya, hapus', e_old: 'Pesan ini sudah tidak bisa diubah.',
+      delQ: 'Hapus pesan ini?', delY: 'Ya, hapus',
+      ivText: 'Ada yang bisa kami bantu? Pustakawan kami siap menjawab pertanyaan Anda.', ivGo: 'Tanya sekarang', ivX: 'Tutup ajakan', e_old: 'Pesan ini sudah tidak bisa diubah.',
       faqIn: 'Cari jawaban cepat, atau tanyakan langsung kepada pustakawan.', faqPh: 'Cari jawaban cepat\u2026',
       faqNo: 'Tidak ada jawaban yang cocok.', ask: 'Tanya pustakawan', back: 'Kembali ke jawaban cepat',
       shut: 'Layanan sedang tutup', reopen: 'Buka lagi %s.', leave: 'Tinggalkan pesan; kami membalas lewat email.',
@@ -67,7 +68,8 @@
       typing: '%s is typing\u2026', typingN: '%s are typing\u2026', and: 'and',
       edited: '(edited)', deleted: 'This message was deleted', read: 'Read',
       editB: 'Edit', delB: 'Delete', editing: 'Editing your message', cancel: 'Cancel', save: 'Save',
-      delQ: 'Delete this message?', delY: 'Yes, delete', e_old: 'This message can no longer be changed.',
+      delQ: 'Delete this message?', delY: 'Yes, delete',
+      ivText: 'Can we help? Our librarians are here to answer your questions.', ivGo: 'Ask now', ivX: 'Close the invitation', e_old: 'This message can no longer be changed.',
       faqIn: 'Search our quick answers, or ask a librarian directly.', faqPh: 'Search quick answers\u2026',
       faqNo: 'No matching answers.', ask: 'Ask a librarian', back: 'Back to quick answers',
       shut: 'The service is closed', reopen: 'We open again %s.', leave: 'Leave a message; we will reply by email.',
@@ -166,6 +168,8 @@
     '.b code{font:13px/1.4 ui-monospace,Menlo,Consolas,monospace;background:rgba(13,88,104,.08);padding:1px 4px;border-radius:4px}' +
     '.b pre{white-space:pre-wrap;background:rgba(13,88,104,.08);padding:6px 8px;border-radius:6px}.b pre code{background:none;padding:0}' +
     '[data-deleted] .b{font-style:italic;color:#5f6f77}.visitor[data-deleted] .b{color:#e3eff2}' +
+    '.iv{position:fixed;right:20px;bottom:92px;z-index:2147483000;width:280px;max-width:calc(100vw - 40px);background:#fff;border-radius:14px;box-shadow:0 8px 28px rgba(0,0,0,.25);padding:14px 40px 14px 16px}' +
+    '.iv p{margin:0 0 10px}.iv .pr{min-height:40px}.ivx{position:absolute;top:4px;right:4px;width:40px;min-height:40px;border:0;background:none;color:#3d4f57;font-size:22px;line-height:1}' +
     '.ma{margin-left:6px}.ma button{border:0;background:none;color:inherit;text-decoration:underline;padding:0 5px;min-height:32px;font-size:inherit}' +
     '.ebr{display:flex;align-items:center;gap:8px;padding:6px 12px 0;font-size:13px;color:#0b4654;flex:none}.ebr>span:first-child{flex:1}.ebr button{border:0;background:none;color:#0d5868;text-decoration:underline;min-height:32px}' +
     '.ty{font-size:13px;font-style:italic;color:#53636b;padding:8px 6px 0}.ty:empty{padding:0}.mt .rd{color:#0d5868;font-weight:600}' +
@@ -403,6 +407,7 @@
 
   function setOpen(open, user) {
     isOpen = open;
+    if (open && invite) dropInvite();
     panel.hidden = !open;
     fitViewport();
     root.classList.toggle('o', open);
@@ -1138,6 +1143,41 @@
       loadConfig().then(null, function () {}); // the desk's name and limits
     }, back);
   }
+  /* ---------- the invitation: "can we help?" after a while on a matching page ---------- */
+  var IKEY = KEY + ':invite', pageStart = Date.now(), invite = null;
+  function sget(k) { try { return sessionStorage.getItem(k); } catch (e) { return null; } }
+  function sset(k, v) { try { sessionStorage.setItem(k, v); } catch (e) { /* storage off */ } }
+  function pageMatches(pages) { // '*' is any text; no pattern: every page
+    if (!pages || !pages.length) return true;
+    return pages.some(function (p) {
+      var re = new RegExp('^' + String(p).split('*').map(function (x) { return x.replace(/[.+?^${}()|[\]\\]/g, '\\$&'); }).join('.*') + '$', 'i');
+      return re.test(location.href);
+    });
+  }
+  function inviteLater() { // one config read per visit when the desk invites nobody
+    if (st || isOpen || sget(IKEY)) return;
+    setTimeout(function () {
+      loadConfig().then(function () {
+        var iv = cfg.invitation;
+        if (!iv) return sset(IKEY, 'off'); // this desk invites nobody: not asked again this visit
+        if (!pageMatches(iv.pages)) return;
+        setTimeout(function () {
+          loadConfig(true).then(function () { // open and someone on duty, now
+            if (!st && !isOpen && !sget(IKEY) && cfg.invitation && cfg.hours && cfg.hours.live) showInvite();
+          }, function () {});
+        }, Math.max(0, iv.after * 1000 - (Date.now() - pageStart)));
+      }, function () {});
+    }, 1500);
+  }
+  function showInvite() {
+    var iv = cfg.invitation, text = iv.text && (iv.text[lang] || iv.text.en) || t('ivText');
+    invite = h('div', { class: 'iv', role: 'status', 'data-refdesk': 'invitation', lang: lang || 'id' }, [
+      h('p', { text: text }),
+      h('button', { type: 'button', class: 'pr', 'data-refdesk': 'invitation-open', text: t('ivGo'), onclick: function () { dropInvite(); setOpen(true, true); } }),
+      h('button', { type: 'button', class: 'ivx', 'data-refdesk': 'invitation-close', 'aria-label': t('ivX'), text: '×', onclick: function () { dropInvite(); launcher.focus(); } })]);
+    root.appendChild(invite);
+  }
+  function dropInvite() { sset(IKEY, 'dismissed'); if (invite) { invite.remove(); invite = null; } }
   function init() {
     build();
     applyTexts();
@@ -1151,6 +1191,7 @@
       }());
     }
     go();
+    inviteLater();
   }
   if (document.body) init(); else document.addEventListener('DOMContentLoaded', init);
 }());
