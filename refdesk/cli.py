@@ -148,10 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the desk with an embedded Synapse and demo librarians")
     up.add_argument("--data-dir", default="refdesk-data", help="where everything is kept")
     up.add_argument("--config", help="use this config instead of the generated one")
-    up.add_argument("--port", type=int, default=8080, help="widget server port (first run)")
-    up.add_argument("--homeserver-port", type=int, default=8008, help="Synapse port (first run)")
+    up.add_argument("--port", type=int, help="widget server port (first run; default 8080)")
+    up.add_argument("--homeserver-port", type=int, help="Synapse port (first run; default 8008)")
     up.add_argument(
-        "--appservice-port", type=int, default=29330, help="appservice port (first run)"
+        "--appservice-port", type=int, help="appservice port (first run; default 29330)"
     )
     up.set_defaults(func=cmd_up)
 

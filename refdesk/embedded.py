@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -158,27 +159,61 @@ def _demo_accounts(data_dir: Path) -> dict[str, str]:
     return accounts
 
 
+FIRST_RUN_PORTS = {"widget": 8080, "homeserver": 8008, "appservice": 29330}
+
+
+def ignored_ports(config: Config, asked: dict[str, int | None]) -> list[str]:
+    """Ports asked for on the command line that an existing data dir's config does not use
+    (it keeps those of its first run): one line each, saying what to edit instead."""
+    kept = {
+        "widget": (config.widget.listen_port, "--port", "widget.listen_port and widget.public_url"),
+        "homeserver": (
+            urlsplit(config.homeserver.url).port,
+            "--homeserver-port",
+            "homeserver.url (and the homeserver's own config)",
+        ),
+        "appservice": (
+            config.appservice.listen_port,
+            "--appservice-port",
+            "appservice.listen_port and appservice.url",
+        ),
+    }
+    return [
+        f"{flag} {port} is ignored: this data dir keeps port {current} from its first run "
+        f"(to change it, edit {where})"
+        for name, (current, flag, where) in kept.items()
+        if (port := asked.get(name)) is not None and port != current
+    ]
+
+
 def _prepare(
     data_dir: Path,
     config_path: Path | None,
-    widget_port: int,
-    homeserver_port: int,
-    appservice_port: int,
+    widget_port: int | None,
+    homeserver_port: int | None,
+    appservice_port: int | None,
 ) -> tuple[Config, Path]:
     data_dir.mkdir(parents=True, exist_ok=True)
+    asked = {"widget": widget_port, "homeserver": homeserver_port, "appservice": appservice_port}
+    first_run = False
     if config_path is None:
         config_path = data_dir / "refdesk.yaml"
         if not config_path.exists():
+            first_run = True
+            ports = {k: v if v is not None else FIRST_RUN_PORTS[k] for k, v in asked.items()}
             write_yaml(
                 config_path,
                 embedded_config_data(
-                    widget_port=widget_port,
-                    homeserver_port=homeserver_port,
-                    appservice_port=appservice_port,
+                    widget_port=ports["widget"],
+                    homeserver_port=ports["homeserver"],
+                    appservice_port=ports["appservice"],
                     librarians=[f"@{local}:localhost" for local, _ in DEMO_LIBRARIANS],
                 ),
             )
     config = load_config(config_path)
+    if not first_run:
+        for line in ignored_ports(config, asked):
+            print(f"note: {line}", file=sys.stderr)
     registration_path = data_dir / "registration.yaml"
     write_yaml(registration_path, registration(bridge_settings(config)))
     return config, registration_path
@@ -235,9 +270,9 @@ def run_embedded(
     *,
     data_dir: Path,
     config_path: Path | None,
-    widget_port: int,
-    homeserver_port: int,
-    appservice_port: int,
+    widget_port: int | None,
+    homeserver_port: int | None,
+    appservice_port: int | None,
 ) -> int:
     try:
         config, registration_path = _prepare(

@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 from nio import AsyncClient, LoginResponse
 
+from refdesk.embedded import _prepare, ignored_ports
 from refdesk.homeserver import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,3 +109,22 @@ async def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     finally:
         await _interrupt(proc)
     assert (data_dir / "refdesk.yaml").read_text() == config_before
+
+
+def test_ports_asked_of_an_existing_data_dir_are_said_to_be_ignored(tmp_path: Path) -> None:
+    """A data dir keeps the ports of its first run; other ports on the command line get a note
+    that says so and what to edit, instead of being dropped without a word."""
+    data_dir = tmp_path / "data"
+    config, _ = _prepare(data_dir, None, 32857, None, 34033)
+    assert (config.widget.listen_port, config.appservice.listen_port) == (32857, 34033)
+    assert "8008" in config.homeserver.url  # the first run's default
+    assert ignored_ports(config, {"widget": 32857, "homeserver": None, "appservice": None}) == []
+    notes = ignored_ports(config, {"widget": 40000, "homeserver": 8009, "appservice": 34033})
+    assert notes == [
+        "--port 40000 is ignored: this data dir keeps port 32857 from its first run "
+        "(to change it, edit widget.listen_port and widget.public_url)",
+        "--homeserver-port 8009 is ignored: this data dir keeps port 8008 from its first run "
+        "(to change it, edit homeserver.url (and the homeserver's own config))",
+    ]
+    again, _ = _prepare(data_dir, None, None, None, None)  # a second run: the same ports
+    assert again.widget.listen_port == 32857
