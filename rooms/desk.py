@@ -554,6 +554,20 @@ class Desk:
 
         return await tell_visitor(self.db, self.bus, self.clock, session, body, to_room=to_room)
 
+    async def set_visitor_language(self, session: Session, language: Any) -> Session:
+        """The visitor switched the widget's language: what the desk tells them from now on
+        (notices, the transcript, mail) comes in it."""
+        if not isinstance(language, str) or language not in self.rules.languages:
+            raise ValidationError({"language": f"must be one of {', '.join(self.rules.languages)}"})
+
+        async def unit(tx: Tx) -> Session:
+            updated = await sessions.set_language(tx, session.id, language)
+            if updated is None:
+                raise UnknownSession("No session with this id.")
+            return updated
+
+        return await self.db.write(unit)
+
     async def visitor_typing(self, session: Session, typing: bool) -> None:
         if (await self.get_session(session.id)).is_open:
             self._emit(Typing(session.id, "visitor", typing))

@@ -66,6 +66,7 @@ OPERATION_IDS = {
     "deleteMessage",
     "listMessages",
     "endSession",
+    "setLanguage",
     "setTyping",
     "markRead",
     "giveFeedback",
@@ -788,6 +789,38 @@ async def test_fuzz_edit_and_delete(
             assert status in (400, 404, 405, 413, 422) or (
                 status == 403 and data["error"] == "origin_not_allowed"
             ), (status, data)
+
+
+LANGUAGE_CHOICES = weighted(
+    (3, st.fixed_dictionaries({"language": st.sampled_from(["id", "en"])})),
+    (1, st.fixed_dictionaries({"language": JSON})),
+    (1, JSON),
+)
+
+
+@FUZZ
+@given(session=SESSION, auth=AUTH, body=json_bodies(LANGUAGE_CHOICES), headers=ODD_HEADERS)
+async def test_fuzz_set_language(
+    api: Api, session: str, auth: Any, body: bytes, headers: dict[str, str]
+) -> None:
+    """Only the session's own token changes its language, only to one the desk speaks, and
+    nothing else changes; the answer is the session in that language."""
+    path, visit = request_target(api, session, "/language")
+    before = await api.snapshot()
+    resp = await api.client.post(path, data=body, headers=auth_headers(api, auth, visit, headers))
+    status, data = await check(api, "setLanguage", resp)
+    after = await api.snapshot()
+    if status == 200:
+        assert visit is not None and auth in VALID_AUTH
+        language = json.loads(body)["language"]
+        assert data["session"]["visitor"]["language"] == language
+        changed = [row for row in after["sessions"] if row not in before["sessions"]]
+        assert [row[0] for row in changed] in ([visit.session_id], [])  # [] : it was already
+        assert {k: v for k, v in after.items() if k != "sessions"} == {
+            k: v for k, v in before.items() if k != "sessions"
+        }
+    else:
+        assert after == before
 
 
 @FUZZ

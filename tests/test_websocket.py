@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import logging
 import os
 import struct
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from refdesk.homeserver import free_port
 from widget_server.websocket import Endpoint, Runner, WebSocket
@@ -345,3 +348,58 @@ async def test_shutdown_closes_every_connection_with_1001(server: Server) -> Non
     await raw.upgraded()
     await server.endpoint.close_all()
     assert await raw.close_code() == 1001
+
+
+# Raw bytes after the handshake: well-formed frames, broken ones, and noise, in any mix.
+_FRAMES = st.one_of(
+    st.builds(
+        frame,
+        st.sampled_from([0x0, 0x1, 0x2, 0x3, 0x8, 0x9, 0xA, 0xB, 0xF]),
+        st.binary(max_size=300),
+        st.booleans(),
+        st.sampled_from([True] * 9 + [False]),  # mostly masked, so the checks behind it run
+        st.sampled_from([0] * 9 + [0x40]),
+    ),
+    st.binary(max_size=40),
+)
+
+
+@settings(
+    max_examples=120,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(chunks=st.lists(_FRAMES, max_size=6))
+@example(chunks=[frame(0x3, b"x")])  # reserved opcodes, each kind once for certain
+@example(chunks=[frame(0xB, b"")])
+@example(chunks=[frame(0x0, b"stray")])
+@example(chunks=[frame(0x1, b"\xc3")])  # half a character
+@example(chunks=[frame(0x1, b"half", fin=False), frame(0x9, b"p"), frame(0x0, b" done")])
+@example(chunks=[bytes((0x81, 0xFE, 0xFF, 0xFF))])  # a length with no payload behind it
+async def test_fuzz_raw_frames_never_break_the_endpoint(
+    server: Server, caplog: pytest.LogCaptureFixture, chunks: list[bytes]
+) -> None:
+    """Whatever comes after a handshake, the server answers within the protocol (frames, a close
+    frame, the end of the connection), logs no error (a failing protocol callback would), and
+    the next connection works as the first did."""
+    raw = await Raw.open(server, handshake())
+    await raw.upgraded()
+    for chunk in chunks:
+        raw.send(chunk)
+    raw.send(frame(0x8, struct.pack("!H", 1000)))  # then a proper close
+    while True:
+        try:
+            opcode, _ = await raw.read_frame()
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            break  # the server closed the connection
+        assert opcode in (0x1, 0x8, 0x9, 0xA), opcode
+        if opcode == 0x8:
+            assert await raw.ended()
+            break
+    raw.close()
+    async with aiohttp.ClientSession() as http, http.ws_connect(f"{server.url}/ws") as ws:
+        await ws.send_str("still fine")
+        assert (await ws.receive(timeout=5)).data == "echo 'still fine'"
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors[0].getMessage()

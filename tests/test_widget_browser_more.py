@@ -525,3 +525,32 @@ async def test_the_invitation_comes_once_and_stays_dismissed(
         await context.close()
     finally:
         ctx.settings = saved
+
+
+async def test_switching_language_during_a_chat_changes_the_desks_words_too(
+    stack: Stack,
+    browser: Browser,  # noqa: F811
+    librarians: dict[str, Librarian],
+) -> None:
+    """After the switch, the desk's notices to the visitor come in the new language (issue 14)."""
+    dewi = librarians["dewi"]
+    context = await browser.new_context(locale="id-ID")
+    page = await context.new_page()
+    try:
+        await page.goto(f"{stack.widget_url}/demo")
+        await start_chat(page, "Yanti", "yanti@example.org", "Halo, saya butuh bantuan", "other")
+        await page.locator("[data-refdesk=language]").click()
+        await expect(page.locator("[data-refdesk=panel]")).to_have_attribute("lang", "en")
+        session_id = await stored_session_id(page)
+        await eventually(lambda: language_of(stack, session_id, "en"))
+        _, room_id = await join_session(stack, page, dewi)
+        await dewi.send(room_id, "!claim")
+        notice = bubbles(page, "desk").filter(has_text="Dewi Librarian is now helping you.")
+        await expect(notice).to_have_count(1)
+    finally:
+        await context.close()
+
+
+async def language_of(stack: Stack, session_id: str, language: str) -> bool:
+    session = await stack.desk.desk.get_session(session_id)  # type: ignore[arg-type]
+    return session.form.language == language

@@ -209,6 +209,12 @@ async def set_verification(tx: Tx, session_id: str, state: str) -> Session | Non
     )
 
 
+async def set_language(tx: Tx, session_id: str, language: str) -> Session | None:
+    return await _update(
+        tx, "UPDATE sessions SET language = :l WHERE id = :id", {"id": session_id, "l": language}
+    )
+
+
 async def open_with_rooms(tx: Tx) -> list[Session]:
     return _many(
         await tx.fetchall(

@@ -120,6 +120,16 @@ async def end_session(request: web.Request) -> web.Response:
     return web.json_response({"session": await session_view(context(request), closed)})
 
 
+@routes.post("/api/sessions/{session_id}/language")
+async def set_language(request: web.Request) -> web.Response:
+    """The visitor switched language: the desk's words to them follow from now on."""
+    session = await authenticated_session(request)
+    raw = await json_body(request)
+    ctx = context(request)
+    updated = await ctx.desk.set_visitor_language(session, raw.get("language"))
+    return web.json_response({"session": await session_view(ctx, updated)})
+
+
 @routes.post("/api/sessions/{session_id}/typing")
 async def set_typing(request: web.Request) -> web.Response:
     session = await authenticated_session(request)

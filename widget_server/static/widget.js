@@ -353,7 +353,10 @@
     if (!next) return;
     lang = next;
     try { sessionStorage.setItem(LKEY, lang); } catch (e) { /* storage off: this page only */ }
-    if (st) { st.language = lang; persist(); }
+    if (st) { // the desk's own words to the visitor follow too (best effort: the widget's change stands)
+      st.language = lang; persist();
+      api('POST', sp('/language'), { language: lang }).then(null, function () {});
+    }
     applyTexts();
     faqDone = false; // the quick answers come again in the new language
     if (!st && cfg) showForm(null, !form.hidden);
