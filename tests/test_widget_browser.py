@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -47,6 +49,19 @@ async def audit(page: Page, screen: str) -> None:
     """axe-core's WCAG 2.1 A/AA rules on the widget as it is now: no violation (issue 14)."""
     results = await _AXE.run(page, context={"include": [["refdesk-widget"]]}, options=_WCAG)
     assert results.violations_count == 0, f"{screen}:\n{results.generate_report()}"
+
+
+@asynccontextmanager
+async def demo_page(browser: Browser, stack: Stack, **options: Any) -> AsyncIterator[Page]:
+    """A new visit (a browser context of its own, ``options`` as Playwright takes them) on the
+    demo page; the context goes at the end."""
+    context = await browser.new_context(**options)
+    try:
+        page = await context.new_page()
+        await page.goto(f"{stack.widget_url}/demo")
+        yield page
+    finally:
+        await context.close()
 
 
 async def stored_session_id(page: Page) -> str:

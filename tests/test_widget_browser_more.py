@@ -20,6 +20,7 @@ from tests.test_widget_browser import (  # noqa: F401
     audit,
     browser,
     bubbles,
+    demo_page,
     open_form,
     start_chat,
     stored_session_id,
@@ -271,10 +272,9 @@ async def test_focus_ring_and_field_borders_stand_out(stack: Stack, browser: Bro
     """WCAG 2.1 AA 1.4.11: the focus ring and the fields' borders have 3:1 against what they
     sit on (white in the panel, the desk's teal in the header) — issue 14."""
     teal, white = "rgb(13, 88, 104)", "rgb(255, 255, 255)"
-    context = await browser.new_context(locale="en-US", viewport={"width": 1280, "height": 800})
-    page = await context.new_page()
-    try:
-        await page.goto(f"{stack.widget_url}/demo")
+    async with demo_page(
+        browser, stack, locale="en-US", viewport={"width": 1280, "height": 800}
+    ) as page:
         await page.locator("[data-refdesk=launcher]").click()
         await page.locator("[data-refdesk=ask]").click()
         form = page.locator("[data-refdesk=form]")
@@ -303,8 +303,6 @@ async def test_focus_ring_and_field_borders_stand_out(stack: Stack, browser: Bro
                 await page.evaluate(_CONTRAST, [ring["inner"] or against, against]),
             )
             assert best >= 3, (ref, ring)
-    finally:
-        await context.close()
 
 
 async def test_on_a_phone_the_open_panel_keeps_the_keyboard_focus(
@@ -355,10 +353,7 @@ async def test_times_are_the_librarys_and_named_when_the_browser_is_elsewhere(
     """The room and the transcript say 03.35 WIB: so does the widget, in any browser zone, and
     it names the zone when the browser is in another one (issue 14)."""
     for zone, named in (("Europe/London", True), ("Asia/Jakarta", False)):
-        context = await browser.new_context(locale="id-ID", timezone_id=zone)
-        page = await context.new_page()
-        try:
-            await page.goto(f"{stack.widget_url}/demo")
+        async with demo_page(browser, stack, locale="id-ID", timezone_id=zone) as page:
             await start_chat(page, "Wati", "wati@example.org", "Jam buka?", "other")
             stamp = bubbles(page, "visitor").first.locator("time")
             await expect(stamp).not_to_have_attribute("datetime", "")
@@ -367,8 +362,6 @@ async def test_times_are_the_librarys_and_named_when_the_browser_is_elsewhere(
             text = await stamp.inner_text()
             assert text.startswith(jakarta), (zone, text, jakarta)
             assert ("WIB" in text) is named, (zone, text)
-        finally:
-            await context.close()
 
 
 async def test_an_english_browser_gets_english_and_the_switch_works(
@@ -411,14 +404,9 @@ async def test_an_english_browser_gets_english_and_the_switch_works(
         await context.close()
         desk.hours, desk.clock = saved
     # A new visit follows the browser again.
-    context = await browser.new_context(locale="en-US")
-    page = await context.new_page()
-    try:
-        await page.goto(f"{stack.widget_url}/demo")
+    async with demo_page(browser, stack, locale="en-US") as page:
         await open_form(page)
         await expect(page.locator("[data-refdesk=panel]")).to_have_attribute("lang", "en")
-    finally:
-        await context.close()
 
 
 async def test_the_visitor_edits_and_deletes_from_the_widget(
@@ -429,10 +417,7 @@ async def test_the_visitor_edits_and_deletes_from_the_widget(
     """Edit and delete from the widget reach the librarian as Element shows them: an edit
     (``m.replace``) and a redaction by the visitor's ghost (issue 14)."""
     sari = librarians["sari"]
-    context = await browser.new_context(locale="id-ID")
-    page = await context.new_page()
-    try:
-        await page.goto(f"{stack.widget_url}/demo")
+    async with demo_page(browser, stack, locale="id-ID") as page:
         await start_chat(page, "Rudi", "rudi@example.org", "Ada buku Tan Malaka?", "literature")
         session_id, room_id = await join_session(stack, page, sari)
         ghost = stack.mxid(f"refdesk_v_{session_id}")
@@ -473,8 +458,6 @@ async def test_the_visitor_edits_and_deletes_from_the_widget(
             redaction.source.get("redacts"),
             redaction.source.get("content", {}).get("redacts"),
         )
-    finally:
-        await context.close()
 
 
 async def test_the_invitation_comes_once_and_stays_dismissed(
@@ -491,38 +474,29 @@ async def test_the_invitation_comes_once_and_stays_dismissed(
         invitation=Invitation(1, ("*/demo*",), {"id": "Butuh bantuan?", "en": "Need a hand?"}),
     )
     try:
-        context = await browser.new_context(locale="en-US")
-        page = await context.new_page()
-        await page.goto(f"{stack.widget_url}/demo")
-        invitation = page.locator("[data-refdesk=invitation]")
-        await expect(invitation).to_contain_text("Need a hand?", timeout=15_000)
-        await audit(page, "invitation")
-        await invitation.locator("[data-refdesk=invitation-close]").click()
-        await expect(invitation).to_have_count(0)
-        await expect(page.locator("[data-refdesk=launcher]")).to_be_focused()
-        await page.reload()  # the same visit: it stays dismissed
-        await page.wait_for_timeout(4000)
-        await expect(invitation).to_have_count(0)
-        await context.close()
+        async with demo_page(browser, stack, locale="en-US") as page:
+            invitation = page.locator("[data-refdesk=invitation]")
+            await expect(invitation).to_contain_text("Need a hand?", timeout=15_000)
+            await audit(page, "invitation")
+            await invitation.locator("[data-refdesk=invitation-close]").click()
+            await expect(invitation).to_have_count(0)
+            await expect(page.locator("[data-refdesk=launcher]")).to_be_focused()
+            await page.reload()  # the same visit: it stays dismissed
+            await page.wait_for_timeout(4000)
+            await expect(invitation).to_have_count(0)
 
-        context = await browser.new_context(locale="id-ID")  # a new visit
-        page = await context.new_page()
-        await page.goto(f"{stack.widget_url}/demo")
-        invitation = page.locator("[data-refdesk=invitation]")
-        await expect(invitation).to_contain_text("Butuh bantuan?", timeout=15_000)
-        await invitation.locator("[data-refdesk=invitation-open]").click()
-        await expect(page.locator("[data-refdesk=panel]")).to_be_visible()
-        await expect(invitation).to_have_count(0)
-        await context.close()
+        async with demo_page(browser, stack, locale="id-ID") as page:  # a new visit
+            invitation = page.locator("[data-refdesk=invitation]")
+            await expect(invitation).to_contain_text("Butuh bantuan?", timeout=15_000)
+            await invitation.locator("[data-refdesk=invitation-open]").click()
+            await expect(page.locator("[data-refdesk=panel]")).to_be_visible()
+            await expect(invitation).to_have_count(0)
 
         ctx.settings = dataclasses.replace(saved, invitation=Invitation(1, ("*/e-resources*",), {}))
-        context = await browser.new_context(locale="id-ID")
-        page = await context.new_page()
-        await page.goto(f"{stack.widget_url}/demo")  # not a matching page
-        await page.wait_for_timeout(4000)
-        await expect(page.locator("[data-refdesk=launcher]")).to_be_visible()
-        await expect(page.locator("[data-refdesk=invitation]")).to_have_count(0)
-        await context.close()
+        async with demo_page(browser, stack, locale="id-ID") as page:  # not a matching page
+            await page.wait_for_timeout(4000)
+            await expect(page.locator("[data-refdesk=launcher]")).to_be_visible()
+            await expect(page.locator("[data-refdesk=invitation]")).to_have_count(0)
     finally:
         ctx.settings = saved
 
@@ -534,10 +508,7 @@ async def test_switching_language_during_a_chat_changes_the_desks_words_too(
 ) -> None:
     """After the switch, the desk's notices to the visitor come in the new language (issue 14)."""
     dewi = librarians["dewi"]
-    context = await browser.new_context(locale="id-ID")
-    page = await context.new_page()
-    try:
-        await page.goto(f"{stack.widget_url}/demo")
+    async with demo_page(browser, stack, locale="id-ID") as page:
         await start_chat(page, "Yanti", "yanti@example.org", "Halo, saya butuh bantuan", "other")
         await page.locator("[data-refdesk=language]").click()
         await expect(page.locator("[data-refdesk=panel]")).to_have_attribute("lang", "en")
@@ -547,8 +518,6 @@ async def test_switching_language_during_a_chat_changes_the_desks_words_too(
         await dewi.send(room_id, "!claim")
         notice = bubbles(page, "desk").filter(has_text="Dewi Librarian is now helping you.")
         await expect(notice).to_have_count(1)
-    finally:
-        await context.close()
 
 
 async def language_of(stack: Stack, session_id: str, language: str) -> bool:
