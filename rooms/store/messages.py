@@ -130,21 +130,21 @@ async def mark_delivered(tx: Tx, message_id: int, remote_id: str | None, at: dat
 
 async def edit(tx: Tx, remote_id: str, body: str, html: str | None, at: datetime) -> Message | None:
     """Edit a message found by its remote id; it moves to the end of the stream (new seq)."""
-    return await _rewrite(tx, "remote_id = :key", remote_id, body, html, None, at)
+    return await _rewrite(tx, "remote_id = :key", remote_id, body, html, at)
 
 
 async def delete(tx: Tx, remote_id: str, at: datetime) -> Message | None:
     """Blank a deleted message (its place stays, its text goes); new seq."""
-    return await _rewrite(tx, "remote_id = :key", remote_id, "", None, at, at)
+    return await _rewrite(tx, "remote_id = :key", remote_id, "", None, at, deleting=True)
 
 
 async def edit_by_id(tx: Tx, message_id: int, body: str, at: datetime) -> Message | None:
     """The visitor's own edit (plain text): as :func:`edit`, the message found by its id."""
-    return await _rewrite(tx, "id = :key", message_id, body, None, None, at)
+    return await _rewrite(tx, "id = :key", message_id, body, None, at)
 
 
 async def delete_by_id(tx: Tx, message_id: int, at: datetime) -> Message | None:
-    return await _rewrite(tx, "id = :key", message_id, "", None, at, at)
+    return await _rewrite(tx, "id = :key", message_id, "", None, at, deleting=True)
 
 
 async def _rewrite(
@@ -153,11 +153,12 @@ async def _rewrite(
     key: str | int,
     body: str,
     html: str | None,
-    deleted_at: datetime | None,
     at: datetime,
+    *,
+    deleting: bool = False,
 ) -> Message | None:
     """New text (or none, deleted) for a message not deleted yet; it gets a new seq."""
-    stamp = "deleted_at = :at" if deleted_at is not None else "edited_at = :at"
+    stamp = "deleted_at = :at" if deleting else "edited_at = :at"
     row = await tx.fetchone(
         f"""
         UPDATE messages SET body = :body, html = :html, {stamp},
