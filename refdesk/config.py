@@ -22,7 +22,9 @@ from mailer.settings import MailSettings
 from refdesk.config_reader import PLACEHOLDER, ConfigError, Reader
 from refdesk.directory_config import DirectoryConfig, parse_directory
 from refdesk.hours_config import HoursConfig, parse_hours
+from refdesk.language_files import available
 from rooms.knowledge import Entry
+from rooms.language import Languages
 
 # Outgoing mail (transcripts, offline replies): the config section is the mailer's own settings.
 EmailConfig = MailSettings
@@ -30,7 +32,6 @@ EmailConfig = MailSettings
 _MXID = re.compile(r"^@[a-z0-9._=\-/+]+:[A-Za-z0-9.\-\[\]:]+$")
 _LOCALPART = re.compile(r"^[a-z0-9._=\-/]+$")
 _TOPIC_ID = re.compile(r"^[a-z0-9_\-]{1,40}$")
-LANGUAGES = ("id", "en")
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ class DeskConfig:
     default_language: str
     timezone: str
     topics: tuple[Topic, ...]
+    languages: Languages  # offered to visitors, the default first (its fallback)
     supervisors: tuple[str, ...] = ()
     escalate_after: int = 120
     canned: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -184,26 +186,18 @@ class Config:
         return f"@{self.appservice.bot_localpart}:{self.homeserver.domain}"
 
 
-DEFAULT_TOPICS: list[dict[str, Any]] = [
-    {
-        "id": "literature",
-        "label": {
-            "id": "Penelusuran literatur / informasi / data",
-            "en": "Literature, information or data search",
-        },
-    },
-    {"id": "membership", "label": {"id": "Keanggotaan", "en": "Membership"}},
-    {
-        "id": "eresources",
-        "label": {"id": "E-resources & akses daring", "en": "E-resources & online access"},
-    },
-    {"id": "complaint", "label": {"id": "Keluhan layanan", "en": "Service complaint"}},
-    {"id": "other", "label": {"id": "Lainnya", "en": "Other"}},
-]
+# The built-in topics, when the config lists none: labelled by each language file.
+DEFAULT_TOPICS = ("literature", "membership", "eresources", "complaint", "other")
 
 
-def _topics(reader: Reader) -> tuple[Topic, ...]:
-    raw = reader.items("topics", DEFAULT_TOPICS)
+def _topics(reader: Reader, languages: Languages) -> tuple[Topic, ...]:
+    if reader.data.get("topics") is None:
+        reader.seen.add("topics")
+        return tuple(
+            Topic(key, {lang.code: lang.text("topics", key) for lang in languages})
+            for key in DEFAULT_TOPICS
+        )
+    raw = reader.items("topics")
     if not raw:
         raise ConfigError(reader._key("topics"), "must list at least one topic")
     topics: list[Topic] = []
@@ -215,11 +209,49 @@ def _topics(reader: Reader) -> tuple[Topic, ...]:
         if any(t.id == topic_id for t in topics):
             raise ConfigError(item_reader._key("id"), f"duplicate topic id {topic_id!r}")
         labels = item_reader.section("label")
-        label_map = {lang: labels.text(lang) for lang in LANGUAGES}
+        label_map = {lang: labels.text(lang) for lang in languages.codes}
         labels.check_unknown()
         item_reader.check_unknown()
         topics.append(Topic(topic_id, label_map))
     return tuple(topics)
+
+
+def _languages(reader: Reader, source: Path | None) -> Languages:
+    """``desk.languages`` (the codes offered, the default first; all available when left out),
+    ``desk.default_language`` and ``desk.languages_directory`` (more language files)."""
+    directory = None
+    if reader.data.get("languages_directory") is not None:
+        directory = Path(reader.text("languages_directory"))
+        if source is not None and not directory.is_absolute():
+            directory = source.parent / directory
+    reader.seen.add("languages_directory")
+    found = available(directory)
+    default = reader.text("default_language", "id")
+    if default not in found:
+        raise ConfigError(
+            reader._key("default_language"), f"must be one of {', '.join(sorted(found))}"
+        )
+    if reader.data.get("languages") is None:
+        reader.seen.add("languages")
+        codes = [default, *sorted(set(found) - {default})]
+    else:
+        codes = reader.items("languages")
+        for index, code in enumerate(codes):
+            if code not in found:
+                where = f"{reader._key('languages')}[{index}]"
+                known = ", ".join(sorted(found))
+                raise ConfigError(
+                    where,
+                    f"no language file for {code!r} (available: {known}); see docs/LANGUAGES.md",
+                )
+        if len(set(codes)) != len(codes):
+            raise ConfigError(reader._key("languages"), "lists a language twice")
+        if default not in codes:
+            raise ConfigError(
+                reader._key("default_language"),
+                f"must be one of desk.languages ({', '.join(codes)})",
+            )
+    return Languages((found[code] for code in codes), default)
 
 
 def _user_ids(reader: Reader, key: str) -> list[str]:
@@ -233,24 +265,27 @@ def _user_ids(reader: Reader, key: str) -> list[str]:
     return values
 
 
-def _per_language(reader: Reader, key: str, required: bool = True) -> dict[str, str]:
-    """``key: text`` (same in every language) or ``key: {id: text, en: text}``."""
+def _per_language(
+    reader: Reader, key: str, languages: tuple[str, ...], required: bool = True
+) -> dict[str, str]:
+    """``key: text`` (same in every language) or ``key: {id: text, en: text}``, one text for
+    each of the desk's languages."""
     reader.seen.add(key)
     value = reader.data.get(key)
     path = reader._key(key)
     if value is None and not required:
         return {}
     if isinstance(value, str) and value.strip():
-        return {lang: value for lang in LANGUAGES}
+        return {lang: value for lang in languages}
     if isinstance(value, dict):
         item = Reader(value, path)
-        texts = {lang: item.text(lang) for lang in LANGUAGES}
+        texts = {lang: item.text(lang) for lang in languages}
         item.check_unknown()
         return texts
     raise ConfigError(path, "must be a text or {id: text, en: text}")
 
 
-def _invitation(widget: Reader) -> Invitation | None:
+def _invitation(widget: Reader, languages: tuple[str, ...]) -> Invitation | None:
     """``widget.invitation``: ``enabled`` (false), ``after`` seconds (30), ``pages`` (URL
     patterns with ``*``; none: every page), ``text`` (one text or one per language)."""
     if widget.data.get("invitation") is None:
@@ -267,18 +302,21 @@ def _invitation(widget: Reader) -> Invitation | None:
     invitation = Invitation(
         after=reader.integer("after", 30, low=0, high=3600),
         pages=tuple(p.strip() for p in pages),
-        text=_per_language(reader, "text", required=False),
+        text=_per_language(reader, "text", languages, required=False),
     )
     reader.check_unknown()
     return invitation if enabled else None
 
 
-def _greeting(reader: Reader) -> dict[str, str]:
-    return _per_language(reader, "greeting", required=False)
+def _greeting(reader: Reader, languages: tuple[str, ...]) -> dict[str, str]:
+    return _per_language(reader, "greeting", languages, required=False)
 
 
 def _knowledge(
-    reader: Reader, canned: dict[str, dict[str, str]], source: Path | None
+    reader: Reader,
+    canned: dict[str, dict[str, str]],
+    source: Path | None,
+    languages: tuple[str, ...],
 ) -> tuple[Entry, ...]:
     """Canned answers and FAQ entries: one knowledge base."""
     entries = {key: Entry(key, texts, {}, public=False) for key, texts in canned.items()}
@@ -304,8 +342,8 @@ def _knowledge(
         if not isinstance(key, str) or not _TOPIC_ID.match(key):
             raise ConfigError(place, "keys must be 1-40 of a-z, 0-9, _ and -")
         item = Reader(value, place)
-        answer = _per_language(item, "answer")
-        question = _per_language(item, "question", required=False)
+        answer = _per_language(item, "answer", languages)
+        question = _per_language(item, "question", languages, required=False)
         public = item.data.get("public", bool(question))
         item.seen.add("public")
         if not isinstance(public, bool):
@@ -318,7 +356,7 @@ def _knowledge(
     return tuple(entries.values())
 
 
-def _canned(reader: Reader) -> dict[str, dict[str, str]]:
+def _canned(reader: Reader, languages: tuple[str, ...]) -> dict[str, dict[str, str]]:
     """Canned answers: ``key: text`` or ``key: {id: text, en: text}``."""
     reader.seen.add("canned")
     raw = reader.data.get("canned") or {}
@@ -330,10 +368,10 @@ def _canned(reader: Reader) -> dict[str, dict[str, str]]:
         if not isinstance(key, str) or not _TOPIC_ID.match(key):
             raise ConfigError(f"{path}.{key}", "keys must be 1-40 of a-z, 0-9, _ and -")
         if isinstance(value, str) and value.strip():
-            canned[key] = {lang: value for lang in LANGUAGES}
+            canned[key] = {lang: value for lang in languages}
         elif isinstance(value, dict):
             item = Reader(value, f"{path}.{key}")
-            canned[key] = {lang: item.text(lang) for lang in LANGUAGES}
+            canned[key] = {lang: item.text(lang) for lang in languages}
             item.check_unknown()
         else:
             raise ConfigError(f"{path}.{key}", "must be a text or {id: text, en: text}")
@@ -475,6 +513,10 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         raise ConfigError("appservice.bot_localpart", "must not start with appservice.ghost_prefix")
     asr.check_unknown()
 
+    dr = root.section("desk", required=False)
+    languages = _languages(dr, source)
+    codes = languages.codes
+
     wr = root.section("widget", required=False)
     widget = WidgetConfig(
         listen_host=wr.text("listen_host", "127.0.0.1"),
@@ -484,18 +526,14 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         max_message_length=wr.integer("max_message_length", 4000, low=1, high=65536),
         new_sessions_per_minute=wr.integer("new_sessions_per_minute", 10, low=1, high=100_000),
         edit_window=wr.integer("edit_window", 900, low=0, high=86400),
-        invitation=_invitation(wr),
+        invitation=_invitation(wr, codes),
         trusted_proxies=_networks(wr, "trusted_proxies", [str(n) for n in LOOPBACK]),
         forwarded_header=_forwarded_header(wr),
     )
     wr.check_unknown()
 
-    dr = root.section("desk", required=False)
     librarians = _user_ids(dr, "librarians")
     supervisors = _user_ids(dr, "supervisors")
-    default_language = dr.text("default_language", "id")
-    if default_language not in LANGUAGES:
-        raise ConfigError("desk.default_language", f"must be one of {', '.join(LANGUAGES)}")
     timezone = dr.text("timezone", "Asia/Jakarta")
     try:
         ZoneInfo(timezone)
@@ -504,17 +542,18 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     desk = DeskConfig(
         name=dr.text("name", "Tanya Pustakawan"),
         librarians=tuple(librarians),
-        default_language=default_language,
+        default_language=languages.fallback,
         timezone=timezone,
-        topics=_topics(dr),
+        topics=_topics(dr, languages),
         supervisors=tuple(supervisors),
         escalate_after=dr.integer("escalate_after", 120, low=1, high=86400),
-        canned=_canned(dr),
-        greeting=_greeting(dr),
+        canned=_canned(dr, codes),
+        greeting=_greeting(dr, codes),
         knowledge=(),
+        languages=languages,
     )
     dr.check_unknown()
-    knowledge = _knowledge(root.section("knowledge", required=False), desk.canned, source)
+    knowledge = _knowledge(root.section("knowledge", required=False), desk.canned, source, codes)
     desk = DeskConfig(**{**desk.__dict__, "knowledge": knowledge})
 
     dbr = root.section("database", required=False)
@@ -543,7 +582,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         verification = parse_directory(root.data["verification"] or {}, base_dir)
     hours = None
     if "hours" in root.data:
-        hours = parse_hours(root.data["hours"] or {}, timezone)
+        hours = parse_hours(root.data["hours"] or {}, timezone, codes)
 
     root.check_unknown()
     return Config(

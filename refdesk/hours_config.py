@@ -176,29 +176,44 @@ def _holidays(root: Reader) -> tuple[str | None, str | None, tuple[str, ...]]:
     return country, subdiv, tuple(categories)
 
 
-def _closures(root: Reader) -> tuple[Closure, ...]:
+def _label(reader: Reader, languages: tuple[str, ...]) -> tuple[str, dict[str, str]]:
+    """``label: text`` (every language) or ``label: {id: text, en: text}`` (each language the
+    desk offers): the default language's text and the others'."""
+    value = reader.data.get("label")
+    if not isinstance(value, dict):
+        return reader.text("label"), {}
+    reader.seen.add("label")
+    item = Reader(value, reader._key("label"))
+    texts = {code: item.text(code) for code in languages}
+    item.check_unknown()
+    return texts[languages[0]], texts
+
+
+def _closures(root: Reader, languages: tuple[str, ...]) -> tuple[Closure, ...]:
     closures = []
     for index, item in enumerate(root.items("closures", [])):
         path = f"{root._key('closures')}[{index}]"
         reader = Reader(item, path)
         start = _date(reader, "from")
         end = _date(reader, "to", default=start)
-        label = reader.text("label")
+        label, labels = _label(reader, languages)
         reader.check_unknown()
         if end < start:
             raise ConfigError(path, "'to' is before 'from'")
-        closures.append(Closure(start, end, label))
+        closures.append(Closure(start, end, label, labels))
     return tuple(closures)
 
 
-def _special(root: Reader, regular: dict[int, tuple[Interval, ...]]) -> tuple[SpecialHours, ...]:
+def _special(
+    root: Reader, regular: dict[int, tuple[Interval, ...]], languages: tuple[str, ...]
+) -> tuple[SpecialHours, ...]:
     ranges: list[SpecialHours] = []
     for index, item in enumerate(root.items("special", [])):
         path = f"{root._key('special')}[{index}]"
         reader = Reader(item, path)
         start = _date(reader, "from")
         end = _date(reader, "to")
-        label = reader.text("label")
+        label, labels = _label(reader, languages)
         if end < start:
             raise ConfigError(path, "'to' is before 'from'")
         reader.seen.add("weekly")
@@ -218,14 +233,19 @@ def _special(root: Reader, regular: dict[int, tuple[Interval, ...]]) -> tuple[Sp
                 raise ConfigError(
                     path, f"overlaps {root._key('special')}[{other_index}] ({other.label})"
                 )
-        ranges.append(SpecialHours(start, end, label, weekly, open_on_holidays))
+        ranges.append(SpecialHours(start, end, label, weekly, open_on_holidays, labels))
     return tuple(ranges)
 
 
-def parse_hours(data: dict[str, Any] | None, timezone: str = "Asia/Jakarta") -> HoursConfig:
+def parse_hours(
+    data: dict[str, Any] | None,
+    timezone: str = "Asia/Jakarta",
+    languages: tuple[str, ...] = ("id", "en"),
+) -> HoursConfig:
     """Build the hours config from the ``hours`` section (None: all defaults).
 
     ``timezone`` is ``desk.timezone``; the weekly hours are wall-clock times there.
+    ``languages``: the desk's, its default first (a label may be given in each).
     """
     try:
         zone = ZoneInfo(timezone)
@@ -238,8 +258,8 @@ def parse_hours(data: dict[str, Any] | None, timezone: str = "Asia/Jakarta") -> 
     else:
         weekly = _weekly(root.data["weekly"], root._key("weekly"), complete=True)
     country, subdiv, categories = _holidays(root)
-    closures = _closures(root)
-    special = _special(root, weekly)
+    closures = _closures(root, languages)
+    special = _special(root, weekly, languages)
     when_closed = root.text("when_closed", "offline_form").strip()
     if when_closed not in WHEN_CLOSED:
         raise ConfigError(

@@ -18,6 +18,7 @@ from rooms.desk import Desk, utcnow
 from rooms.directory import MemberDirectory
 from rooms.hours import ServiceHours
 from rooms.knowledge import KnowledgeBase
+from rooms.language import install
 from rooms.store import PostgresDatabase, open_database
 from rooms.verification import Verifier
 from widget_server.api import CONTEXT, WidgetContext
@@ -56,6 +57,7 @@ class RefDesk:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         self.config = config
         self.role = role
+        install(config.desk.languages)  # the words of every text a visitor reads
         self.db = open_database(config.database.target)
         if role != "all" and not isinstance(self.db, PostgresDatabase):
             raise ValueError(

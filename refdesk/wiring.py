@@ -22,6 +22,7 @@ def desk_rules(config: Config) -> DeskRules:
     """The parts of the config the desk core needs."""
     return DeskRules(
         topics=tuple(t.id for t in config.desk.topics),
+        languages=config.desk.languages.codes,
         default_language=config.desk.default_language,
         max_message_length=config.widget.max_message_length,
         visitor_edit_window=config.widget.edit_window,
@@ -91,6 +92,7 @@ def widget_settings(config: Config) -> WidgetSettings:
         default_language=config.desk.default_language,
         timezone=config.desk.timezone,
         topics={t.id: t.labels for t in config.desk.topics},
+        languages=tuple(config.desk.languages),
         when_closed=config.hours.when_closed if config.hours is not None else "offline_form",
         sole_writer=config.database.url is None,  # SQLite: one process
         invitation=Invitation(invite.after, invite.pages, invite.text) if invite else None,

@@ -10,10 +10,6 @@ from rooms.ids import SessionID
 from rooms.session import ValidationError
 
 COMMENT_MAX = 2000
-LABELS = {
-    "id": {1: "Sangat buruk", 2: "Buruk", 3: "Cukup", 4: "Baik", 5: "Sangat baik"},
-    "en": {1: "Very poor", 2: "Poor", 3: "Fair", 4: "Good", 5: "Excellent"},
-}
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from rooms.language import language as language_of
+
 SEARCH_DAYS = 60
 """How far ahead :meth:`ServiceHours.next_opening` looks before giving up."""
 
@@ -43,45 +45,6 @@ Reason = Literal["open", "after_hours", "weekend", "holiday", "closure", "specia
 * ``closure``: a configured closure range; the label is the admin's.
 * ``special_closed``: a special range that closes the desk; the label is the range's.
 """
-
-LANGUAGES = ("id", "en")
-_HOLIDAY_LANGUAGE = {"id": "id", "en": "en_US"}
-
-_DAYS = {
-    "id": ("Senin", "Selasa", "Rabu", "Kamis", "Jumat", "Sabtu", "Minggu"),
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-}
-_MONTHS = {
-    "id": (
-        "Januari",
-        "Februari",
-        "Maret",
-        "April",
-        "Mei",
-        "Juni",
-        "Juli",
-        "Agustus",
-        "September",
-        "Oktober",
-        "November",
-        "Desember",
-    ),
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-}
-_CLOSED = {"id": "tutup", "en": "closed"}
 
 
 @dataclass(frozen=True)
@@ -106,11 +69,16 @@ class Interval:
 
 
 class Closure(NamedTuple):
-    """Closed on every day from ``start`` to ``end``, both included."""
+    """Closed on every day from ``start`` to ``end``, both included; ``labels``: the label in
+    other languages than the admin's ``label``."""
 
     start: date
     end: date
     label: str
+    labels: Mapping[str, str] = {}
+
+    def label_in(self, language: str) -> str:
+        return self.labels.get(language, self.label)
 
 
 @dataclass(frozen=True)
@@ -126,6 +94,10 @@ class SpecialHours:
     label: str
     weekly: Weekly | None
     open_on_holidays: bool = False
+    labels: Mapping[str, str] = field(default_factory=dict)  # the label in other languages
+
+    def label_in(self, language: str) -> str:
+        return self.labels.get(language, self.label)
 
     def __post_init__(self) -> None:
         if self.end < self.start:
@@ -202,16 +174,11 @@ class _HolidayCache:
                 subdiv=self.subdiv,
                 years=day.year,
                 categories=self.categories,
-                language=_HOLIDAY_LANGUAGE[language],
+                language=language_of(language).holidays,
             )
             self.calendars[language] = calendar
         name = calendar.get(day)  # expand=True: a new year is computed once, then kept
         return str(name) if name else None
-
-
-def _check_language(language: str) -> None:
-    if language not in LANGUAGES:
-        raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, got {language!r}")
 
 
 def _utc(at: datetime) -> datetime:
@@ -235,25 +202,24 @@ class ServiceHours:
 
     def holiday(self, day: date, language: str = "id") -> str | None:
         """The national holiday on ``day`` (its name), if the schedule follows holidays."""
-        _check_language(language)
         return self._holidays.name(day, language) if self._holidays else None
 
     def _day(self, day: date, language: str) -> _Day:
         weekday = day.weekday()
         for closure in self.schedule.closures:
             if closure.start <= day <= closure.end:
-                return _Day((), "closure", closure.label)
+                return _Day((), "closure", closure.label_in(language))
         special = next((s for s in self.schedule.special if s.covers(day)), None)
         if special is not None:
             if special.weekly is None:
-                return _Day((), "special_closed", special.label)
+                return _Day((), "special_closed", special.label_in(language))
             if special.open_on_holidays:
-                return _Day(special.weekly.get(weekday, ()), "weekend", special.label)
+                return _Day(special.weekly.get(weekday, ()), "weekend", special.label_in(language))
         holiday = self.holiday(day, language)
         if holiday is not None:
             return _Day((), "holiday", holiday)
         if special is not None and special.weekly is not None:
-            return _Day(special.weekly.get(weekday, ()), "weekend", special.label)
+            return _Day(special.weekly.get(weekday, ()), "weekend", special.label_in(language))
         return _Day(tuple(self.schedule.weekly.get(weekday, ())), "weekend", None)
 
     def _instant(self, day: date, at: time) -> datetime:
@@ -268,7 +234,6 @@ class ServiceHours:
 
     def status(self, at: datetime, language: str = "id") -> HoursStatus:
         """Open or closed at ``at``, why, and until when. Holiday names are in ``language``."""
-        _check_language(language)
         local = _utc(at).astimezone(self.schedule.timezone)
         wall = local.time()
         day = self._day(local.date(), language)
@@ -310,14 +275,14 @@ class ServiceHours:
 
         With ``at`` inside a special range that has hours, that range's week is described.
         """
-        _check_language(language)
         weekly: Weekly = self.schedule.weekly
         if at is not None:
             today = _utc(at).astimezone(self.schedule.timezone).date()
             special = next((s for s in self.schedule.special if s.covers(today)), None)
             if special is not None and special.weekly is not None:
                 weekly = special.weekly
-        days = _DAYS[language]
+        words = language_of(language)
+        days = words.days
         lines: list[str] = []
         first = 0
         while first < 7:
@@ -327,42 +292,29 @@ class ServiceHours:
                 last += 1
             names = days[first] if first == last else f"{days[first]}–{days[last]}"
             if hours:
-                spans = ", ".join(
-                    f"{_clock(i.start, language)}–{_clock(i.end, language)}" for i in hours
-                )
+                spans = ", ".join(f"{words.clock(i.start)}–{words.clock(i.end)}" for i in hours)
                 lines.append(f"{names} {spans}")
             else:
-                lines.append(f"{names}: {_CLOSED[language]}")
+                lines.append(f"{names}: {words.closed}")
             first = last + 1
         return lines
 
 
-def _clock(at: time, language: str) -> str:
-    """Indonesian writes 09.00, English 09:00."""
-    return f"{at:%H.%M}" if language == "id" else f"{at:%H:%M}"
-
-
 def format_next_open(next_open: datetime, now: datetime, tz: ZoneInfo, language: str) -> str:
     """When the desk opens, for a visitor: "besok pukul 09.00", "Monday 23 March at 09:00"."""
-    _check_language(language)
+    words = language_of(language)
     opens = _utc(next_open).astimezone(tz)
     today = _utc(now).astimezone(tz).date()
-    clock = _clock(opens.time(), language)
+    clock = words.clock(opens.time())
     days_ahead = (opens.date() - today).days
-    if language == "id":
-        if days_ahead == 0:
-            return f"hari ini pukul {clock}"
-        if days_ahead == 1:
-            return f"besok pukul {clock}"
-        when = f"{_DAYS['id'][opens.weekday()]}, {opens.day} {_MONTHS['id'][opens.month - 1]}"
-        if opens.year != today.year:
-            when += f" {opens.year}"
-        return f"{when} pukul {clock}"
-    if days_ahead == 0:
-        return f"today at {clock}"
-    if days_ahead == 1:
-        return f"tomorrow at {clock}"
-    when = f"{_DAYS['en'][opens.weekday()]} {opens.day} {_MONTHS['en'][opens.month - 1]}"
-    if opens.year != today.year:
-        when += f" {opens.year}"
-    return f"{when} at {clock}"
+    if days_ahead in (0, 1):
+        return words.text("dates", "today" if days_ahead == 0 else "tomorrow", clock=clock)
+    return words.text(
+        "dates",
+        "later" if opens.year == today.year else "later_year",
+        weekday=words.day_name(opens.date()),
+        day=opens.day,
+        month=words.months[opens.month - 1],
+        year=opens.year,
+        clock=clock,
+    )

@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from rooms.ids import SessionID
+from rooms.language import language
 from rooms.session import Message, Session
 
 RESUME_PARAM = "refdesk_resume"
@@ -56,26 +57,6 @@ def check_link(token: str, secret: bytes, now: datetime) -> SessionID:
     return SessionID(parts[0])
 
 
-WORDS = {
-    "id": {
-        "subject": "Balasan dari {desk}",
-        "hello": "Halo {name},",
-        "intro": "pustakawan kami membalas pertanyaan Anda:",
-        "continue": "Lanjutkan percakapan (tautan berlaku sampai {until}):",
-        "footer": "Email ini dikirim karena Anda menghubungi {desk}. Balas di percakapan, bukan "
-        "ke email ini.",
-    },
-    "en": {
-        "subject": "A reply from {desk}",
-        "hello": "Hello {name},",
-        "intro": "our librarians answered your question:",
-        "continue": "Continue the conversation (link valid until {until}):",
-        "footer": "You get this email because you contacted {desk}. Please answer in the "
-        "conversation rather than to this email.",
-    },
-}
-
-
 def reply_email(
     session: Session,
     replies: list[Message],
@@ -86,7 +67,7 @@ def reply_email(
     until: datetime,
 ) -> tuple[str, str, str]:
     """(subject, text, html) of one email carrying a batch of librarian replies."""
-    words = WORDS.get(session.form.language, WORDS["en"])
+    words = language(session.form.language).words("offline_email")
     tz = ZoneInfo(timezone)
     until_text = until.astimezone(tz).strftime("%Y-%m-%d")
     lines = [words["hello"].format(name=session.form.name), words["intro"], ""]

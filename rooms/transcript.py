@@ -3,39 +3,19 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from rooms.errors import EmailUnavailable, TooManyRequests
 from rooms.events import EventBus, MailQueued
+from rooms.language import language
 from rooms.markup import escape_text, plain_text, sanitize_html
 from rooms.session import Message, Origin, Session
 from rooms.store import Database, mail, messages
 
-LABELS = {
-    "id": {
-        "title": "Transkrip percakapan",
-        "visitor": "Anda",
-        "desk": "Layanan",
-        "deleted": "(pesan dihapus)",
-        "started": "Dimulai",
-        "topic": "Topik",
-        "times": "Waktu dalam zona {tz}.",
-    },
-    "en": {
-        "title": "Chat transcript",
-        "visitor": "You",
-        "desk": "Desk",
-        "deleted": "(message deleted)",
-        "started": "Started",
-        "topic": "Topic",
-        "times": "Times in the {tz} time zone.",
-    },
-}
 
-
-def _who(message: Message, words: dict[str, str]) -> str:
+def _who(message: Message, words: Mapping[str, str]) -> str:
     if message.origin is Origin.VISITOR:
         return words["visitor"]
     if message.origin is Origin.DESK:
@@ -52,7 +32,7 @@ def render(
     topic_label: str,
 ) -> tuple[str, str]:
     """(text, html) of the conversation, times in the library's time zone."""
-    words = LABELS.get(session.form.language, LABELS["en"])
+    words = language(session.form.language).words("transcript")
     tz = ZoneInfo(timezone)
     started = session.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
     head = [
@@ -99,10 +79,6 @@ def render(
 
 
 TRANSCRIPT_MAIL_INTERVAL = timedelta(minutes=10)
-SUBJECTS = {
-    "id": "Transkrip percakapan Anda dengan {desk}",
-    "en": "Your chat transcript from {desk}",
-}
 
 
 class Transcripts:
@@ -146,14 +122,14 @@ class Transcripts:
         if last is not None and self.clock() - last < TRANSCRIPT_MAIL_INTERVAL:
             raise TooManyRequests("The transcript was sent a moment ago; check your inbox.")
         text_body, html_body = await self.render(session)
-        subject = SUBJECTS.get(session.form.language, SUBJECTS["en"])
+        subject = language(session.form.language).text("transcript", "subject", desk=self.desk_name)
         mail_id = await self.db.write(
             lambda tx: mail.enqueue(
                 tx,
                 session_id=session.id,
                 kind="transcript",
                 recipient=session.form.email,
-                subject=subject.format(desk=self.desk_name),
+                subject=subject,
                 text_body=text_body,
                 html_body=html_body,
                 at=self.clock(),

@@ -35,6 +35,7 @@ from rooms.directory import (
     normalise_phone,
     parse_date,
 )
+from rooms.language import language
 from rooms.session import ValidationError
 
 log = logging.getLogger("refdesk.rooms.verification")
@@ -91,7 +92,7 @@ class VerificationOutcome:
         return _notice(self)
 
     def visitor_text(self, language: str) -> str:
-        """What the visitor reads, in ``id`` or ``en`` (other languages fall back to ``en``)."""
+        """What the visitor reads, in their language."""
         return _visitor_text(self, language)
 
 
@@ -251,22 +252,6 @@ class Verifier:
 
 # texts
 
-_MONTHS = {
-    "id": (
-        "Januari", "Februari", "Maret", "April", "Mei", "Juni",
-        "Juli", "Agustus", "September", "Oktober", "November", "Desember",
-    ),
-    "en": (
-        "January", "February", "March", "April", "May", "June",
-        "July", "August", "September", "October", "November", "December",
-    ),
-}  # fmt: skip
-
-
-def _long_date(day: date, language: str) -> str:
-    months = _MONTHS.get(language, _MONTHS["en"])
-    return f"{day.day} {months[day.month - 1]} {day.year}"
-
 
 def _attempt_note(outcome: VerificationOutcome) -> str:
     return f"attempt {outcome.attempts_used}, {outcome.attempts_left} left"
@@ -293,41 +278,7 @@ def _notice(outcome: VerificationOutcome) -> str:
     return f"Member directory unavailable: please verify member {number} by hand"
 
 
-_VISITOR: dict[str, dict[str, str]] = {
-    "verified": {
-        "id": "Terima kasih, keanggotaan Anda sudah terverifikasi.",
-        "en": "Thank you: your membership is confirmed.",
-    },
-    "expired": {
-        "id": "Keanggotaan Anda telah berakhir pada {date}. "
-        "Pustakawan dapat membantu Anda memperpanjangnya.",
-        "en": "Your membership expired on {date}. The librarian can help you renew it.",
-    },
-    # Not found and mismatch read the same, so the form cannot be used to probe member numbers.
-    "no_match": {
-        "id": "Data yang Anda masukkan belum cocok dengan data anggota kami. "
-        "Periksa kembali lalu coba lagi (sisa {left} kali percobaan).",
-        "en": "The details you entered do not match our member records. "
-        "Please check them and try again ({left} {attempts} left).",
-    },
-    "no_match_last": {
-        "id": "Data yang Anda masukkan belum cocok dengan data anggota kami. "
-        "Pustakawan akan membantu Anda.",
-        "en": "The details you entered do not match our member records. "
-        "The librarian will help you.",
-    },
-    "unavailable": {
-        "id": "Data anggota sedang tidak dapat diperiksa. Pustakawan akan membantu Anda.",
-        "en": "We cannot check member records right now. The librarian will help you.",
-    },
-    "locked": {
-        "id": "Terlalu banyak percobaan verifikasi. Pustakawan akan membantu Anda.",
-        "en": "Too many verification attempts. The librarian will help you.",
-    },
-}
-
-
-def _visitor_text(outcome: VerificationOutcome, language: str) -> str:
+def _visitor_text(outcome: VerificationOutcome, lang: str) -> str:
     code = outcome.code
     if code in (VerificationCode.NOT_FOUND, VerificationCode.MISMATCH):
         key = "no_match" if outcome.attempts_left > 0 else "no_match_last"
@@ -335,11 +286,11 @@ def _visitor_text(outcome: VerificationOutcome, language: str) -> str:
         key = "unavailable"
     else:
         key = code.value
-    forms = _VISITOR[key]
     left = outcome.attempts_left
+    if key == "no_match" and left == 1:
+        key = "no_match_one"
     expires = outcome.record.expires if outcome.record else None
-    return forms.get(language, forms["en"]).format(
-        left=left,
-        attempts="attempt" if left == 1 else "attempts",
-        date=_long_date(expires, language) if expires else "",
+    words = language(lang)
+    return words.text(
+        "verification", key, left=left, date=words.long_date(expires) if expires else ""
     )

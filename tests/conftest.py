@@ -20,6 +20,7 @@ from bridge.registration import registration
 from refdesk.config import Config, load_config
 from refdesk.embedded import embedded_config_data, write_yaml
 from refdesk.homeserver import EmbeddedSynapse, free_port
+from refdesk.language_files import install_builtin
 from refdesk.postgres import (
     EmbeddedPostgres,
     PostgresBinaries,
@@ -31,6 +32,8 @@ from refdesk.service import RefDesk
 from refdesk.wiring import bridge_settings
 from rooms.store import Database, open_database
 from tests.helpers import Librarian, Visitor
+
+install_builtin()  # the words of the core's texts, for tests that build no RefDesk
 
 LIBRARIANS = ("sari", "dewi", "agus")
 SUPERVISOR = "kepala"

@@ -60,9 +60,9 @@ hours:
     subdivision: null
     categories: [public, government]
   # Extra closed days (both dates included; `to` may be left out for one day). The label is
-  # shown to visitors.
+  # shown to visitors: one text, or one per language like the topics' labels.
   closures:
-    - {from: 2026-12-28, to: 2026-12-31, label: "Libur akhir tahun"}
+    - {from: 2026-12-28, to: 2026-12-31, label: {id: "Libur akhir tahun", en: "Year-end break"}}
   # Ranges with other hours, e.g. Ramadan. Weekdays not named keep their regular hours;
   # `weekly: closed` closes the whole range. Holidays inside a range stay closed unless
   # `open_on_holidays: true`.
@@ -263,6 +263,25 @@ def test_special_range_closed() -> None:
     assert status.next_open == wib(2026, 7, 11, 9)
 
 
+def test_a_closure_or_range_label_comes_in_the_visitors_language() -> None:
+    """``label: {id: …, en: …}`` (issue 14); one plain text serves every language."""
+    desk = hours(yaml.safe_load(SAMPLE)["hours"])
+    assert desk.status(wib(2026, 12, 29, 10), "id").label == "Libur akhir tahun"
+    assert desk.status(wib(2026, 12, 29, 10), "en").label == "Year-end break"
+    data = yaml.safe_load(SAMPLE)["hours"]
+    data["special"][0]["label"] = {"id": "Bulan Ramadan", "en": "Ramadan month"}
+    ramadan = hours(data)
+    assert ramadan.status(wib(2026, 3, 2, 10), "en").label == "Ramadan month"
+    assert ramadan.status(wib(2026, 3, 2, 10), "id").label == "Bulan Ramadan"
+    assert hours(yaml.safe_load(SAMPLE)["hours"]).status(wib(2026, 3, 2, 10), "en").label == (
+        "Ramadan"
+    )
+    data["closures"][0]["label"] = {"id": "Libur akhir tahun"}
+    with pytest.raises(ConfigError) as info:
+        parse_hours(data, "Asia/Jakarta")
+    assert info.value.path == "hours.closures[0].label.en" and info.value.problem == "is required"
+
+
 def test_closure_beats_holidays_and_special_hours() -> None:
     data = yaml.safe_load(SAMPLE)["hours"]
     data["closures"] = [
@@ -343,9 +362,11 @@ def test_format_next_open(opens: datetime, now: datetime, id_text: str, en_text:
     assert format_next_open(opens, now, JAKARTA, "en") == en_text
 
 
-def test_format_next_open_refuses_unknown_language() -> None:
-    with pytest.raises(ValueError, match="language"):
-        format_next_open(wib(2026, 3, 3, 9), wib(2026, 3, 2, 20), JAKARTA, "fr")
+def test_format_next_open_in_a_language_the_desk_no_longer_speaks() -> None:
+    """A chat begun in a language since removed from the config reads in the desk's default."""
+    assert format_next_open(wib(2026, 3, 3, 9), wib(2026, 3, 2, 20), JAKARTA, "fr") == (
+        "besok pukul 09.00"
+    )
 
 
 def test_describe_week(desk: ServiceHours, sample: ServiceHours) -> None:
@@ -401,8 +422,9 @@ def test_defaults_are_perpusnas() -> None:
 
 def test_sample_section_parses() -> None:
     config = parse_hours(yaml.safe_load(SAMPLE)["hours"], "Asia/Jakarta")
+    year_end = {"id": "Libur akhir tahun", "en": "Year-end break"}
     assert config.schedule.closures == (
-        Closure(date(2026, 12, 28), date(2026, 12, 31), "Libur akhir tahun"),
+        Closure(date(2026, 12, 28), date(2026, 12, 31), "Libur akhir tahun", year_end),
     )
     (ramadan,) = config.schedule.special
     assert (ramadan.start, ramadan.end, ramadan.label) == (

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from rooms.desk import Desk
+from widget_server import script
 from widget_server.api import (
     CONTEXT,
     RateLimiter,
@@ -112,13 +113,6 @@ def _middleware(is_allowed: Callable[[str], bool]) -> web.middleware:  # type: i
     return widget_layer
 
 
-async def _widget_js(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(
-        STATIC / "widget.js",
-        headers={"Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "no-cache"},
-    )
-
-
 async def _demo(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(
         STATIC / "demo.html",
@@ -176,7 +170,8 @@ def create_app(settings: WidgetSettings, desk: Desk) -> web.Application:
     app.add_routes(faq.routes)
     app.add_routes(verification.routes)
     app.router.add_get("/api/openapi.json", _openapi)
-    app.router.add_get("/widget.js", _widget_js)
+    widget_js = script.build(settings.languages)
+    app.router.add_get("/widget.js", widget_js.response)
     app.router.add_get("/demo", _demo)
     app.router.add_get("/", _root)
     return app

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from rooms.language import Language
 from widget_server.client import IPNetwork
 
 
@@ -41,6 +42,8 @@ class WidgetSettings:
     """The library's time zone (an IANA name), for the next opening in the visitor's words."""
     topics: Mapping[str, Mapping[str, str]]
     """Each topic id's label per language, in the pre-chat form's order."""
+    languages: tuple[Language, ...]
+    """The languages offered to visitors, the default first: the widget's words come from them."""
     when_closed: str = "offline_form"
     """What the widget does while the desk is closed: ``offline_form`` or ``hide``."""
     sole_writer: bool = False

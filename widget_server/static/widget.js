@@ -8,81 +8,14 @@
   if (!me) return;
   var API = new URL(me.src, location.href).origin;
   var KEY = 'refdesk:' + API, OKEY = KEY + ':open';
-  var dataLang = (me.getAttribute('data-language') || '').toLowerCase().slice(0, 2);
   var dataOpen = me.getAttribute('data-open') === 'true';
 
-  var T = {
-    id: {
-      langName: 'Bahasa Indonesia',
-      title: 'Tanya Pustakawan', launch: 'Obrolan dengan pustakawan', min: 'Kecilkan jendela obrolan',
-      intro: 'Ada pertanyaan? Isi data singkat ini dan pustakawan kami akan membalas di sini.',
-      name: 'Nama', email: 'Email', member_number: 'Nomor anggota (opsional)', topic: 'Pertanyaan tentang',
-      question: 'Pertanyaan Anda', req: '* wajib diisi', start: 'Mulai obrolan',
-      privacy: 'Data Anda hanya dipakai untuk menjawab pertanyaan ini.',
-      e_req: 'Wajib diisi.', e_email: 'Alamat email tidak valid.', e_long: 'Terlalu panjang (maks. %s karakter).',
-      e_topic: 'Pilih topik dari daftar.', e_bad: 'Tidak valid.', e_date: 'Tanggal tidak valid.', e_phone: 'Nomor telepon tidak valid.',
-      e_net: 'Tidak dapat terhubung. Periksa koneksi Anda lalu coba lagi.',
-      e_busy: 'Terlalu banyak permintaan. Coba lagi sebentar lagi.', e_gen: 'Terjadi kesalahan. Silakan coba lagi.',
-      expired: 'Obrolan sebelumnya sudah tidak tersedia. Silakan mulai obrolan baru.',
-      conv: 'Percakapan', msg: 'Pesan', ph: 'Tulis pesan\u2026', send: 'Kirim', end: 'Akhiri',
-      endL: 'Akhiri obrolan', endQ: 'Akhiri obrolan ini?', yes: 'Ya, akhiri', no: 'Batal',
-      ended: 'Obrolan telah berakhir. Terima kasih!', again: 'Percakapan baru',
-      sending: 'Mengirim\u2026', failed: 'Tidak terkirim', tooLong: 'Pesan terlalu panjang', conn: 'Menyambungkan\u2026',
-      reconn: 'Koneksi terputus. Menyambungkan ulang\u2026', lib: 'Pustakawan', you: 'Anda', from: 'Pesan baru dari %s', unread: '%s pesan baru',
-      waiting: 'Menunggu pustakawan\u2026', pos: 'Anda nomor %s dalam antrean', helping: '%s melayani Anda',
-      typing: '%s sedang mengetik\u2026', typingN: '%s sedang mengetik\u2026', and: 'dan',
-      edited: '(diedit)', deleted: 'Pesan ini dihapus', read: 'Dibaca',
-      editB: 'Ubah', delB: 'Hapus', editing: 'Mengubah pesan Anda', cancel: 'Batal', save: 'Simpan',
-      delQ: 'Hapus pesan ini?', delY: 'Ya, hapus',
-      ivText: 'Ada yang bisa kami bantu? Pustakawan kami siap menjawab pertanyaan Anda.', ivGo: 'Tanya sekarang', ivX: 'Tutup ajakan', e_old: 'Pesan ini sudah tidak bisa diubah.',
-      faqIn: 'Cari jawaban cepat, atau tanyakan langsung kepada pustakawan.', faqPh: 'Cari jawaban cepat\u2026',
-      faqNo: 'Tidak ada jawaban yang cocok.', ask: 'Tanya pustakawan', back: 'Kembali ke jawaban cepat',
-      shut: 'Layanan sedang tutup', reopen: 'Buka lagi %s.', leave: 'Tinggalkan pesan; kami membalas lewat email.',
-      nobody: 'Belum ada pustakawan yang bertugas saat ini.', hours: 'Jam layanan:', sendMsg: 'Kirim pesan',
-      offSent: 'Pesan terkirim. Kami akan membalas ke %s.', badLink: 'Tautan tidak berlaku lagi.',
-      vT: 'Konfirmasi keanggotaan', vNote: 'Data ini hanya dipakai untuk pemeriksaan ini dan tidak disimpan.',
-      v_member_number: 'Nomor anggota', v_date_of_birth: 'Tanggal lahir', v_phone: 'Nomor telepon', vGo: 'Konfirmasi',
-      v_day: 'Tanggal', v_month: 'Bulan', v_year: 'Tahun',
-      rateQ: 'Bagaimana layanan kami?', r: ['Sangat buruk', 'Buruk', 'Cukup', 'Baik', 'Sangat baik'],
-      cmt: 'Komentar (opsional)', thanks: 'Terima kasih atas penilaian Anda', tr: 'Unduh transkrip',
-      trM: 'Kirim transkrip ke email saya', trTo: 'Dikirim ke %s', trDup: 'Sudah dikirim, periksa kotak masuk Anda'
-    },
-    en: {
-      langName: 'English',
-      title: 'Ask a Librarian', launch: 'Chat with a librarian', min: 'Minimise chat window',
-      intro: 'Have a question? Fill in these short details and a librarian will reply here.',
-      name: 'Name', email: 'Email', member_number: 'Member number (optional)', topic: 'Question about',
-      question: 'Your question', req: '* required', start: 'Start chat',
-      privacy: 'Your details are only used to answer this question.',
-      e_req: 'This field is required.', e_email: 'Enter a valid email address.', e_long: 'Too long (max. %s characters).',
-      e_topic: 'Choose a topic from the list.', e_bad: 'Not valid.', e_date: 'Enter a valid date.', e_phone: 'Enter a valid phone number.',
-      e_net: 'Could not connect. Check your connection and try again.',
-      e_busy: 'Too many requests. Please try again in a moment.', e_gen: 'Something went wrong. Please try again.',
-      expired: 'Your previous chat is no longer available. Please start a new one.',
-      conv: 'Conversation', msg: 'Message', ph: 'Type a message\u2026', send: 'Send', end: 'End chat',
-      endL: 'End chat', endQ: 'End this chat?', yes: 'Yes, end it', no: 'Cancel',
-      ended: 'Chat ended. Thank you!', again: 'New conversation',
-      sending: 'Sending\u2026', failed: 'Not sent', tooLong: 'Message too long', conn: 'Connecting\u2026',
-      reconn: 'Connection lost. Reconnecting\u2026', lib: 'Librarian', you: 'You', from: 'New message from %s', unread: '%s new messages',
-      waiting: 'Waiting for a librarian\u2026', pos: 'you are number %s in the queue', helping: '%s is helping you',
-      typing: '%s is typing\u2026', typingN: '%s are typing\u2026', and: 'and',
-      edited: '(edited)', deleted: 'This message was deleted', read: 'Read',
-      editB: 'Edit', delB: 'Delete', editing: 'Editing your message', cancel: 'Cancel', save: 'Save',
-      delQ: 'Delete this message?', delY: 'Yes, delete',
-      ivText: 'Can we help? Our librarians are here to answer your questions.', ivGo: 'Ask now', ivX: 'Close the invitation', e_old: 'This message can no longer be changed.',
-      faqIn: 'Search our quick answers, or ask a librarian directly.', faqPh: 'Search quick answers\u2026',
-      faqNo: 'No matching answers.', ask: 'Ask a librarian', back: 'Back to quick answers',
-      shut: 'The service is closed', reopen: 'We open again %s.', leave: 'Leave a message; we will reply by email.',
-      nobody: 'No librarian is on duty right now.', hours: 'Service hours:', sendMsg: 'Send message',
-      offSent: 'Message sent. We will reply to %s.', badLink: 'This link is no longer valid.',
-      vT: 'Confirm your membership', vNote: 'This is only used for this check and is not kept.',
-      v_member_number: 'Member number', v_date_of_birth: 'Date of birth', v_phone: 'Phone number', vGo: 'Confirm',
-      v_day: 'Day', v_month: 'Month', v_year: 'Year',
-      rateQ: 'How was our service?', r: ['Very poor', 'Poor', 'Fair', 'Good', 'Excellent'],
-      cmt: 'Comment (optional)', thanks: 'Thank you for your feedback', tr: 'Download transcript',
-      trM: 'Email me the transcript', trTo: 'Sent to %s', trDup: 'Already sent, check your inbox'
-    }
-  };
+  // The widget's words, one set per language the desk offers (its default first), and the other
+  // codes a browser may send for them: written in by the server from the language files.
+  var W = /*refdesk:texts*/null;
+  if (!W) return;
+  var T = W.texts, DEF = Object.keys(T)[0];
+  function code(v) { var p = String(v || '').toLowerCase().split('-')[0]; return W.aliases[p] || p; }
 
   function load(k) { try { return JSON.parse(localStorage.getItem(k)); } catch (e) { return null; } }
   function save(k, v) { try { if (v == null) localStorage.removeItem(k); else localStorage.setItem(k, JSON.stringify(v)); } catch (e) { /* storage off */ } }
@@ -96,12 +29,13 @@
   function chosenLang() { try { var c = sessionStorage.getItem(LKEY); return T[c] ? c : null; } catch (e) { return null; } }
   function browserLang() {
     var all = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ''];
-    for (var i = 0; i < all.length; i++) { var p = String(all[i]).toLowerCase().slice(0, 2); p = p === 'in' ? 'id' : p; if (T[p]) return p; }
+    for (var i = 0; i < all.length; i++) { var p = code(all[i]); if (T[p]) return p; }
     return null;
   }
+  var dataLang = code(me.getAttribute('data-language'));
   var lang = chosenLang() || (T[dataLang] ? dataLang : st && T[st.language] ? st.language : browserLang());
   var cfg = null, closed = false, isOpen = false, unread = 0;
-  function t(k, a) { var s = T[lang || 'id'][k] || k; return a == null ? s : s.replace('%s', a); }
+  function t(k, a) { var s = T[lang || DEF][k] || k; return a == null ? s : s.replace('%s', a); }
   function persist() { if (st) save(KEY, st); }
 
   /* ---------- DOM ---------- */
@@ -347,7 +281,7 @@
   function grow() { input.style.height = 'auto'; input.style.height = Math.min(input.scrollHeight + 2, 120) + 'px'; }
 
   function langs() { return ((cfg && cfg.languages) || []).filter(function (l) { return T[l]; }); }
-  function nextLang() { var ls = langs(); return ls.length > 1 ? ls[(ls.indexOf(lang || 'id') + 1) % ls.length] : null; }
+  function nextLang() { var ls = langs(); return ls.length > 1 ? ls[(ls.indexOf(lang || DEF) + 1) % ls.length] : null; }
   function switchLang() { // remembered for this visit (the tab), not beyond
     var next = nextLang();
     if (!next) return;
@@ -364,7 +298,7 @@
     langBtn.focus();
   }
   function applyTexts() {
-    panel.setAttribute('lang', lang || 'id');
+    panel.setAttribute('lang', lang || DEF);
     var next = nextLang();
     langBtn.hidden = !next;
     if (next) { langBtn.textContent = next.toUpperCase(); langBtn.setAttribute('lang', next); langBtn.setAttribute('aria-label', T[next].langName); }
@@ -373,7 +307,7 @@
     root.querySelectorAll('[data-tp]').forEach(function (e) { e.setAttribute('placeholder', t(e.getAttribute('data-tp'))); });
     title.textContent = (cfg && cfg.desk_name) || (st && st.desk_name) || t('title');
     launcher.setAttribute('aria-label', t('launch') + (unread ? ' (' + t('unread', unread) + ')' : ''));
-    stars.forEach(function (b, i) { b.setAttribute('aria-label', T[lang || 'id'].r[i]); });
+    stars.forEach(function (b, i) { b.setAttribute('aria-label', T[lang || DEF].r[i]); });
     paintStars();
     if (cfg) fillTopics();
     showQueue(); showTyping();
@@ -382,7 +316,7 @@
     var cur = topicSel.value;
     topicSel.textContent = '';
     (cfg.topics || []).forEach(function (tp) {
-      var lb = tp.label, text = typeof lb === 'string' ? lb : lb && (lb[lang] || lb.en || lb.id || lb[Object.keys(lb)[0]]);
+      var lb = tp.label, text = typeof lb === 'string' ? lb : lb && (lb[lang] || lb[DEF] || lb[Object.keys(lb)[0]]);
       topicSel.appendChild(h('option', { value: tp.id, text: text || tp.id }));
     });
     if (cur) topicSel.value = cur;
@@ -394,15 +328,15 @@
   function shut() { var x = !st && cfg && cfg.hours; return x && x.live === false ? x : null; } // closed, or nobody on duty
   function hideDesk() { var x = shut(); return !!x && x.when_closed === 'hide'; }
   function showHours() { // closed: a notice with the hours, and the form leaves a message for an answer by email
-    var x = shut(), L = lang || 'id', q = form.elements.question, ql = q.parentNode.firstChild, sb = form.querySelector('[data-refdesk=start]');
+    var x = shut(), L = lang || DEF, q = form.elements.question, ql = q.parentNode.firstChild, sb = form.querySelector('[data-refdesk=start]');
     closedEl.textContent = ''; closedEl.hidden = !x;
     form.classList.toggle('hz', hideDesk());
     form.querySelector('.in').hidden = !!x;
     q.required = !!x; ql.textContent = t('question') + (x ? ' *' : '');
     sb.setAttribute('data-t', x ? 'sendMsg' : 'start'); sb.textContent = t(x ? 'sendMsg' : 'start');
     if (!x) return;
-    var nx = x.next_open_text && (x.next_open_text[L] || x.next_open_text.en), lb = /^(holiday|closure|special_closed)$/.test(x.reason) && (x.labels && x.labels[L] || x.label),
-      wk = x.week && (x.week[L] || x.week.en) || [];
+    var nx = x.next_open_text && (x.next_open_text[L] || x.next_open_text[DEF]), lb = /^(holiday|closure|special_closed)$/.test(x.reason) && (x.labels && x.labels[L] || x.label),
+      wk = x.week && (x.week[L] || x.week[DEF]) || [];
     closedEl.appendChild(h('p', { text: (x.open ? t('nobody') : t('shut') + (lb ? ' (' + lb + ')' : '') + '.' + (nx ? ' ' + t('reopen', nx) : '')) + (x.when_closed === 'hide' ? '' : ' ' + t('leave')) }));
     if (wk.length) closedEl.appendChild(h('p', { text: t('hours') }));
     if (wk.length) closedEl.appendChild(h('ul', {}, wk.map(function (l) { return h('li', { text: l }); })));
@@ -470,7 +404,7 @@
         cfg = r.d; cfgAt = Date.now(); trMail.hidden = cfg.transcript_email === false;
         save(WKEY, cfg.hours && cfg.hours.when_closed === 'hide' ? 1 : null); // next page load: ask before showing the launcher
         if (st && !st.desk_name) { st.desk_name = cfg.desk_name; persist(); }
-        if (!lang || (cfg.languages && cfg.languages.indexOf(lang) < 0)) lang = T[cfg.default_language] ? cfg.default_language : 'id';
+        if (!lang || (cfg.languages && cfg.languages.indexOf(lang) < 0)) lang = T[cfg.default_language] ? cfg.default_language : DEF;
         applyTexts();
         return cfg;
       }, function (e) { cfgLoading = null; throw e; });
@@ -503,7 +437,7 @@
   var faqT, faqN = 0, faqDone = false;
   function faqType() { clearTimeout(faqT); faqT = setTimeout(faqSearch, 250); }
   function faqSearch() { // the top entries for an empty query
-    var n = ++faqN, L = cfg && cfg.languages && cfg.languages.indexOf(lang) < 0 ? '' : '&language=' + (lang || 'id');
+    var n = ++faqN, L = cfg && cfg.languages && cfg.languages.indexOf(lang) < 0 ? '' : '&language=' + (lang || DEF);
     faqDone = true;
     api('GET', '/api/faq?q=' + encodeURIComponent(faqIn.value.trim().slice(0, 200)) + L).then(function (r) {
       if (n !== faqN) return;
@@ -593,7 +527,7 @@
   function fmtTime(iso) {
     var d = new Date(iso || Date.now());
     if (isNaN(d)) d = new Date();
-    var nl = navigator.language || '', loc = lang === 'id' ? 'id-ID' : /^en/i.test(nl) ? nl : 'en-GB',
+    var nl = navigator.language || '', loc = code(nl) === (lang || DEF) ? nl : T[lang || DEF].locale,
       tz = cfg && cfg.timezone, day = { day: 'numeric', month: 'short' }, at = { hour: 'numeric', minute: '2-digit' };
     try {
       if (tz && zoneDiffers(d, tz)) { day.timeZone = at.timeZone = tz; at.timeZoneName = 'short'; }
@@ -714,8 +648,8 @@
     if (!body || body === el._m.body) return stopEdit();
     api('PATCH', sp('/messages/' + el._id), { body: body }).then(function (r) {
       if (r.s === 200) { if (editing === el) stopEdit(); onMessage(r.d.message); }
-      else editErr.textContent = ' · ' + changeFailed(el, r);
-    }, function () { editErr.textContent = ' · ' + changeFailed(el, null); });
+      else editErr.textContent = ' \u00b7 ' + changeFailed(el, r);
+    }, function () { editErr.textContent = ' \u00b7 ' + changeFailed(el, null); });
   }
   function askDelete(el) { // asked in place: "Delete this message? Yes / No"
     var ma = el._ma, no;
@@ -872,7 +806,7 @@
     if (s === 'requested' && st.vx) { st.vx = 0; persist(); }
     if (!/^(requested|mismatch|not_found|unavailable)$/.test(s) || st.vx || !f.length) { vCard.hidden = true; vCard.textContent = ''; vKey = ''; return; }
     if (vKey === f.join() && vCard.lang === lang) return;
-    vKey = f.join(); vCard.lang = lang || 'id'; vCard.textContent = '';
+    vKey = f.join(); vCard.lang = lang || DEF; vCard.textContent = '';
     vCard.appendChild(h('h3', { id: 'rd-vt', 'data-t': 'vT', text: t('vT') }));
     vCard.appendChild(h('p', { class: 'nt', 'data-t': 'vNote', text: t('vNote') }));
     f.forEach(function (n) {
@@ -890,7 +824,7 @@
   // A date as day, month (by name, in the widget's language) and year: it reads the same in
   // every browser, unlike <input type=date>, which shows the browser's own format (mm/dd/yyyy).
   function dateField(n, err) {
-    var fmt = new Intl.DateTimeFormat(lang || 'id', { month: 'long', timeZone: 'UTC' }), months = [h('option', { value: '', text: '' })], part;
+    var fmt = new Intl.DateTimeFormat(T[lang || DEF].locale, { month: 'long', timeZone: 'UTC' }), months = [h('option', { value: '', text: '' })], part;
     for (var i = 1; i <= 12; i++) months.push(h('option', { value: String(i), text: fmt.format(new Date(Date.UTC(2000, i - 1, 1))) }));
     part = function (k, el) {
       el.id = 'rd-v-' + n + '-' + k; el.setAttribute('aria-describedby', 'rd-ve-' + n); el.dataset.part = k;
@@ -943,7 +877,7 @@
   }
   function paintStars() {
     stars.forEach(function (b, i) { b.classList.toggle('on', i < fbN); b.setAttribute('aria-pressed', String(i + 1 === fbN)); });
-    rateLbl.textContent = fbN ? T[lang || 'id'].r[fbN - 1] : '';
+    rateLbl.textContent = fbN ? T[lang || DEF].r[fbN - 1] : '';
   }
   function showFeedback() { // rated before this page load (or commented): just the thanks
     var done = st && (st.fbc || st.fb && !fbLive);
@@ -1173,11 +1107,11 @@
     }, 1500);
   }
   function showInvite() {
-    var iv = cfg.invitation, text = iv.text && (iv.text[lang] || iv.text.en) || t('ivText');
-    invite = h('div', { class: 'iv', role: 'status', 'data-refdesk': 'invitation', lang: lang || 'id' }, [
+    var iv = cfg.invitation, text = iv.text && (iv.text[lang] || iv.text[DEF]) || t('ivText');
+    invite = h('div', { class: 'iv', role: 'status', 'data-refdesk': 'invitation', lang: lang || DEF }, [
       h('p', { text: text }),
       h('button', { type: 'button', class: 'pr', 'data-refdesk': 'invitation-open', text: t('ivGo'), onclick: function () { dropInvite(); setOpen(true, true); } }),
-      h('button', { type: 'button', class: 'ivx', 'data-refdesk': 'invitation-close', 'aria-label': t('ivX'), text: '×', onclick: function () { dropInvite(); launcher.focus(); } })]);
+      h('button', { type: 'button', class: 'ivx', 'data-refdesk': 'invitation-close', 'aria-label': t('ivX'), text: '\u00d7', onclick: function () { dropInvite(); launcher.focus(); } })]);
     root.appendChild(invite);
   }
   function dropInvite() { sset(IKEY, 'dismissed'); if (invite) { invite.remove(); invite = null; } }
