@@ -118,6 +118,7 @@ class Actions:
             IntentKind.VERIFICATION_ASKED: self._verification_asked,
             IntentKind.VERIFICATION_DONE: self._verification_done,
             IntentKind.READ: self._read,
+            IntentKind.PURGE_ROOM: self._purge_room,
         }[intent.kind]
         await handler(attempt, session)
 
@@ -403,6 +404,42 @@ class Actions:
 
     async def _verification_done(self, attempt: Attempt, session: Session) -> None:
         await self._say(attempt, session, str(attempt.intent.payload["notice"]), [], "room")
+
+    async def _purge_room(self, attempt: Attempt, session: Session) -> None:
+        """The chat's retention ran out: with the homeserver's admin API the room is deleted
+        with all its events; without it every message in it is redacted and the visitor's
+        ghost and the bot leave (docs/PRIVACY.md). Safe to repeat after a crash."""
+        room_id = str(attempt.intent.payload["room_id"])
+        await self.rooms.unlink(room_id)
+        if self.client.can_delete_rooms:
+            try:
+                await self.client.delete_room(room_id)
+                log.info("deleted the room of session %s (retention)", session.id)
+                return
+            except MatrixError as exc:
+                if exc.transient or exc.status not in (401, 403):
+                    raise
+                log.warning("homeserver.admin_token was refused (%s); redacting instead", exc)
+        await self._redact_history(attempt, room_id)
+        await self.client.leave(room_id, self.ghosts.format(session.id))
+        await self.client.leave(room_id, forget=True)
+        log.info("redacted the room of session %s (retention)", session.id)
+
+    async def _redact_history(self, attempt: Attempt, room_id: str) -> None:
+        """Redact every event with content in the room (not its state), newest first."""
+        start: str | None = None
+        while True:
+            events, start = await self.client.history(room_id, start)
+            for event in events:
+                redacted = "redacted_because" in event.get("unsigned", {})
+                if "state_key" in event or redacted or event.get("type") == "m.room.redaction":
+                    continue
+                if not event.get("content"):
+                    continue
+                event_id = str(event["event_id"])
+                await self.client.redact(room_id, event_id, attempt.txn_id(f"purge.{event_id}"))
+            if start is None:
+                return
 
     async def _read(self, attempt: Attempt, session: Session) -> None:
         message = attempt.message

@@ -114,6 +114,11 @@ class DeskRooms:
             room_id, "m.space.parent", {"via": [server], "canonical": True}, state_key=self.space_id
         )
 
+    async def unlink(self, room_id: str) -> None:
+        """Take a room out of the Space (an empty ``m.space.child``: the spec's removal)."""
+        if self.space_id is not None:
+            await self.client.put_state(self.space_id, "m.space.child", {}, state_key=room_id)
+
     # the live queue
 
     def _local(self, moment: datetime | None) -> str:

@@ -56,9 +56,18 @@ class HomeserverUnavailable(Exception):
 class MatrixClient:
     """One aiohttp session to the homeserver, acting as the bot or any ghost."""
 
-    def __init__(self, base_url: str, as_token: str, bot_mxid: str, timeout: float = 30) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        as_token: str,
+        bot_mxid: str,
+        timeout: float = 30,
+        *,
+        admin_token: str | None = None,
+    ) -> None:
         self.base_url = URL(base_url)
         self._as_token = as_token
+        self._admin_token = admin_token
         self.bot_mxid = bot_mxid
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._http: aiohttp.ClientSession | None = None
@@ -82,6 +91,7 @@ class MatrixClient:
         body: Any = None,
         *,
         user_id: str | None = None,
+        admin: bool = False,
     ) -> dict[str, Any]:
         """Send one request built by nio's ``Api``; returns the JSON body or raises."""
         if self._http is None:
@@ -93,10 +103,11 @@ class MatrixClient:
             query["user_id"] = user_id
         full = self.base_url.join(url.with_query(query))
         data = body if isinstance(body, str | bytes) or body is None else json.dumps(body)
+        headers = {"Content-Type": "application/json"}
+        if admin:  # the admin API, with the admin's token rather than the appservice's
+            headers["Authorization"] = f"Bearer {self._admin_token}"
         try:
-            async with self._http.request(
-                method, full, data=data, headers={"Content-Type": "application/json"}
-            ) as resp:
+            async with self._http.request(method, full, data=data, headers=headers) as resp:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
@@ -398,6 +409,50 @@ class MatrixClient:
                 return None
             raise
         return str(result["room_id"])
+
+    @property
+    def can_delete_rooms(self) -> bool:
+        """Whether a homeserver admin's token was given (Synapse's admin API)."""
+        return self._admin_token is not None
+
+    async def delete_room(self, room_id: str) -> None:
+        """Remove a room and all its events from the homeserver (Synapse's admin API; its
+        local members are made to leave). A room that is gone already is fine."""
+        path = f"/_synapse/admin/v1/rooms/{quote(room_id, safe='')}"
+        try:
+            await self.request("GET", path, admin=True)
+        except MatrixError as exc:
+            if exc.status == 404:
+                return
+            raise
+        await self.request("DELETE", path, {"purge": True}, admin=True)
+
+    async def history(
+        self, room_id: str, start: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the room's events from ``start`` (None: the newest) backwards, and the
+        token of the next page (None at the room's beginning)."""
+        method, path = Api.room_messages(
+            _TOKEN_SLOT, room_id, start=start, direction="b", limit=100
+        )
+        result = await self.request(method, path)
+        chunk = result.get("chunk", [])
+        end = result.get("end")
+        return (chunk if isinstance(chunk, list) else []), (end if chunk and end else None)
+
+    async def leave(
+        self, room_id: str, user_id: str | None = None, *, forget: bool = False
+    ) -> None:
+        """Leave a room (and forget it); fine if not in it."""
+        calls = [Api.room_leave(_TOKEN_SLOT, room_id)]
+        if forget:
+            calls.append(Api.room_forget(_TOKEN_SLOT, room_id))
+        for method, path in calls:
+            try:
+                await self.request(method, path, {}, user_id=user_id)
+            except MatrixError as exc:
+                if exc.transient:
+                    raise
 
     async def recent_events(self, room_id: str, limit: int = 100) -> list[dict[str, Any]]:
         """The room's latest events, oldest first (for catching up after downtime)."""

@@ -32,7 +32,12 @@ class Bridge:
         self.settings = settings
         self.desk = desk
         self.ghosts = GhostTemplate(settings.ghost_prefix, settings.domain)
-        self.client = MatrixClient(settings.homeserver_url, settings.as_token, settings.bot_mxid)
+        self.client = MatrixClient(
+            settings.homeserver_url,
+            settings.as_token,
+            settings.bot_mxid,
+            admin_token=settings.admin_token,
+        )
         topic_labels = dict(settings.topic_labels)
         self.rooms = DeskRooms(
             self.client,

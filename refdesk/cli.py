@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -18,8 +21,13 @@ from refdesk.config_file import fill_placeholder_tokens, write_atomically
 from refdesk.directory_config import LocalDirectoryConfig, build_directory
 from refdesk.embedded import run_embedded
 from refdesk.service import ROLES, RefDesk, config_warnings
-from refdesk.wiring import bridge_settings
-from rooms.store import DatabaseTooNew, DatabaseUnavailable
+from refdesk.wiring import bridge_settings, desk_rules
+from rooms.desk import Desk
+from rooms.language import install
+from rooms.rights import export_page
+from rooms.store import DatabaseTooNew, DatabaseUnavailable, open_database
+
+T = TypeVar("T")
 
 log = logging.getLogger("refdesk")
 
@@ -129,6 +137,92 @@ def cmd_generate_registration(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _on_desk(config: Config, job: Callable[[Desk], Awaitable[T]]) -> T:
+    """Run ``job`` on the desk's store (the commands that work on data, not the service)."""
+    install(config.desk.languages)
+    db = open_database(config.database.target)
+    await db.open()
+    try:
+        return await job(Desk(db, desk_rules(config)))
+    finally:
+        await db.close()
+
+
+def _data_command(args: argparse.Namespace, job: Callable[[Desk], Awaitable[T]]) -> T | int:
+    """Load the config and run ``job`` on the store; an exit code if either fails."""
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.logging.level)
+    args.loaded = config
+    try:
+        return asyncio.run(_on_desk(config, job))
+    except (DatabaseUnavailable, DatabaseTooNew) as exc:
+        print(f"database error: {exc}", file=sys.stderr)
+        return 1
+
+
+ROOMS_LATER = "Their rooms are purged on the homeserver by refdesk's bridge while it runs."
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    report = _data_command(
+        args, lambda desk: desk.purger.preview() if args.dry_run else desk.purger.run()
+    )
+    if isinstance(report, int):
+        return report
+    kept = ", ".join(
+        f"{key.replace('_', ' ')} {'forever' if days is None else f'{days} days'}"
+        for key, days in args.loaded.privacy.retention.items()
+    )
+    if args.dry_run:
+        print(f"Would remove {report} (retention: {kept}). Nothing was changed.")
+    else:
+        print(f"Removed {report} (retention: {kept}). {ROOMS_LATER}")
+    return 0
+
+
+def _whose(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"email": args.email, "session_id": args.session}
+
+
+def cmd_export_visitor(args: argparse.Namespace) -> int:
+    document = _data_command(args, lambda desk: desk.rights.export(**_whose(args), by="cli"))
+    if isinstance(document, int):
+        return document
+    out = Path(args.output)
+    if out.suffix.lower() == ".json":
+        text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    else:
+        text = export_page(document)
+    try:
+        write_atomically(out, text.encode("utf-8"), mode=0o600)  # personal data
+    except OSError as exc:
+        print(f"cannot write {out}: {exc.strerror}", file=sys.stderr)
+        return 2
+    count = len(document["chats"])
+    print(f"Wrote {out}: {count} chat(s). It holds personal data: hand it over, then delete it.")
+    return 0
+
+
+def cmd_erase_visitor(args: argparse.Namespace) -> int:
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print("erase-visitor: add --yes to erase without being asked", file=sys.stderr)
+            return 2
+        whom = args.email or f"session {args.session}"
+        if input(f"Erase everything the desk holds about {whom}? [y/N] ").strip().lower() != "y":
+            print("Nothing was erased.")
+            return 1
+    erased = _data_command(args, lambda desk: desk.rights.erase(**_whose(args), by="cli"))
+    if isinstance(erased, int):
+        return erased
+    print(f"Erased {erased.sessions} chat(s), {erased.items} items. {ROOMS_LATER}")
+    return 0
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     return run_embedded(
         data_dir=Path(args.data_dir),
@@ -179,6 +273,28 @@ def build_parser() -> argparse.ArgumentParser:
     move.add_argument("--from", dest="source", required=True, help="sqlite:PATH of the store")
     move.add_argument("--to", dest="target", required=True, help="postgresql://… (empty)")
     move.set_defaults(func=cmd_migrate_db)
+
+    purge = sub.add_parser(
+        "purge", help="remove closed chats whose retention ran out (refdesk does it daily)"
+    )
+    purge.add_argument("--config", required=True)
+    purge.add_argument("--dry-run", action="store_true", help="only count what would go")
+    purge.set_defaults(func=cmd_purge)
+
+    for name, func, what in (
+        ("export-visitor", cmd_export_visitor, "write everything held about a visitor to a file"),
+        ("erase-visitor", cmd_erase_visitor, "erase everything held about a visitor"),
+    ):
+        command = sub.add_parser(name, help=what)
+        command.add_argument("--config", required=True)
+        whose = command.add_mutually_exclusive_group(required=True)
+        whose.add_argument("--email", help="the visitor's email address (every chat of it)")
+        whose.add_argument("--session", help="one chat's id")
+        if name == "export-visitor":
+            command.add_argument("--output", default="visitor-export.html", help=".html or .json")
+        else:
+            command.add_argument("--yes", action="store_true", help="do not ask first")
+        command.set_defaults(func=func)
 
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file")

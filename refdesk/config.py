@@ -38,6 +38,8 @@ _TOPIC_ID = re.compile(r"^[a-z0-9_\-]{1,40}$")
 class HomeserverConfig:
     url: str
     domain: str
+    # A server admin's access token (Synapse): purged chats' rooms are deleted, not redacted.
+    admin_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,18 @@ class OfflineConfig:
     resume_page: str | None = None  # default: the widget server's demo page
 
 
+RETENTION_KEYS = ("messages", "feedback_comments", "verification_audit")
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """Days each kind of data is kept after a chat closes (None: forever)."""
+
+    retention: dict[str, int | None] = field(
+        default_factory=lambda: dict.fromkeys(RETENTION_KEYS, 180)
+    )
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     level: str
@@ -180,6 +194,7 @@ class Config:
     offline: OfflineConfig = field(default_factory=OfflineConfig)
     verification: DirectoryConfig | None = None  # None: off
     hours: HoursConfig | None = None  # None: always open
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @property
     def bot_mxid(self) -> str:
@@ -252,6 +267,22 @@ def _languages(reader: Reader, source: Path | None) -> Languages:
                 f"must be one of desk.languages ({', '.join(codes)})",
             )
     return Languages((found[code] for code in codes), default)
+
+
+def _privacy(reader: Reader) -> PrivacyConfig:
+    """``privacy.retention``: days (1 to 36500) or ``forever``, per kind of data."""
+    retention = reader.section("retention", required=False)
+    days: dict[str, int | None] = {}
+    for key in RETENTION_KEYS:
+        value = retention.data.get(key)
+        if isinstance(value, str) and value.strip().lower() == "forever":
+            retention.seen.add(key)
+            days[key] = None
+        else:
+            days[key] = retention.integer(key, 180, low=1, high=36500)
+    retention.check_unknown()
+    reader.check_unknown()
+    return PrivacyConfig(days)
 
 
 def _user_ids(reader: Reader, key: str) -> list[str]:
@@ -489,7 +520,13 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     root = Reader(data)
 
     hs = root.section("homeserver")
-    homeserver = HomeserverConfig(url=hs.url("url"), domain=hs.text("domain"))
+    admin_token = None
+    if hs.data.get("admin_token") is not None:
+        admin_token = hs.text("admin_token")
+    hs.seen.add("admin_token")
+    homeserver = HomeserverConfig(
+        url=hs.url("url"), domain=hs.text("domain"), admin_token=admin_token
+    )
     hs.check_unknown()
 
     asr = root.section("appservice")
@@ -575,6 +612,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         resume_page=orr.url("resume_page", f"{widget.public_url}/demo"),
     )
     orr.check_unknown()
+    privacy = _privacy(root.section("privacy", required=False))
     root.seen.update({"verification", "hours"})
     verification = None
     if "verification" in root.data:
@@ -597,6 +635,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         offline,
         verification,
         hours,
+        privacy,
     )
 
 

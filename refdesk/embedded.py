@@ -9,6 +9,7 @@ import asyncio
 import secrets
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -252,6 +253,9 @@ async def _up(config: Config, registration_path: Path, data_dir: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     print(f"Starting Synapse on {synapse.url} (data in {synapse.data_dir})…", flush=True)
     await synapse.start()
+    if config.homeserver.admin_token is None:  # purged chats' rooms are deleted (PRIVACY.md)
+        homeserver = replace(config.homeserver, admin_token=await synapse.admin_token())
+        config = replace(config, homeserver=homeserver)
     desk = RefDesk(config)
     try:
         accounts = _demo_accounts(data_dir)

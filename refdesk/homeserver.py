@@ -497,16 +497,35 @@ class EmbeddedSynapse:
             ):
                 pass
 
+    async def admin_token(self) -> str:
+        """An access token of this server's own admin account (created on first use, its
+        password kept in the data directory): refdesk deletes purged chats' rooms with it.
+        Each call logs in the same device again, so old tokens do not pile up."""
+        secret = self.data_dir / "refdesk-admin.password"
+        if not secret.exists():
+            secret.write_text(secrets.token_urlsafe(24), encoding="ascii")
+            secret.chmod(0o600)
+        password = secret.read_text(encoding="ascii").strip()
+        await self.register_user("refdesk-admin", password, admin=True)
+        return await self.login("refdesk-admin", password, device_id="REFDESKADMIN")
+
     async def login(
-        self, localpart: str, password: str, *, session: aiohttp.ClientSession | None = None
+        self,
+        localpart: str,
+        password: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        device_id: str | None = None,
     ) -> str:
         """Log in with a password and return a fresh access token."""
-        body = {
+        body: dict[str, Any] = {
             "type": "m.login.password",
             "identifier": {"type": "m.id.user", "user": localpart},
             "password": password,
             "initial_device_display_name": "refdesk",
         }
+        if device_id is not None:
+            body["device_id"] = device_id
         own = session is None
         sess = session or aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         try:

@@ -28,6 +28,7 @@ TABLES = (
     "bans",
     "roster",
     "intents",
+    "privacy_log",
     "desk_state",
     "bridge_state",
     "bridge_inbound_events",
@@ -41,6 +42,7 @@ COUNTERS = (
     ("mail_outbox", "id"),
     ("verification_audit", "id"),
     ("intents", "id"),
+    ("privacy_log", "id"),
 )
 
 

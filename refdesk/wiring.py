@@ -6,6 +6,8 @@ The adapters never read :class:`refdesk.config.Config`; the composition root
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from aiohttp import web
 
 from bridge.settings import BridgeSettings
@@ -13,6 +15,7 @@ from mailer.settings import MailSettings
 from refdesk.config import Config
 from rooms.desk import Desk, DeskRules
 from rooms.offline import OfflineRules
+from rooms.privacy import Retention
 from rooms.queue import QueueRules
 from widget_server.app import create_app
 from widget_server.settings import Invitation, WidgetSettings
@@ -37,6 +40,7 @@ def desk_rules(config: Config) -> DeskRules:
         email_enabled=config.email.enabled,
         greeting=config.desk.greeting,
         verify_after_claim=bool(config.verification and config.verification.auto_after_claim),
+        retention=retention(config),
         offline=OfflineRules(
             batch_delay=config.offline.batch_delay,
             unseen_after=config.offline.unseen_after,
@@ -44,6 +48,14 @@ def desk_rules(config: Config) -> DeskRules:
             resume_page=config.offline.resume_page or f"{config.widget.public_url}/demo",
         ),
     )
+
+
+def retention(config: Config) -> Retention:
+    def days(key: str) -> timedelta | None:
+        kept = config.privacy.retention[key]
+        return None if kept is None else timedelta(days=kept)
+
+    return Retention(days("messages"), days("feedback_comments"), days("verification_audit"))
 
 
 def bridge_settings(config: Config) -> BridgeSettings:
@@ -67,6 +79,7 @@ def bridge_settings(config: Config) -> BridgeSettings:
         supervisors=config.desk.supervisors,
         timezone=config.desk.timezone,
         topic_labels={t.id: t.labels.get(language, t.id) for t in config.desk.topics},
+        admin_token=config.homeserver.admin_token,
     )
 
 

@@ -54,8 +54,10 @@ from rooms.knowledge import KnowledgeBase
 from rooms.membership import Membership
 from rooms.offline import OfflineRules
 from rooms.outbox import Delivered, Outbox, Work
+from rooms.privacy import Purger, Retention
 from rooms.queue import Queue, QueueRules
 from rooms.replies import EmailReplies
+from rooms.rights import VisitorRights
 from rooms.session import (
     CLIENT_ID_MAX,
     Message,
@@ -143,6 +145,7 @@ class DeskRules:
     email_enabled: bool = False
     greeting: dict[str, str] = field(default_factory=dict)
     verify_after_claim: bool = False
+    retention: Retention = field(default_factory=Retention)
     offline: OfflineRules = field(default_factory=OfflineRules)
     # How long a visitor may edit or delete their own message (seconds; 0: never).
     visitor_edit_window: int = 900
@@ -171,6 +174,8 @@ class Desk:
         self.bus = EventBus(defer=db.after_commit)
         self._emit = self.bus.emit
         self.outbox = Outbox(db, self.bus, clock)
+        self.purger = Purger(db, self.outbox, clock, rules.retention)
+        self.rights = VisitorRights(db, self.outbox, clock, rules.desk_name, self.end_session)
         self.queue = Queue(db, self.bus, rules.queue, clock, self.outbox)
         self.bans = Bans(db, clock, self.end_session)
         self.replies = EmailReplies(
@@ -514,9 +519,11 @@ class Desk:
         return await self.replies.mail_replies()
 
     async def tick(self) -> None:
-        """The desk's clock: escalation, answers by email, telling the desk it opened."""
+        """The desk's clock: escalation, answers by email, the daily purge, telling the desk it
+        opened."""
         await self.queue.tick()
         await self.mail_replies()
+        await self.purger.run_if_due()
         available = await self.availability()
         opened = available.open and self._was_open is not True
         self._was_open = available.open

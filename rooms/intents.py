@@ -37,6 +37,7 @@ class IntentKind(enum.StrEnum):
     OFFLINE_WAITING = "offline_waiting"  # the desk opened with offline messages waiting
     SAY = "say"  # the adapter's own notice (a command's answer), stored with its cause
     JOIN = "join"  # the adapter's own housekeeping: the bot accepts an invitation
+    PURGE_ROOM = "purge_room"  # the chat's retention ran out: remove its room's contents
 
 
 @dataclass(frozen=True)

@@ -17,3 +17,11 @@ async def put_new(tx: Tx, key: str, value: str) -> str:
         {"k": key, "v": value},
     )
     return str(await tx.fetchval("SELECT value FROM desk_state WHERE key = :k", {"k": key}))
+
+
+async def put(tx: Tx, key: str, value: str) -> None:
+    await tx.execute(
+        "INSERT INTO desk_state (key, value) VALUES (:k, :v) "
+        "ON CONFLICT (key) DO UPDATE SET value = :v",
+        {"k": key, "v": value},
+    )
