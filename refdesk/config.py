@@ -174,6 +174,8 @@ class PrivacyConfig:
     retention: dict[str, int | None] = field(
         default_factory=lambda: dict.fromkeys(RETENTION_KEYS, 180)
     )
+    notice: dict[str, str] = field(default_factory=dict)  # the widget's privacy line, per language
+    link: str | None = None  # the library's privacy policy page
 
 
 @dataclass(frozen=True)
@@ -269,8 +271,9 @@ def _languages(reader: Reader, source: Path | None) -> Languages:
     return Languages((found[code] for code in codes), default)
 
 
-def _privacy(reader: Reader) -> PrivacyConfig:
-    """``privacy.retention``: days (1 to 36500) or ``forever``, per kind of data."""
+def _privacy(reader: Reader, languages: tuple[str, ...]) -> PrivacyConfig:
+    """``privacy.retention``: days (1 to 36500) or ``forever``, per kind of data; ``notice``
+    and ``link``: what the widget says before the first message."""
     retention = reader.section("retention", required=False)
     days: dict[str, int | None] = {}
     for key in RETENTION_KEYS:
@@ -281,8 +284,11 @@ def _privacy(reader: Reader) -> PrivacyConfig:
         else:
             days[key] = retention.integer(key, 180, low=1, high=36500)
     retention.check_unknown()
+    notice = _per_language(reader, "notice", languages, required=False)
+    link = reader.url("link") if reader.data.get("link") is not None else None
+    reader.seen.add("link")
     reader.check_unknown()
-    return PrivacyConfig(days)
+    return PrivacyConfig(days, notice, link)
 
 
 def _user_ids(reader: Reader, key: str) -> list[str]:
@@ -612,7 +618,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         resume_page=orr.url("resume_page", f"{widget.public_url}/demo"),
     )
     orr.check_unknown()
-    privacy = _privacy(root.section("privacy", required=False))
+    privacy = _privacy(root.section("privacy", required=False), codes)
     root.seen.update({"verification", "hours"})
     verification = None
     if "verification" in root.data:

@@ -109,6 +109,9 @@ def widget_settings(config: Config) -> WidgetSettings:
         when_closed=config.hours.when_closed if config.hours is not None else "offline_form",
         sole_writer=config.database.url is None,  # SQLite: one process
         invitation=Invitation(invite.after, invite.pages, invite.text) if invite else None,
+        retention_days=config.privacy.retention["messages"],
+        privacy_notice=config.privacy.notice,
+        privacy_link=config.privacy.link,
     )
 
 

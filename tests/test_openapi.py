@@ -66,6 +66,7 @@ OPERATION_IDS = {
     "deleteMessage",
     "listMessages",
     "endSession",
+    "eraseSession",
     "setLanguage",
     "setTyping",
     "markRead",
@@ -1405,6 +1406,29 @@ async def test_unknown_path_and_method(api: Api) -> None:
     assert (resp.status, (await resp.json())["error"]) == (404, "not_found")
     resp = await api.client.put("/api/sessions")
     assert (resp.status, (await resp.json())["error"]) == (405, "method_not_allowed")
+
+
+async def test_erase_session_only_once_ended_and_the_token_stops(api: Api) -> None:
+    """DELETE /api/sessions/{id}: the visitor's own erasure (issue 13)."""
+    visit = await api.start("Wulan")
+    path = f"/api/sessions/{visit.session_id}"
+    status, body = await check(
+        api, "eraseSession", await api.client.delete(path, headers=api.auth({}, visit.token))
+    )
+    assert (status, body["error"]) == (409, "session_open")
+    await api.client.post(f"{path}/end", headers=api.auth({}, visit.token))
+    status, body = await check(
+        api, "eraseSession", await api.client.delete(path, headers=api.auth({}, visit.token))
+    )
+    assert (status, body) == (200, {"erased": True})
+    status, body = await check(
+        api, "eraseSession", await api.client.delete(path, headers=api.auth({}, visit.token))
+    )
+    assert status == 403  # erased: the token is gone with everything else
+    status, body = await check(
+        api, "eraseSession", await api.client.delete(path, headers=api.auth({}, "x" * 43))
+    )
+    assert status == 403
 
 
 async def test_end_session_is_idempotent(api: Api) -> None:

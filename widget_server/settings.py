@@ -8,7 +8,7 @@ visitor adapter and the config can change apart.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rooms.language import Language
 from widget_server.client import IPNetwork
@@ -51,3 +51,9 @@ class WidgetSettings:
     in commit order (see ``SessionSignals``)."""
     invitation: Invitation | None = None
     """Off (None) unless the config turns it on."""
+    retention_days: int | None = 180
+    """How long a closed chat is kept (None: forever), for the widget's privacy line."""
+    privacy_notice: Mapping[str, str] = field(default_factory=dict)
+    """The library's own privacy line per language (empty: the widget's words)."""
+    privacy_link: str | None = None
+    """The library's privacy policy page, linked from the widget."""

@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
+from rooms.errors import SessionStillOpen
 from rooms.hours import format_next_open
 from widget_server.api import (
     MAX_INT,
@@ -65,6 +66,11 @@ async def get_widget_config(request: web.Request) -> web.Response:
             "faq": any(e.public for e in desk.knowledge.entries.values()),
             "transcript_email": desk.rules.email_enabled,
             "edit_window": desk.rules.visitor_edit_window,
+            "privacy": {
+                "retention_days": settings.retention_days,
+                "notice": dict(settings.privacy_notice) or None,
+                "link": settings.privacy_link,
+            },
             "invitation": {
                 "after": settings.invitation.after,
                 "pages": list(settings.invitation.pages),
@@ -118,6 +124,17 @@ async def end_session(request: web.Request) -> web.Response:
     session = await authenticated_session(request)
     closed = await context(request).desk.end_session(session.id, by="visitor")
     return web.json_response({"session": await session_view(context(request), closed)})
+
+
+@routes.delete("/api/sessions/{session_id}")
+async def erase_session(request: web.Request) -> web.Response:
+    """The visitor deletes their ended chat ("Hapus percakapan ini"): erased from the store and
+    the homeserver (docs/PRIVACY.md); the token stops working."""
+    session = await authenticated_session(request)
+    if session.is_open:
+        raise SessionStillOpen("End the chat first; then it can be deleted.")
+    erased = await context(request).desk.rights.erase(session_id=session.id, by="visitor")
+    return web.json_response({"erased": erased.sessions == 1})
 
 
 @routes.post("/api/sessions/{session_id}/language")

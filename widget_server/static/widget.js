@@ -36,7 +36,7 @@
   var lang = chosenLang() || (T[dataLang] ? dataLang : st && T[st.language] ? st.language : browserLang());
   var cfg = null, closed = false, isOpen = false, unread = 0;
   function t(k, a) { var s = T[lang || DEF][k] || k; return a == null ? s : s.replace('%s', a); }
-  function persist() { if (st) save(KEY, st); }
+  function persist() { if (st && !closed) save(KEY, st); } // an ended chat is not kept in the browser (shared computers)
 
   /* ---------- DOM ---------- */
   function h(tag, a, kids) {
@@ -127,12 +127,13 @@
     '.vf [role=status]{margin:8px 0 0;font-weight:600}' +
     '.rs{display:flex;justify-content:center;gap:2px;margin:0 0 4px}.sb{width:48px;height:48px;border:0;background:none;padding:0;color:#fff;display:inline-flex;align-items:center;justify-content:center}' +
     '.sb svg{width:38px;height:38px}.sb.on{color:#e0a526}@media (hover:hover){.sb:hover{color:#f2c35b}}' +
+    '.er{margin:4px 0 10px}.er p{margin:0 0 8px}.er .sc2{margin:0 4px}.lk{background:none;border:0;padding:6px;color:#0d5868;text-decoration:underline;font:inherit;font-size:14px;cursor:pointer}' +
     '.tr{display:flex;flex-wrap:wrap;gap:8px;justify-content:center;margin:12px 0}.tr .sc2{font-size:14px;flex:1 1 auto}.tr p{flex-basis:100%;margin:0;font-size:14px}' +
     '@media (prefers-reduced-motion:reduce){*{animation:none!important;transition:none!important;scroll-behavior:auto!important}}';
 
   var root, launcher, badge, panel, title, statusEl, form, formErr, chat, list, scroller, composer, input, sendBtn,
     langBtn, editBar, editErr, editing, endBtn, confirmBar, endBar, live, topicSel, qsEl, typEl, readEl, offEl, faqBox, faqIn, faqList, faqNote, faqNo, askBtn,
-    backBtn, closedEl, vCard, endCard, rateBox, stars, rateLbl, cmtBox, thanksEl, trBtn, trMail, trStat;
+    backBtn, closedEl, vCard, endCard, rateBox, stars, rateLbl, cmtBox, thanksEl, trBtn, trMail, trStat, erBox, erasedEl, pvEl;
   function build() {
     var host = document.createElement('refdesk-widget');
     host.style.setProperty('all', 'initial', 'important');
@@ -197,7 +198,7 @@
       field('question', 'textarea', { maxlength: '4000' }),
       formErr,
       h('button', { type: 'submit', class: 'pr', 'data-refdesk': 'start', 'data-t': 'start' }),
-      h('p', { class: 'nt pv', 'data-t': 'privacy' })]);
+      pvEl = h('p', { class: 'nt pv', 'data-refdesk': 'privacy' })]);
     // mark required labels
     form.querySelectorAll('[required]').forEach(function (el) { var l = form.querySelector('label[for="' + el.id + '"]'); l.setAttribute('data-req', ''); });
     form.addEventListener('submit', submitForm);
@@ -240,10 +241,13 @@
     trBtn = h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'transcript', 'data-t': 'tr', onclick: download });
     trMail = h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'transcript-email', 'data-t': 'trM', onclick: mailTranscript });
     trStat = h('p', { role: 'status', 'data-refdesk': 'transcript-status' });
-    endCard = h('div', { class: 'ec', hidden: true }, [
+    erBox = h('div', { class: 'er', 'data-refdesk': 'erase-box' });
+    askErase(false);
+    erasedEl = h('p', { role: 'status', tabindex: '-1', 'data-refdesk': 'erased', 'data-t': 'erased', hidden: true });
+    endCard = h('div', { class: 'ec', hidden: true }, [h('div', {}, [
       h('p', { 'data-refdesk': 'ended', 'data-t': 'ended' }),
       rateBox, thanksEl, cmtBox,
-      h('div', { class: 'tr' }, [trBtn, trMail, trStat])]);
+      h('div', { class: 'tr' }, [trBtn, trMail, trStat]), erBox]), erasedEl]);
     scroller.insertBefore(endCard, typEl);
     endBar = h('div', { class: 'eb', hidden: true }, [
       h('button', { type: 'button', class: 'pr', 'data-refdesk': 'new', 'data-t': 'again', onclick: newConversation })]);
@@ -308,9 +312,15 @@
     title.textContent = (cfg && cfg.desk_name) || (st && st.desk_name) || t('title');
     launcher.setAttribute('aria-label', t('launch') + (unread ? ' (' + t('unread', unread) + ')' : ''));
     stars.forEach(function (b, i) { b.setAttribute('aria-label', T[lang || DEF].r[i]); });
+    showPrivacy(); if (!erBox.querySelector('[data-refdesk=erase-confirm]')) askErase(false);
     paintStars();
     if (cfg) fillTopics();
-    showQueue(); showTyping();
+    showPrivacy(); showQueue(); showTyping();
+  }
+  function showPrivacy() { // before the first message: what is kept, for how long, and the library's notice
+    var p = cfg && cfg.privacy || {}, d = p.retention_days, n = p.notice && (p.notice[lang] || p.notice[DEF]);
+    pvEl.textContent = (n || t('privacy')) + ' ' + (d ? t('kept', d) : t('keptAlways')) + ' ';
+    if (p.link) pvEl.appendChild(h('a', { href: p.link, target: '_blank', rel: 'noopener noreferrer', text: t('policy') }));
   }
   function fillTopics() {
     var cur = topicSel.value;
@@ -350,7 +360,7 @@
     root.classList.toggle('o', open);
     launcher.setAttribute('aria-expanded', String(open));
     launcher.replaceChild(icon(open), launcher.firstChild);
-    save(OKEY, open ? 1 : 0);
+    sset(OKEY, open ? '1' : '0'); // this visit only: localStorage holds nothing but the chat
     if (open) {
       unread = 0; updateBadge();
       if (!st && form.hidden && faqBox.hidden) showForm();
@@ -402,7 +412,7 @@
         cfgLoading = null;
         if (r.s !== 200) throw new Error('config');
         cfg = r.d; cfgAt = Date.now(); trMail.hidden = cfg.transcript_email === false;
-        save(WKEY, cfg.hours && cfg.hours.when_closed === 'hide' ? 1 : null); // next page load: ask before showing the launcher
+        sset(WKEY, cfg.hours && cfg.hours.when_closed === 'hide' ? '1' : ''); // next page of the visit: ask before showing the launcher
         if (st && !st.desk_name) { st.desk_name = cfg.desk_name; persist(); }
         if (!lang || (cfg.languages && cfg.languages.indexOf(lang) < 0)) lang = T[cfg.default_language] ? cfg.default_language : DEF;
         applyTexts();
@@ -507,6 +517,7 @@
   var byId = {}, byCid = {}, seenCursor = 0, sess = null, maxLib = 0;
   function reset() {
     list.textContent = ''; byId = {}; byCid = {}; sess = null; maxLib = 0; fbN = 0; fbLive = false;
+    endCard.firstChild.hidden = false; erasedEl.hidden = true; askErase(false);
     cmtBox.firstChild.value = ''; trStat.textContent = ''; trMail.hidden = !!cfg && cfg.transcript_email === false; // not offered where the desk sends no email
     showQueue(); showTyping(); showVerify(); paintStars();
   }
@@ -715,7 +726,7 @@
       composer.hidden = true; confirmBar.hidden = true; endBtn.hidden = true; endBar.hidden = endCard.hidden = false; setStatus(null);
       if (editing) stopEdit(true);
       list.querySelectorAll('.ma').forEach(function (e) { e.remove(); }); // nothing to edit in an ended chat
-      if (st) { st.outbox.forEach(function (o) { var el = byCid[o.client_id]; if (el) mark(el, 'failed'); }); st.outbox = []; persist(); }
+      if (st) { st.outbox.forEach(function (o) { var el = byCid[o.client_id]; if (el) mark(el, 'failed'); }); st.outbox = []; save(KEY, null); }
       showFeedback();
       scrollDown(true);
     }
@@ -923,6 +934,20 @@
     }, function () { trStat.textContent = t('e_net'); }).then(function () { trMail.disabled = false; });
   }
 
+  function askErase(asking) { // "Delete this chat": asked in place, then erased from the library's records
+    erBox.textContent = '';
+    if (!asking) { erBox.appendChild(h('button', { type: 'button', class: 'lk', 'data-refdesk': 'erase', text: t('eraseB'), onclick: function () { askErase(true); } })); return; }
+    erBox.appendChild(h('p', { text: t('eraseQ') }));
+    erBox.appendChild(h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'erase-confirm', text: t('eraseY'), onclick: function (ev) {
+      ev.target.disabled = true;
+      api('DELETE', sp()).then(function (r) {
+        if (r.s !== 200) { askErase(false); trStat.textContent = t('e_gen'); return; }
+        stop(); st = null; save(KEY, null);
+        endCard.firstChild.hidden = true; erasedEl.hidden = false; erasedEl.focus();
+      }, function () { askErase(false); trStat.textContent = t('e_net'); });
+    } }));
+    erBox.appendChild(h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'erase-cancel', text: t('no'), onclick: function () { askErase(false); erBox.firstChild.focus(); } })).focus();
+  }
   function forget() { stop(); st = null; save(KEY, null); closed = false; reset(); }
   function expire() { forget(); showForm(t('expired')); }
   function newConversation() { forget(); showForm(); focusView(); freshen(); }
@@ -1118,10 +1143,10 @@
   function init() {
     build();
     applyTexts();
-    var o = load(OKEY), link = new URLSearchParams(location.search).get('refdesk_resume');
-    function go() { if (st) resume(); if (o === 1 || (o == null && dataOpen)) setOpen(true, false); }
+    var o = sget(OKEY), link = new URLSearchParams(location.search).get('refdesk_resume');
+    function go() { if (st) resume(); if (o === '1' || (o == null && dataOpen)) setOpen(true, false); }
     if (link) return resumeLink(link, go);
-    if (!st && load(WKEY)) { // this desk hides the chat while closed: ask before showing the launcher (again every 10 min)
+    if (!st && sget(WKEY)) { // this desk hides the chat while closed: ask before showing the launcher (again every 10 min)
       launcher.hidden = true;
       return (function ask(again) {
         loadConfig(again).then(function () { if (!hideDesk()) { launcher.hidden = false; go(); } else setTimeout(ask, 6e5, 1); }, function () { launcher.hidden = false; go(); });
