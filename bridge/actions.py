@@ -10,6 +10,7 @@ searched for that transaction id before anything is sent again.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from rooms.desk import Desk
 from rooms.ids import MessageID, RoomID, SessionID
 from rooms.intents import Intent, IntentKind
 from rooms.names import display_name_with_marker
+from rooms.rights import export_page
 from rooms.session import Message, Origin, Session
 
 log = logging.getLogger("refdesk.bridge.actions")
@@ -94,6 +96,9 @@ class Actions:
         if intent.kind is IntentKind.SAY:
             content = notice(payload["body"], payload.get("mentions", []))
             await attempt.send(payload["room_id"], content, "say")
+            return
+        if intent.kind is IntentKind.PRIVACY_EXPORT:
+            await self._privacy_export(attempt)
             return
         if intent.kind is IntentKind.OFFLINE_WAITING:
             count = int(payload["count"])
@@ -320,7 +325,9 @@ class Actions:
             why = REQUEUE_REASONS.get(reason, "{owner} handed it back").format(owner=owner)
             body = f"Back in the queue: {why}. Reply here, or type !claim, to serve {name}."
             await self._say(attempt, session, body, users, "room")
-            await self.rooms.say(attempt, f"🔔 Back in the queue: {name} ({why}).", users, "desk")
+            await self.rooms.say(
+                attempt, f"🔔 Back in the queue: {name} ({why}).", users, "desk", session.id
+            )
         await self._queue_notice(attempt, session, users)
 
     async def _claimed(self, attempt: Attempt, session: Session) -> None:
@@ -359,7 +366,7 @@ class Actions:
         body = f"⚠️ Still waiting after {waited}: {name}. Please claim it now (reply, or !claim)."
         await self._say(attempt, session, body, ring, "room")
         await self.rooms.say(
-            attempt, f"⚠️ {name} has waited {waited} with nobody serving.", ring, "desk"
+            attempt, f"⚠️ {name} has waited {waited} with nobody serving.", ring, "desk", session.id
         )
         await self._queue_notice(attempt, session)
 
@@ -411,6 +418,7 @@ class Actions:
         ghost and the bot leave (docs/PRIVACY.md). Safe to repeat after a crash."""
         room_id = str(attempt.intent.payload["room_id"])
         await self.rooms.unlink(room_id)
+        await self.rooms.forget_session(attempt, session.id)
         if self.client.can_delete_rooms:
             try:
                 await self.client.delete_room(room_id)
@@ -424,6 +432,37 @@ class Actions:
         await self.client.leave(room_id, self.ghosts.format(session.id))
         await self.client.leave(room_id, forget=True)
         log.info("redacted the room of session %s (retention)", session.id)
+
+    async def _privacy_export(self, attempt: Attempt) -> None:
+        """A supervisor's ``!privacy export``: the file, in a private room of the bot and them
+        (one per supervisor, found again by its alias), never in the shared desk room."""
+        payload = attempt.intent.payload
+        to = str(payload["to"])
+        document = await self.desk.rights.export(
+            email=payload.get("email"), session_id=payload.get("session_id"), by=to
+        )
+        data = export_page(document).encode("utf-8")
+        day = attempt.intent.created_at.date().isoformat()
+        filename = f"visitor-export-{day}-{attempt.intent.id}.html"
+        mxc = await self.client.upload(data, "text/html", filename)
+        digest = hashlib.sha256(to.encode()).hexdigest()[:16]
+        room_id = await self.client.create_room(
+            alias_localpart=f"{self.ghosts.prefix}privacy_{digest}",
+            name=f"{self.rooms.desk_name} · privacy requests",
+            topic="Visitor data exports you asked for with !privacy. Delete them once handed over.",
+            invite=[to],
+            initial_state=[],
+        )
+        chats = len(document["chats"])
+        content = {
+            "msgtype": "m.file",
+            "body": filename,
+            "filename": filename,
+            "url": mxc,
+            "info": {"mimetype": "text/html", "size": len(data)},
+        }
+        await attempt.send(room_id, notice(f"Your export: {chats} chat(s).", [to]), "export-note")
+        await attempt.send(room_id, content, "export")
 
     async def _redact_history(self, attempt: Attempt, room_id: str) -> None:
         """Redact every event with content in the room (not its state), newest first."""

@@ -8,6 +8,7 @@ their aliases and the store.
 from __future__ import annotations
 
 import html
+import json
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -40,8 +41,10 @@ class DeskRooms:
         members: tuple[str, ...],
         timezone: str,
         topic_labels: dict[str, str],
+        history_days: int | None = None,
     ) -> None:
         self.client = client
+        self.history_days = history_days
         self.desk = desk
         self.alias_prefix = alias_prefix
         self.desk_name = desk_name
@@ -62,6 +65,13 @@ class DeskRooms:
             topic="The live queue. Commands: !queue, !duty on, !duty off, !help",
         )
         await self.link(self.desk_room_id)
+        if self.history_days is not None:
+            # Queue lines, alarms and command answers name visitors: the desk room keeps them
+            # no longer than the chats (on a homeserver with retention enabled; PRIVACY.md).
+            lifetime = self.history_days * 86_400_000
+            await self.client.put_state(
+                self.desk_room_id, "m.room.retention", {"max_lifetime": lifetime}
+            )
         await self._invite_members(self.space_id)
         await self._invite_members(self.desk_room_id)
 
@@ -186,6 +196,44 @@ class DeskRooms:
 
         await self.desk.transaction(unit)
 
-    async def say(self, attempt: Attempt, body: str, mentions: list[str], step: str) -> None:
-        if self.desk_room_id is not None:
-            await attempt.send(self.desk_room_id, notice(body, mentions), step)
+    async def say(
+        self,
+        attempt: Attempt,
+        body: str,
+        mentions: list[str],
+        step: str,
+        session_id: str | None = None,
+    ) -> None:
+        """A notice in the desk room; one about a chat is remembered, so that the chat's purge
+        or erasure can redact it (it names the visitor)."""
+        if self.desk_room_id is None:
+            return
+        event_id = await attempt.send(self.desk_room_id, notice(body, mentions), step)
+        if session_id is not None:
+            key = f"desk_notices:{session_id}"
+            known = json.loads(await self.state(key) or "[]")
+            if event_id not in known:
+                await self.set_state({key: json.dumps([*known, event_id])})
+
+    async def forget_session(self, attempt: Attempt, session_id: str) -> None:
+        """Redact what the desk room says about a chat — its queue line with every edit of it,
+        and its notices — when the chat is purged or erased."""
+        if self.desk_room_id is None:
+            return
+        notices = f"desk_notices:{session_id}"
+        queue = f"queue_notice:{session_id}"
+        events: list[str] = json.loads(await self.state(notices) or "[]")
+        line = await self.state(queue)
+        if line is not None:
+            events += await self.client.edits_of(self.desk_room_id, line)
+            events.append(line)
+        for event_id in events:
+            try:
+                await self.client.redact(
+                    self.desk_room_id, event_id, attempt.txn_id(f"forget.{event_id}")
+                )
+            except MatrixError as exc:
+                if exc.transient or exc.status not in (400, 403, 404):
+                    raise
+        stale = [notices, queue] + ([f"queue_event:{line}"] if line else [])
+        await self.desk.transaction(lambda tx: store.delete_state(tx, stale))

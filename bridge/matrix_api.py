@@ -440,6 +440,42 @@ class MatrixClient:
         end = result.get("end")
         return (chunk if isinstance(chunk, list) else []), (end if chunk and end else None)
 
+    async def edits_of(self, room_id: str, event_id: str) -> list[str]:
+        """The ids of every edit (``m.replace``) of an event, by its relations."""
+        found: list[str] = []
+        base = (
+            f"/_matrix/client/v1/rooms/{quote(room_id, safe='')}/relations/"
+            f"{quote(event_id, safe='')}/m.replace?limit=100"
+        )
+        token: str | None = None
+        while True:
+            path = base + (f"&from={quote(token, safe='')}" if token else "")
+            result = await self.request("GET", path)
+            chunk = result.get("chunk", [])
+            found += [str(e["event_id"]) for e in chunk if isinstance(e, dict) and "event_id" in e]
+            token = result.get("next_batch")
+            if not token or not chunk:
+                return found
+
+    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
+        """Put a file in the homeserver's media repository (as the bot); its ``mxc://`` URI."""
+        if self._http is None:
+            await self.open()
+        assert self._http is not None
+        url = self.base_url.join(URL("/_matrix/media/v3/upload")).with_query(filename=filename)
+        try:
+            async with self._http.post(
+                url, data=data, headers={"Content-Type": content_type}
+            ) as resp:
+                payload = await resp.json(content_type=None)
+                status = resp.status
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise HomeserverUnavailable(f"POST upload: {exc!r}") from exc
+        if status >= 400 or not isinstance(payload, dict) or "content_uri" not in payload:
+            body = payload if isinstance(payload, dict) else {}
+            raise MatrixError(status, str(body.get("errcode", "M_UNKNOWN")), str(body.get("error")))
+        return str(payload["content_uri"])
+
     async def leave(
         self, room_id: str, user_id: str | None = None, *, forget: bool = False
     ) -> None:

@@ -47,6 +47,7 @@ class Bridge:
             members=settings.staff,
             timezone=settings.timezone,
             topic_labels=topic_labels,
+            history_days=settings.desk_room_history_days,
         )
         self.handler = EventHandler(
             desk,

@@ -33,6 +33,9 @@ class BridgeSettings:
     """The library's time zone (an IANA name), for times shown in rooms."""
     topic_labels: Mapping[str, str]
     """Each topic id's label in the desk's default language."""
+    desk_room_history_days: int | None = None
+    """How long the desk room's own history is kept (the chats' retention; None: forever): set
+    as its ``m.room.retention``, which a homeserver with retention enabled applies."""
     admin_token: str | None = field(default=None, repr=False)
     """A homeserver admin's token: a purged chat's room is deleted with Synapse's admin API
     (without one, its messages are redacted)."""

@@ -71,3 +71,8 @@ async def set_state(tx: Tx, key: str, value: str) -> None:
         """,
         {"k": key, "v": value},
     )
+
+
+async def delete_state(tx: Tx, keys: list[str]) -> None:
+    for key in keys:
+        await tx.execute("DELETE FROM bridge_state WHERE key = :k", {"k": key})

@@ -283,6 +283,8 @@ class EmbeddedSynapse:
             # No federation at all: nothing listens for it and nothing is sent.
             "federation_domain_whitelist": [],
             "presence": {"enabled": True},
+            # Rooms' m.room.retention is applied (refdesk sets it on the desk room).
+            "retention": {"enabled": True},
             "app_service_config_files": [str(Path(p).resolve()) for p in self.registration_files],
             **_RATE_LIMITS,
         }

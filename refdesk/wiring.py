@@ -80,6 +80,7 @@ def bridge_settings(config: Config) -> BridgeSettings:
         timezone=config.desk.timezone,
         topic_labels={t.id: t.labels.get(language, t.id) for t in config.desk.topics},
         admin_token=config.homeserver.admin_token,
+        desk_room_history_days=config.privacy.retention["messages"],
     )
 
 

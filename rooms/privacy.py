@@ -106,6 +106,7 @@ class Purger:
             done, removed = await self.db.write(batch)
             chats, messages = chats + done, messages + removed
             if done < BATCH:
+                await self.db.write(lambda tx: rows.forget_desk_intents(tx, before))
                 break
         comments = audit = 0
         comments_before = self._before(self.retention.feedback_comments)

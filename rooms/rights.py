@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from rooms.ids import SessionID
-from rooms.intents import IntentKind
+from rooms.intents import DESK_LANE, IntentKind
 from rooms.outbox import Outbox
 from rooms.session import Session
 from rooms.store import Database, Tx, feedback, messages, notes, sessions
@@ -111,6 +111,18 @@ class VisitorRights:
         if not (email or session_id):
             raise ValueError("give an email address or a session id")
         return await self.db.read(lambda tx: rows.sessions_of(tx, email, session_id))
+
+    async def request_export(
+        self, *, email: str | None = None, session_id: str | None = None, by: str
+    ) -> int:
+        """A supervisor's ``!privacy export``: the adapter sends them the file (a stored intent,
+        so a restart loses no request); the number of chats it will hold."""
+        found = await self.find(email=email, session_id=session_id)
+        if found:
+            await self.outbox.add(
+                DESK_LANE, IntentKind.PRIVACY_EXPORT, to=by, email=email, session_id=session_id
+            )
+        return len(found)
 
     async def export(
         self, *, email: str | None = None, session_id: str | None = None, by: str

@@ -3,6 +3,7 @@ stay, a purge stopped halfway finishes on the next run, and counts (never conten
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -30,7 +31,7 @@ from rooms.store import privacy as privacy_rows
 from tests.conftest import Stack
 from tests.helpers import Librarian, Visitor
 from tests.test_config import good
-from tests.test_desk_in_element import eventually
+from tests.test_desk_in_element import eventually, in_desk_room  # noqa: F401
 from tests.test_spine import open_chat
 
 FORM = {"name": "Budi Santoso", "email": "budi@example.org", "topic": "literature"}
@@ -275,7 +276,9 @@ async def closed_long_ago(db: Database, session_id: str | None) -> None:
 
 
 async def test_purge_redacts_the_room_or_deletes_it_with_the_admin_api_across_restarts(
-    stack: Stack, librarians: dict[str, Librarian]
+    stack: Stack,
+    librarians: dict[str, Librarian],
+    in_desk_room: str,  # noqa: F811
 ) -> None:
     """Without admin rights the bot redacts every message and leaves; a server admin, it deletes
     the room. The second purge runs on the store while refdesk is stopped (as ``refdesk purge``
@@ -285,11 +288,23 @@ async def test_purge_redacts_the_room_or_deletes_it_with_the_admin_api_across_re
     try:
         redacted = await closed_chat(stack, first, sari, "Koleksi Hamka")
         assert "Jawaban: Koleksi Hamka" in (await room_bodies(sari, redacted) or [])
+        # The desk room's own history (queue lines, alarms, answers to !queue) is kept no
+        # longer than the chats: its m.room.retention, applied by the homeserver.
+        client = stack.desk.bridge.client  # type: ignore[union-attr]
+        retention = await client.request(
+            "GET", f"/_matrix/client/v3/rooms/{in_desk_room}/state/m.room.retention"
+        )
+        assert retention == {"max_lifetime": 180 * 86_400_000}
+        desk_before = await room_bodies(sari, in_desk_room) or []
+        assert any("Koleksi Hamka" in body for body in desk_before)  # its queue line
         await closed_long_ago(stack.desk.db, first.session_id)
         assert (await stack.desk.desk.purger.run()).chats == 1
         await eventually(lambda: nothing_pending(stack.desk.db, first.session_id or ""))
-        # The room is still there (readable), with every message in it redacted.
+        # The room is still there (readable), with every message in it redacted; the desk
+        # room's line about the chat, and every edit of it, are redacted too.
         assert await room_bodies(sari, redacted) == []
+        desk_after = await room_bodies(sari, in_desk_room)
+        assert desk_after is not None and not any("Koleksi Hamka" in b for b in desk_after)
 
         deleted = await closed_chat(stack, second, sari, "Arsip koran")
         await stack.stop_refdesk()
@@ -416,3 +431,57 @@ def test_the_export_and_erase_commands(
     assert "Erased 0 chat(s)" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["erase-visitor", "--config", config, "--yes"])  # whom: required
+
+
+async def test_a_supervisor_exports_and_erases_from_element(
+    stack: Stack,
+    visitor: Visitor,
+    librarians: dict[str, Librarian],
+    in_desk_room: str,  # noqa: F811
+) -> None:
+    """``!privacy export`` sends the file to the supervisor in a private room with the bot, never
+    into the shared desk room; ``!privacy erase`` removes the chat; librarians may do neither."""
+    sari, kepala = librarians["sari"], librarians["kepala"]
+    address = "privasi.pengunjung@example.org"
+    await visitor.start(email=address)
+    await visitor.send("Apakah koleksi Balai Pustaka bisa dipinjam?")
+    room_id = await eventually(lambda: room_of_session(stack, visitor.session_id))
+    await sari.send(in_desk_room, f"!privacy export {address}")
+    await sari.wait_for(
+        lambda s: s.room_id == in_desk_room and s.body.startswith("Only a supervisor")
+    )
+    await kepala.send(in_desk_room, f"!privacy export {address}")
+    await kepala.wait_for(lambda s: s.room_id == in_desk_room and "Exporting 1 chat" in s.body)
+    private = await eventually(lambda: privacy_room_of(stack, stack.mxid("kepala")))
+    await kepala.wait_for_invite(private)
+    await kepala.join(private)
+    sent = await kepala.wait_for(
+        lambda s: s.room_id == private and s.source["content"].get("msgtype") == "m.file"
+    )
+    members = await stack.desk.bridge.client.members(private)  # type: ignore[union-attr]
+    assert set(members) == {stack.config.bot_mxid, stack.mxid("kepala")}
+    download = await kepala.client.download(mxc=sent.source["content"]["url"])
+    page = download.body.decode("utf-8")  # type: ignore[union-attr]
+    assert "Balai Pustaka" in page and address in page
+    # Nothing of it reached the shared desk room.
+    assert not any("Balai Pustaka" in body for body in sari.bodies(in_desk_room))
+
+    await kepala.send(in_desk_room, f"!privacy erase {address}")
+    await kepala.wait_for(lambda s: s.room_id == in_desk_room and "Erased 1 chat(s)" in s.body)
+    assert await stack.desk.desk.rights.find(email=address) == []
+    await eventually(lambda: nothing_pending(stack.desk.db, visitor.session_id or ""))
+    assert await room_bodies(sari, room_id) in ([], None)
+
+
+async def room_of_session(stack: Stack, session_id: str | None) -> str | None:
+    session = await stack.desk.desk.get_session(session_id)  # type: ignore[arg-type]
+    return session.room_id
+
+
+async def privacy_room_of(stack: Stack, user_id: str) -> str | None:
+    """The private room of the bot and a supervisor, by its alias."""
+    bridge = stack.desk.bridge
+    assert bridge is not None
+    digest = hashlib.sha256(user_id.encode()).hexdigest()[:16]
+    alias = f"#{bridge.ghosts.prefix}privacy_{digest}:{stack.domain}"
+    return await bridge.client.resolve_alias(alias)

@@ -6,7 +6,17 @@ the topic modules, so that importing it registers every command.
 
 from __future__ import annotations
 
-from bridge.commands import desk, session
+from bridge.commands import desk, privacy, session
 from bridge.commands.base import DESK, REGISTRY, SESSION, Context, dispatch, help_text
 
-__all__ = ["DESK", "REGISTRY", "SESSION", "Context", "desk", "dispatch", "help_text", "session"]
+__all__ = [
+    "DESK",
+    "REGISTRY",
+    "SESSION",
+    "Context",
+    "desk",
+    "dispatch",
+    "help_text",
+    "privacy",
+    "session",
+]

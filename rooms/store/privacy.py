@@ -65,6 +65,18 @@ async def purge_chat(tx: Tx, session_id: str, at: datetime) -> int:
     return removed
 
 
+async def forget_desk_intents(tx: Tx, before: datetime) -> int:
+    """The desk lane's performed intents older than ``before`` (an export request names the
+    address it was for): the chats' own go with their chats."""
+    return await tx.execute(
+        """
+        DELETE FROM intents WHERE lane = 'desk' AND created_at < :before
+          AND (done_at IS NOT NULL OR failed_at IS NOT NULL)
+        """,
+        {"before": before},
+    )
+
+
 async def count_comments(tx: Tx, before: datetime) -> int:
     found = await tx.fetchval(
         "SELECT COUNT(*) FROM feedback WHERE comment IS NOT NULL AND updated_at < :before",
