@@ -25,7 +25,7 @@ from rooms.ids import MessageID, RoomID, SessionID
 from rooms.intents import Intent, IntentKind
 from rooms.names import display_name_with_marker
 from rooms.rights import export_page
-from rooms.session import Message, Origin, Session
+from rooms.session import Attachment, Message, Origin, Session
 
 log = logging.getLogger("refdesk.bridge.actions")
 
@@ -257,7 +257,9 @@ class Actions:
         assert session.room_id is not None
         if message.origin is Origin.VISITOR:
             ghost = await self.ghost_in_room(session)
-            content = {"msgtype": "m.text", "body": message.body}
+            content: dict[str, Any] = {"msgtype": "m.text", "body": message.body}
+            if message.attachment is not None:
+                content = await self._media(session, message.attachment, message.body, ghost)
             try:
                 event_id = await attempt.send(session.room_id, content, "m", user_id=ghost)
             except MatrixError as exc:
@@ -268,6 +270,47 @@ class Actions:
             content = {"msgtype": "m.notice", "body": message.body}
             event_id = await attempt.send(session.room_id, content, "m")
         attempt.delivered = (message.id, event_id)
+
+    async def _media(
+        self, session: Session, attachment: Attachment, body: str, ghost: str
+    ) -> dict[str, Any]:
+        """The visitor's file as Element shows it: ``m.image`` (size, pixels, a thumbnail for a
+        large photo) or ``m.file``, uploaded as the visitor's ghost (once: a retry reuses it)."""
+        stored = await self.desk.attachment(session.id, attachment.id)
+        if stored is None or stored.data is None:
+            return {"msgtype": "m.text", "body": f"[{attachment.name}]"}
+        mxc, thumb_mxc = stored.mxc, stored.thumb_mxc
+        if mxc is None:
+            mxc = await self.client.upload(
+                stored.data, stored.mimetype, stored.filename, user_id=ghost
+            )
+            if stored.thumbnail is not None and stored.thumb_mimetype is not None:
+                thumb_mxc = await self.client.upload(
+                    stored.thumbnail,
+                    stored.thumb_mimetype,
+                    f"thumb-{stored.filename}",
+                    user_id=ghost,
+                )
+            await self.desk.attachment_uploaded(stored.id, mxc, thumb_mxc)
+        info: dict[str, Any] = {"mimetype": stored.mimetype, "size": stored.size}
+        image = attachment.is_image
+        if image:
+            info.update(w=stored.width, h=stored.height)
+            if thumb_mxc is not None:
+                info["thumbnail_url"] = thumb_mxc
+                info["thumbnail_info"] = {
+                    "mimetype": stored.thumb_mimetype,
+                    "size": len(stored.thumbnail or b""),
+                    "w": stored.thumb_width,
+                    "h": stored.thumb_height,
+                }
+        return {
+            "msgtype": "m.image" if image else "m.file",
+            "body": body,  # the caption, or the file's name
+            "filename": stored.filename,
+            "url": mxc,
+            "info": info,
+        }
 
     async def _visitor_edit(self, attempt: Attempt, session: Session) -> None:
         message = attempt.message

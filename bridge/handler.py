@@ -22,6 +22,7 @@ from bridge.errors import is_transient
 from bridge.formatting import text_and_html
 from bridge.ghosts import GhostTemplate
 from bridge.matrix_api import MatrixClient
+from rooms.attachments import CheckedFile, from_librarian_in_thread
 from rooms.desk import Desk
 from rooms.ids import SessionID, UserID
 from rooms.intents import DESK_LANE
@@ -98,19 +99,41 @@ class EventHandler:
             return
         msgtype = content.get("msgtype")
         html: str | None = None
+        file: CheckedFile | None = None
         if msgtype in TEXT_TYPES:
             body, html = text_and_html(content)
         elif msgtype in MEDIA_TYPES:
-            body, html = f"[{body}]", None
+            body, file = await self._media(event_id, content, body)
         elif not body:
             return
         name = await self.display_name(sender)
         await self._once(
             event_id,
             lambda: self.desk.librarian_message(
-                session, UserID(sender), name, body, remote_id=event_id, html=html
+                session, UserID(sender), name, body, remote_id=event_id, html=html, file=file
             ),
         )
+
+    async def _media(
+        self, event_id: str, content: dict[str, Any], body: str
+    ) -> tuple[str, CheckedFile | None]:
+        """A librarian's image or file, fetched for the widget (the visitor cannot reach the
+        homeserver's media): its caption (or name) and the file; just ``[name]`` if too large,
+        gone, or sent before (the file is fetched once)."""
+        filename = content.get("filename")
+        name = filename if isinstance(filename, str) and filename else body
+        caption = body if isinstance(filename, str) and filename and body != filename else name
+        url = content.get("url")
+        if not isinstance(url, str) or await self.desk.read(
+            lambda tx: store.event_claimed(tx, event_id)
+        ):
+            return f"[{name}]", None
+        limit = self.desk.rules.attachments.max_size
+        data = await self.client.download(url, limit)
+        if data is None:
+            return f"[{name}]", None
+        file = await from_librarian_in_thread(data, name, self.desk.rules.attachments)
+        return (caption, file) if file is not None else (f"[{name}]", None)
 
     async def _edit(
         self, sender: str, event_id: str, relates: dict[str, Any], content: dict[str, Any]

@@ -440,6 +440,35 @@ class MatrixClient:
         end = result.get("end")
         return (chunk if isinstance(chunk, list) else []), (end if chunk and end else None)
 
+    async def download(self, mxc: str, limit: int) -> bytes | None:
+        """A file from the media repository (authenticated media, as the appservice); None if
+        it is larger than ``limit`` or the homeserver does not have it."""
+        if not mxc.startswith("mxc://") or mxc.count("/") != 3:
+            return None
+        server, media_id = mxc[len("mxc://") :].split("/", 1)
+        if self._http is None:
+            await self.open()
+        assert self._http is not None
+        path = (
+            f"/_matrix/client/v1/media/download/{quote(server, safe='')}/{quote(media_id, safe='')}"
+        )
+        try:
+            async with self._http.get(self.base_url.join(URL(path, encoded=True))) as resp:
+                if resp.status == 404:
+                    return None
+                if resp.status >= 400:
+                    raise MatrixError(resp.status, "M_UNKNOWN", f"media download: {resp.status}")
+                if (resp.content_length or 0) > limit:
+                    return None
+                data = bytearray()
+                async for chunk in resp.content.iter_chunked(65536):
+                    data += chunk
+                    if len(data) > limit:
+                        return None
+                return bytes(data)
+        except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            raise HomeserverUnavailable(f"GET media: {exc!r}") from exc
+
     async def edits_of(self, room_id: str, event_id: str) -> list[str]:
         """The ids of every edit (``m.replace``) of an event, by its relations."""
         found: list[str] = []
@@ -457,12 +486,18 @@ class MatrixClient:
             if not token or not chunk:
                 return found
 
-    async def upload(self, data: bytes, content_type: str, filename: str) -> str:
-        """Put a file in the homeserver's media repository (as the bot); its ``mxc://`` URI."""
+    async def upload(
+        self, data: bytes, content_type: str, filename: str, *, user_id: str | None = None
+    ) -> str:
+        """Put a file in the homeserver's media repository (as the bot, or as ``user_id``: a
+        visitor's ghost); its ``mxc://`` URI."""
         if self._http is None:
             await self.open()
         assert self._http is not None
-        url = self.base_url.join(URL("/_matrix/media/v3/upload")).with_query(filename=filename)
+        query = {"filename": filename}
+        if user_id is not None and user_id != self.bot_mxid:
+            query["user_id"] = user_id
+        url = self.base_url.join(URL("/_matrix/media/v3/upload")).with_query(query)
         try:
             async with self._http.post(
                 url, data=data, headers={"Content-Type": content_type}

@@ -23,6 +23,7 @@ from refdesk.config_reader import PLACEHOLDER, ConfigError, Reader
 from refdesk.directory_config import DirectoryConfig, parse_directory
 from refdesk.hours_config import HoursConfig, parse_hours
 from refdesk.language_files import available
+from rooms.attachments import GROUPS, AttachmentRules
 from rooms.knowledge import Entry
 from rooms.language import Languages
 
@@ -83,6 +84,7 @@ class WidgetConfig:
     invitation: Invitation | None = None
     trusted_proxies: tuple[IPNetwork, ...] = LOOPBACK
     forwarded_header: str = "x-forwarded-for"
+    attachments: AttachmentRules = field(default_factory=AttachmentRules)
 
     @property
     def own_origin(self) -> str:
@@ -320,6 +322,21 @@ def _per_language(
         item.check_unknown()
         return texts
     raise ConfigError(path, "must be a text or {id: text, en: text}")
+
+
+def _attachments(widget: Reader) -> AttachmentRules:
+    """``widget.attachments``: ``max_size`` in MB (10) and the kinds of file taken (``types``:
+    image, pdf, text, office; all by default)."""
+    reader = widget.section("attachments", required=False)
+    max_size = reader.integer("max_size", 10, low=1, high=100)
+    types = reader.items("types", list(GROUPS))
+    for index, kind in enumerate(types):
+        if kind not in GROUPS:
+            raise ConfigError(
+                f"{reader._key('types')}[{index}]", f"must be one of {', '.join(GROUPS)}"
+            )
+    reader.check_unknown()
+    return AttachmentRules(max_size * 1024 * 1024, tuple(dict.fromkeys(types)))
 
 
 def _invitation(widget: Reader, languages: tuple[str, ...]) -> Invitation | None:
@@ -570,6 +587,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         new_sessions_per_minute=wr.integer("new_sessions_per_minute", 10, low=1, high=100_000),
         edit_window=wr.integer("edit_window", 900, low=0, high=86400),
         invitation=_invitation(wr, codes),
+        attachments=_attachments(wr),
         trusted_proxies=_networks(wr, "trusted_proxies", [str(n) for n in LOOPBACK]),
         forwarded_header=_forwarded_header(wr),
     )

@@ -21,6 +21,7 @@ from rooms.store.values import moment
 TABLES = (
     "sessions",
     "messages",
+    "attachments",
     "notes",
     "feedback",
     "mail_outbox",
@@ -38,6 +39,7 @@ TABLES = (
 COUNTERS = (
     ("sessions", "arrival"),
     ("messages", "id"),
+    ("attachments", "id"),
     ("notes", "id"),
     ("mail_outbox", "id"),
     ("verification_audit", "id"),

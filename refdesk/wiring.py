@@ -41,6 +41,7 @@ def desk_rules(config: Config) -> DeskRules:
         greeting=config.desk.greeting,
         verify_after_claim=bool(config.verification and config.verification.auto_after_claim),
         retention=retention(config),
+        attachments=config.widget.attachments,
         offline=OfflineRules(
             batch_delay=config.offline.batch_delay,
             unseen_after=config.offline.unseen_after,

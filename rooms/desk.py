@@ -9,12 +9,14 @@ committed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from rooms.attachments import AttachmentRules, CheckedFile, check_in_thread
 from rooms.bans import Bans, secret
 from rooms.errors import (
     BadLink,
@@ -60,6 +62,7 @@ from rooms.replies import EmailReplies
 from rooms.rights import VisitorRights
 from rooms.session import (
     CLIENT_ID_MAX,
+    Attachment,
     Message,
     Origin,
     Session,
@@ -71,7 +74,7 @@ from rooms.session import (
     new_token,
     token_matches,
 )
-from rooms.store import Database, Tx, mail, messages, notes, sessions
+from rooms.store import Database, Tx, attachments, mail, messages, notes, sessions
 from rooms.store import feedback as feedback_rows
 from rooms.store.mail import Mail
 from rooms.texts import text
@@ -146,6 +149,7 @@ class DeskRules:
     greeting: dict[str, str] = field(default_factory=dict)
     verify_after_claim: bool = False
     retention: Retention = field(default_factory=Retention)
+    attachments: AttachmentRules = field(default_factory=AttachmentRules)
     offline: OfflineRules = field(default_factory=OfflineRules)
     # How long a visitor may edit or delete their own message (seconds; 0: never).
     visitor_edit_window: int = 900
@@ -305,6 +309,40 @@ class Desk:
             raise MessageTooLong(
                 f"A message may be at most {self.rules.max_message_length} characters."
             )
+        return await self._store_visitor_message(session, body, client_id, None)
+
+    async def visitor_attachment(
+        self, session: Session, data: bytes, filename: Any, caption: Any, client_id: Any
+    ) -> tuple[Message, bool]:
+        """A file from the visitor (idempotent by ``client_id``): checked by its content, an
+        image without its metadata, stored with its message before the answer; the room gets it
+        as the visitor's ``m.image`` or ``m.file``."""
+        problems: dict[str, str] = {}
+        if not isinstance(client_id, str) or not 1 <= len(client_id) <= CLIENT_ID_MAX:
+            problems["client_id"] = f"required, 1 to {CLIENT_ID_MAX} characters"
+        if not isinstance(filename, str) or len(filename) > 255:
+            problems["filename"] = "at most 255 characters"
+        if caption is not None and not isinstance(caption, str):
+            problems["caption"] = "must be a text"
+        if problems:
+            raise ValidationError(problems)
+        assert isinstance(client_id, str) and isinstance(filename, str)
+        caption = (caption or "").strip()
+        if len(caption) > self.rules.max_message_length:
+            raise MessageTooLong(
+                f"A caption may be at most {self.rules.max_message_length} characters."
+            )
+        existing = await self.db.read(lambda tx: messages.by_client_id(tx, session.id, client_id))
+        if existing is not None:  # a retry: nothing is checked or stored twice
+            return existing, False
+        checked = await check_in_thread(data, filename, self.rules.attachments)
+        return await self._store_visitor_message(
+            session, caption or checked.filename, client_id, checked
+        )
+
+    async def _store_visitor_message(
+        self, session: Session, body: str, client_id: str, file: CheckedFile | None
+    ) -> tuple[Message, bool]:
         now = self.clock()
         message = Message(
             id=MessageID(0),
@@ -324,7 +362,13 @@ class Desk:
                 if existing is not None:
                     return existing, False  # a retry of a message stored before the close
                 raise SessionClosedError("This chat has ended.")
-            stored = await messages.insert_new(tx, message)
+            if file is not None and await messages.by_client_id(tx, session.id, client_id) is None:
+                described = await self._keep_file(tx, session.id, file)
+                stored = await messages.insert_new(
+                    tx, dataclasses.replace(message, attachment=described)
+                )
+            else:
+                stored = await messages.insert_new(tx, message)
             if stored is None:  # a retry: the stored row answers it
                 existing = await messages.by_client_id(tx, session.id, client_id)
                 assert existing is not None
@@ -598,6 +642,34 @@ class Desk:
 
     # librarian side (called by the chat-network adapter)
 
+    async def _keep_file(self, tx: Tx, session_id: str, file: CheckedFile) -> Attachment:
+        attachment_id = await attachments.add(
+            tx,
+            session_id,
+            mimetype=file.mimetype,
+            filename=file.filename,
+            data=file.data,
+            width=file.width,
+            height=file.height,
+            thumbnail=file.thumbnail,
+            thumb_mimetype=file.thumb_mimetype,
+            thumb_width=file.thumb_width,
+            thumb_height=file.thumb_height,
+            mxc=None,
+            at=self.clock(),
+        )
+        return Attachment(
+            attachment_id, file.filename, file.mimetype, len(file.data), file.width, file.height
+        )
+
+    async def attachment_uploaded(self, attachment_id: int, mxc: str, thumb: str | None) -> None:
+        """The homeserver has the visitor's file: a retry sends the same one."""
+        await self.db.write(lambda tx: attachments.set_uploaded(tx, attachment_id, mxc, thumb))
+
+    async def attachment(self, session_id: str, attachment_id: int) -> attachments.Stored | None:
+        """A file of this chat (of no other)."""
+        return await self.db.read(lambda tx: attachments.get(tx, session_id, attachment_id))
+
     async def session_for_room(self, room_id: str) -> Session | None:
         return await self.db.read(lambda tx: sessions.by_room(tx, room_id))
 
@@ -615,8 +687,10 @@ class Desk:
         body: str,
         remote_id: str,
         html: str | None = None,
+        file: CheckedFile | None = None,
     ) -> Message | None:
-        """Store a librarian's reply (idempotent by ``remote_id``); None if seen before.
+        """Store a librarian's reply (idempotent by ``remote_id``), with the file it carries;
+        None if seen before.
 
         The first librarian to reply in a waiting session claims it.
         """
@@ -639,6 +713,10 @@ class Desk:
                 sender_id=sender_id,
                 remote_id=remote_id,
             )
+            if file is not None:
+                message = dataclasses.replace(
+                    message, attachment=await self._keep_file(tx, session.id, file)
+                )
             stored = await messages.insert(tx, message)
             self._emit(MessageAdded(stored))
             return stored

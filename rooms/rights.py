@@ -69,6 +69,15 @@ async def _chat(tx: Tx, session: Session) -> dict[str, Any]:
                 "text": None if m.deleted_at else m.body,
                 "edited_at": _at(m.edited_at),
                 "deleted_at": _at(m.deleted_at),
+                "file": (
+                    {
+                        "name": m.attachment.name,
+                        "type": m.attachment.mimetype,
+                        "size": m.attachment.size,
+                    }
+                    if m.attachment
+                    else None
+                ),
             }
             for m in said
         ],

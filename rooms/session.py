@@ -187,6 +187,22 @@ class Session:
 
 
 @dataclass(frozen=True)
+class Attachment:
+    """A file in a chat, as both sides describe it (its bytes are in the store's attachments)."""
+
+    id: int
+    name: str
+    mimetype: str
+    size: int
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def is_image(self) -> bool:
+        return self.mimetype.startswith("image/")
+
+
+@dataclass(frozen=True)
 class Message:
     id: MessageID
     session_id: SessionID
@@ -203,3 +219,4 @@ class Message:
     html: str | None = None
     edited_at: datetime | None = None
     deleted_at: datetime | None = None
+    attachment: Attachment | None = None  # a file sent with the message

@@ -52,6 +52,13 @@ def render(
             body = plain_text(shown)
         else:
             body, shown = message.body, escape_text(message.body)
+        if message.attachment is not None and not message.deleted_at:
+            # The file by its name (the page stands alone: it links to nothing).
+            named = f"[{words['file']}: {message.attachment.name}]"
+            body = named if body == message.attachment.name else f"{named} {body}"
+            shown = f"<b>{escape_text(named)}</b>" + (
+                "" if message.body == message.attachment.name else f" {shown}"
+            )
         lines.append(f"[{when}] {who}: {body}")
         rows.append(
             f'<tr class="{message.origin.value}"><td class="t">{when}</td>'

@@ -62,6 +62,8 @@ OPERATION_IDS = {
     "createSession",
     "getSession",
     "sendMessage",
+    "sendAttachment",
+    "getAttachment",
     "editMessage",
     "deleteMessage",
     "listMessages",

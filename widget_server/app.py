@@ -16,6 +16,7 @@ from widget_server.api import (
     CONTEXT,
     RateLimiter,
     WidgetContext,
+    attachments,
     closing,
     faq,
     messages,
@@ -165,6 +166,7 @@ def create_app(settings: WidgetSettings, desk: Desk) -> web.Application:
     app.on_shutdown.append(_close_sockets)
     app.add_routes(sessions.routes)
     app.add_routes(messages.routes)
+    app.add_routes(attachments.routes)
     app.add_routes(ws.routes)
     app.add_routes(closing.routes)
     app.add_routes(faq.routes)

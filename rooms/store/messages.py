@@ -6,10 +6,12 @@ visitor API's cursor. ``id`` orders messages as they were written.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from datetime import datetime
 
 from rooms.ids import MessageID, SessionID, UserID
-from rooms.session import Message, Origin
+from rooms.session import Attachment, Message, Origin
 from rooms.store.database import Row, Tx
 from rooms.store.values import moment, next_seq, required_moment
 
@@ -31,7 +33,12 @@ def from_row(row: Row) -> Message:
         html=row["html"],
         edited_at=moment(row["edited_at"]),
         deleted_at=moment(row["deleted_at"]),
+        attachment=_attachment(row["attachment"]),
     )
+
+
+def _attachment(raw: str | None) -> Attachment | None:
+    return Attachment(**json.loads(raw)) if raw else None
 
 
 def _many(rows: list[Row]) -> list[Message]:
@@ -54,9 +61,9 @@ async def _insert(tx: Tx, message: Message, on_conflict: str) -> Message | None:
     row = await tx.fetchone(
         f"""
         INSERT INTO messages (session_id, origin, body, html, sender_name, sender_id, client_id,
-                              remote_id, needs_delivery, created_at, seq)
+                              remote_id, needs_delivery, created_at, attachment, seq)
         VALUES (:session_id, :origin, :body, :html, :sender_name, :sender_id, :client_id,
-                :remote_id, :needs_delivery, :created_at, {next_seq(tx.dialect)})
+                :remote_id, :needs_delivery, :created_at, :attachment, {next_seq(tx.dialect)})
         {on_conflict}
         RETURNING *
         """,
@@ -71,6 +78,11 @@ async def _insert(tx: Tx, message: Message, on_conflict: str) -> Message | None:
             "remote_id": message.remote_id,
             "needs_delivery": message.needs_delivery,
             "created_at": message.created_at,
+            "attachment": (
+                json.dumps(dataclasses.asdict(message.attachment), separators=(",", ":"))
+                if message.attachment
+                else None
+            ),
         },
     )
     return from_row(row) if row else None

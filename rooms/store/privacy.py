@@ -48,6 +48,7 @@ async def purge_chat(tx: Tx, session_id: str, at: datetime) -> int:
     """Remove a closed chat's personal data and contents; the number of messages removed."""
     params = {"id": session_id}
     removed = await tx.execute("DELETE FROM messages WHERE session_id = :id", params)
+    await tx.execute("DELETE FROM attachments WHERE session_id = :id", params)
     await tx.execute("DELETE FROM notes WHERE session_id = :id", params)
     await tx.execute("DELETE FROM mail_outbox WHERE session_id = :id", params)
     await tx.execute(

@@ -221,6 +221,23 @@ def message_json(message: Message) -> dict[str, Any]:
         "edited_at": message.edited_at.isoformat() if message.edited_at else None,
         "deleted": message.deleted_at is not None,
         "client_id": message.client_id,
+        "attachment": _attachment_json(message),
+    }
+
+
+def _attachment_json(message: Message) -> dict[str, Any] | None:
+    """A file sent with the message, and where the visitor's token fetches it."""
+    found = message.attachment
+    if found is None or message.deleted_at is not None:
+        return None
+    return {
+        "id": found.id,
+        "name": found.name,
+        "mimetype": found.mimetype,
+        "size": found.size,
+        "width": found.width,
+        "height": found.height,
+        "url": f"/api/sessions/{message.session_id}/attachments/{found.id}",
     }
 
 
