@@ -124,6 +124,7 @@ class Actions:
             IntentKind.VERIFICATION_DONE: self._verification_done,
             IntentKind.READ: self._read,
             IntentKind.PURGE_ROOM: self._purge_room,
+            IntentKind.PURGE_MEDIA: self._purge_media,
         }[intent.kind]
         await handler(attempt, session)
 
@@ -462,6 +463,7 @@ class Actions:
         room_id = str(attempt.intent.payload["room_id"])
         await self.rooms.unlink(room_id)
         await self.rooms.forget_session(attempt, session.id)
+        await self._purge_media(attempt, session)
         if self.client.can_delete_rooms:
             try:
                 await self.client.delete_room(room_id)
@@ -475,6 +477,14 @@ class Actions:
         await self.client.leave(room_id, self.ghosts.format(session.id))
         await self.client.leave(room_id, forget=True)
         log.info("redacted the room of session %s (retention)", session.id)
+
+    async def _purge_media(self, attempt: Attempt, session: Session) -> None:
+        """The chat's files in the homeserver's media repository: deleted with the admin API
+        (without an admin token they stay until the homeserver's own media retention)."""
+        if not self.client.can_delete_rooms:
+            return
+        for mxc in attempt.intent.payload.get("media", []):
+            await self.client.delete_media(str(mxc))
 
     async def _privacy_export(self, attempt: Attempt) -> None:
         """A supervisor's ``!privacy export``: the file, in a private room of the bot and them

@@ -110,7 +110,14 @@ class EventHandler:
         await self._once(
             event_id,
             lambda: self.desk.librarian_message(
-                session, UserID(sender), name, body, remote_id=event_id, html=html, file=file
+                session,
+                UserID(sender),
+                name,
+                body,
+                remote_id=event_id,
+                html=html,
+                file=file,
+                mxc=content.get("url") if file is not None else None,
             ),
         )
 

@@ -427,6 +427,19 @@ class MatrixClient:
             raise
         await self.request("DELETE", path, {"purge": True}, admin=True)
 
+    async def delete_media(self, mxc: str) -> None:
+        """Remove a file from the homeserver's media repository (Synapse's admin API); one that
+        is gone already, or on another server, is fine."""
+        if not mxc.startswith("mxc://") or mxc.count("/") != 3:
+            return
+        server, media_id = mxc[len("mxc://") :].split("/", 1)
+        path = f"/_synapse/admin/v1/media/{quote(server, safe='')}/{quote(media_id, safe='')}"
+        try:
+            await self.request("DELETE", path, admin=True)
+        except MatrixError as exc:
+            if exc.status not in (400, 404):
+                raise
+
     async def history(
         self, room_id: str, start: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:

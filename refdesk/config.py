@@ -166,7 +166,7 @@ class OfflineConfig:
     resume_page: str | None = None  # default: the widget server's demo page
 
 
-RETENTION_KEYS = ("messages", "feedback_comments", "verification_audit")
+RETENTION_KEYS = ("messages", "attachments", "feedback_comments", "verification_audit")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,12 @@ def retention(config: Config) -> Retention:
         kept = config.privacy.retention[key]
         return None if kept is None else timedelta(days=kept)
 
-    return Retention(days("messages"), days("feedback_comments"), days("verification_audit"))
+    return Retention(
+        messages=days("messages"),
+        attachments=days("attachments"),
+        feedback_comments=days("feedback_comments"),
+        verification_audit=days("verification_audit"),
+    )
 
 
 def bridge_settings(config: Config) -> BridgeSettings:

@@ -642,7 +642,9 @@ class Desk:
 
     # librarian side (called by the chat-network adapter)
 
-    async def _keep_file(self, tx: Tx, session_id: str, file: CheckedFile) -> Attachment:
+    async def _keep_file(
+        self, tx: Tx, session_id: str, file: CheckedFile, mxc: str | None = None
+    ) -> Attachment:
         attachment_id = await attachments.add(
             tx,
             session_id,
@@ -655,7 +657,7 @@ class Desk:
             thumb_mimetype=file.thumb_mimetype,
             thumb_width=file.thumb_width,
             thumb_height=file.thumb_height,
-            mxc=None,
+            mxc=mxc,  # a librarian's: where the homeserver keeps it (a purge deletes it there)
             at=self.clock(),
         )
         return Attachment(
@@ -688,6 +690,7 @@ class Desk:
         remote_id: str,
         html: str | None = None,
         file: CheckedFile | None = None,
+        mxc: str | None = None,
     ) -> Message | None:
         """Store a librarian's reply (idempotent by ``remote_id``), with the file it carries;
         None if seen before.
@@ -715,7 +718,7 @@ class Desk:
             )
             if file is not None:
                 message = dataclasses.replace(
-                    message, attachment=await self._keep_file(tx, session.id, file)
+                    message, attachment=await self._keep_file(tx, session.id, file, mxc)
                 )
             stored = await messages.insert(tx, message)
             self._emit(MessageAdded(stored))

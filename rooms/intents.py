@@ -38,6 +38,7 @@ class IntentKind(enum.StrEnum):
     SAY = "say"  # the adapter's own notice (a command's answer), stored with its cause
     JOIN = "join"  # the adapter's own housekeeping: the bot accepts an invitation
     PURGE_ROOM = "purge_room"  # the chat's retention ran out: remove its room's contents
+    PURGE_MEDIA = "purge_media"  # a chat's files outlived their retention: delete them there
     PRIVACY_EXPORT = "privacy_export"  # a supervisor asked for a visitor's data: send the file
 
 

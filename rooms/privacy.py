@@ -30,6 +30,7 @@ class Retention:
     """How long closed chats' data is kept (None: forever, chosen explicitly)."""
 
     messages: timedelta | None = timedelta(days=180)
+    attachments: timedelta | None = timedelta(days=180)
     feedback_comments: timedelta | None = timedelta(days=180)
     verification_audit: timedelta | None = timedelta(days=180)
 
@@ -40,10 +41,11 @@ class PurgeReport:
     messages: int = 0
     feedback_comments: int = 0
     verification_records: int = 0
+    files: int = 0  # of chats kept longer than their files
 
     def __str__(self) -> str:
         return (
-            f"{self.chats} chats ({self.messages} messages), "
+            f"{self.chats} chats ({self.messages} messages), {self.files} files, "
             f"{self.feedback_comments} feedback comments, "
             f"{self.verification_records} verification records"
         )
@@ -71,6 +73,7 @@ class Purger:
         chats_before = self._before(self.retention.messages)
         comments_before = self._before(self.retention.feedback_comments)
         audit_before = self._before(self.retention.verification_audit)
+        files_before = self._before(self.retention.attachments)
 
         async def unit(tx: Tx) -> PurgeReport:
             chats, messages = (0, 0)
@@ -81,6 +84,7 @@ class Purger:
                 messages,
                 await rows.count_comments(tx, comments_before) if comments_before else 0,
                 await rows.count_audit(tx, audit_before) if audit_before else 0,
+                await rows.count_files(tx, files_before) if files_before else 0,
             )
 
         return await self.db.read(unit)
@@ -98,9 +102,12 @@ class Purger:
                 found = await rows.expired(tx, before, BATCH)
                 removed = 0
                 for session_id, room_id in found:
+                    media = await rows.media_of(tx, session_id)
                     removed += await rows.purge_chat(tx, session_id, at)
                     if room_id is not None:
-                        await self.outbox.add(session_id, IntentKind.PURGE_ROOM, room_id=room_id)
+                        await self.outbox.add(
+                            session_id, IntentKind.PURGE_ROOM, room_id=room_id, media=media
+                        )
                 return len(found), removed
 
             done, removed = await self.db.write(batch)
@@ -108,6 +115,7 @@ class Purger:
             if done < BATCH:
                 await self.db.write(lambda tx: rows.forget_desk_intents(tx, before))
                 break
+        files = await self._drop_files()
         comments = audit = 0
         comments_before = self._before(self.retention.feedback_comments)
         audit_before = self._before(self.retention.verification_audit)
@@ -115,14 +123,37 @@ class Purger:
             comments = await self.db.write(lambda tx: rows.clear_comments(tx, comments_before))
         if audit_before is not None:
             audit = await self.db.write(lambda tx: rows.delete_audit(tx, audit_before))
-        report = PurgeReport(chats, messages, comments, audit)
+        report = PurgeReport(chats, messages, comments, audit, files)
         if report != PurgeReport():
-            items = messages + comments + audit
+            items = messages + comments + audit + files
             await self.db.write(
                 lambda tx: rows.log(tx, "purge", "refdesk", chats, items, self.clock())
             )
         log.info("purge: removed %s", report)
         return report
+
+    async def _drop_files(self) -> int:
+        """Files kept for less time than their chats: gone from the store, and from the
+        homeserver through an intent per chat."""
+        before = self._before(self.retention.attachments)
+        dropped = 0
+        while before is not None:
+
+            async def batch(tx: Tx, before: datetime = before) -> int:
+                found = await rows.expired_files(tx, before, BATCH)
+                count = 0
+                for session_id in found:
+                    media = await rows.media_of(tx, session_id)
+                    count += await rows.drop_files(tx, session_id)
+                    if media:
+                        await self.outbox.add(session_id, IntentKind.PURGE_MEDIA, media=media)
+                return count if found else -1
+
+            done = await self.db.write(batch)
+            if done < 0:
+                break
+            dropped += done
+        return dropped
 
     async def run_if_due(self) -> PurgeReport | None:
         """Once a day: the desk's clock calls this often; the last run is kept in the store (so

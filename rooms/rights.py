@@ -173,9 +173,12 @@ class VisitorRights:
             items = 0
             for sid in found:
                 session = await sessions.get(tx, sid)
+                media = await rows.media_of(tx, sid)
                 items += await rows.erase_chat(tx, sid, at)
                 if session is not None and session.room_id is not None:
-                    await self.outbox.add(sid, IntentKind.PURGE_ROOM, room_id=session.room_id)
+                    await self.outbox.add(
+                        sid, IntentKind.PURGE_ROOM, room_id=session.room_id, media=media
+                    )
             await rows.log(tx, "erase", by, len(found), items, at)
             return Erased(len(found), items)
 

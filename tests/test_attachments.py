@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import uuid
 import zipfile
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,6 +17,9 @@ from nio import UploadResponse
 from PIL import Image
 
 from rooms.attachments import AttachmentRefused, AttachmentRules, check, clean_filename, sniff
+from rooms.desk import Desk, DeskRules
+from rooms.privacy import Retention
+from rooms.store import Database
 from tests.conftest import Stack
 from tests.helpers import Librarian, Visitor, query
 from tests.test_desk_in_element import eventually
@@ -367,3 +371,38 @@ def test_fuzz_any_bytes_are_taken_or_refused_with_a_code(data: bytes, name: str)
         "msword"
     )
     assert "/" not in checked.filename and len(checked.filename) <= 110
+
+
+async def test_files_kept_less_long_than_their_chats_go_first(store: Database) -> None:
+    """``privacy.retention.attachments`` shorter than ``messages``: the files go (from the store,
+    and from the homeserver through an intent), the chat and its words stay."""
+    now = [datetime(2026, 1, 5, tzinfo=UTC)]
+    retention = Retention(attachments=timedelta(days=30))
+    desk = Desk(store, DeskRules(topics=("literature",), retention=retention), clock=lambda: now[0])
+    session, _ = await desk.start_session(
+        desk.validate_form({"name": "Rina", "email": "rina@example.org", "topic": "literature"})
+    )
+    message, _ = await desk.visitor_attachment(session, picture(), "peta.png", "Peta", "c1")
+    assert message.attachment is not None
+    await desk.attachment_uploaded(message.attachment.id, "mxc://hs/abc", None)
+    await desk.end_session(session.id, by="visitor")
+    await store.write(
+        lambda tx: tx.execute(
+            "UPDATE intents SET done_at = :at WHERE done_at IS NULL", {"at": now[0]}
+        )
+    )
+    now[0] += timedelta(days=31)
+    assert (await desk.purger.preview()).files == 1
+    report = await desk.purger.run()
+    assert (report.chats, report.files) == (0, 1)
+    assert await desk.attachment(session.id, message.attachment.id) is None
+    kept = await query(
+        store, "SELECT body, attachment FROM messages WHERE id = :id", {"id": message.id}
+    )
+    assert [tuple(r) for r in kept] == [("Peta", None)]
+    pending = await query(
+        store,
+        "SELECT kind, payload FROM intents WHERE lane = :l AND done_at IS NULL",
+        {"l": session.id},
+    )
+    assert [tuple(r) for r in pending] == [("purge_media", '{"media":["mxc://hs/abc"]}')]

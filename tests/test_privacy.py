@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nio import RoomMessagesResponse
+from aiohttp import ClientSession
+from nio import DownloadResponse, RoomMessagesResponse
 
 from bridge.matrix_api import MatrixError
 from refdesk.cli import main
@@ -124,7 +125,7 @@ async def test_expired_chats_are_purged_open_and_recent_ones_kept(
         "SELECT kind, payload FROM intents WHERE lane = :id AND done_at IS NULL", {"id": old.id}
     )
     assert [(r["kind"], r["payload"]) for r in pending] == [
-        (IntentKind.PURGE_ROOM.value, '{"room_id":"!old:hs"}')
+        (IntentKind.PURGE_ROOM.value, '{"room_id":"!old:hs","media":[]}')
     ]
     # The open chat (however old) and the chat closed 81 days ago are untouched.
     for kept in (still_open, recent):
@@ -187,7 +188,9 @@ async def test_a_purge_stopped_halfway_finishes_on_the_next_run(
 
 async def test_forever_keeps_everything_and_the_daily_run_is_daily(store: Database) -> None:
     clock = Clock()
-    forever = Retention(messages=None, feedback_comments=None, verification_audit=None)
+    forever = Retention(
+        messages=None, attachments=None, feedback_comments=None, verification_audit=None
+    )
     desk = Desk(store, DeskRules(topics=("literature",), retention=forever), clock=clock)
     session = await chat(desk, "Simpan selamanya")
     await desk.end_session(session.id, by="visitor")
@@ -223,12 +226,17 @@ def test_retention_settings_name_the_key(retention: dict[str, Any], path: str, w
 
 def test_retention_defaults_to_180_days_and_forever_is_explicit() -> None:
     assert parse_config(good()).privacy.retention == dict.fromkeys(
-        ("messages", "feedback_comments", "verification_audit"), 180
+        ("messages", "attachments", "feedback_comments", "verification_audit"), 180
     )
     data = good()
     data["privacy"] = {"retention": {"messages": "forever", "verification_audit": 30}}
     kept = parse_config(data).privacy.retention
-    assert kept == {"messages": None, "feedback_comments": 180, "verification_audit": 30}
+    assert kept == {
+        "messages": None,
+        "attachments": 180,
+        "feedback_comments": 180,
+        "verification_audit": 30,
+    }
 
 
 # -- end to end: the homeserver ---------------------------------------------------------------
@@ -306,7 +314,23 @@ async def test_purge_redacts_the_room_or_deletes_it_with_the_admin_api_across_re
         desk_after = await room_bodies(sari, in_desk_room)
         assert desk_after is not None and not any("Koleksi Hamka" in b for b in desk_after)
 
-        deleted = await closed_chat(stack, second, sari, "Arsip koran")
+        deleted = await open_chat(stack, second, sari, "Arsip koran")
+        # A file in the chat: the purge takes it from the homeserver's media repository too.
+        async with ClientSession() as http:
+            async with http.post(
+                f"{stack.widget_url}/api/sessions/{second.session_id}/attachments",
+                params={"filename": "kliping.txt", "client_id": "f1"},
+                data=b"Kliping koran 1965\n",
+                headers={"Authorization": f"Bearer {second.token}"},
+            ) as resp:
+                assert resp.status == 201
+        shared = await sari.wait_for(
+            lambda s: s.room_id == deleted and s.source["content"].get("msgtype") == "m.file"
+        )
+        media = shared.source["content"]["url"]
+        assert isinstance(await sari.client.download(mxc=media), DownloadResponse)
+        await second.end()
+        await eventually(lambda: nothing_pending(stack.desk.db, second.session_id or ""))
         await stack.stop_refdesk()
         db = open_database(stack.config.database.target)
         await db.open()
@@ -329,6 +353,7 @@ async def test_purge_redacts_the_room_or_deletes_it_with_the_admin_api_across_re
             await client.request("GET", f"/_synapse/admin/v1/rooms/{deleted}", admin=True)
         assert info.value.status == 404  # gone from the homeserver's database
         assert await room_bodies(sari, deleted) is None
+        assert not isinstance(await sari.client.download(mxc=media), DownloadResponse)
         await stack.stop_refdesk()
         stack.config = saved
         await stack.start_refdesk()

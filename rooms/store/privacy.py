@@ -44,6 +44,49 @@ async def count_expired(tx: Tx, before: datetime) -> tuple[int, int]:
     return int(chats), int(messages)
 
 
+async def media_of(tx: Tx, session_id: str) -> list[str]:
+    """The chat's files in the homeserver's media repository (``mxc://`` URIs)."""
+    rows = await tx.fetchall(
+        "SELECT mxc, thumb_mxc FROM attachments WHERE session_id = :id ORDER BY id",
+        {"id": session_id},
+    )
+    return [uri for row in rows for uri in (row["mxc"], row["thumb_mxc"]) if uri]
+
+
+async def expired_files(tx: Tx, before: datetime, limit: int) -> list[str]:
+    """Closed chats, not purged, with files kept since before ``before`` (the files' own
+    retention, when shorter than the chats')."""
+    rows = await tx.fetchall(
+        """
+        SELECT DISTINCT s.id, s.closed_at FROM sessions s JOIN attachments a ON a.session_id = s.id
+        WHERE s.state = 'closed' AND s.purged_at IS NULL AND s.closed_at < :before
+        ORDER BY s.closed_at, s.id LIMIT :limit
+        """,
+        {"before": before, "limit": limit},
+    )
+    return [row["id"] for row in rows]
+
+
+async def count_files(tx: Tx, before: datetime) -> int:
+    found = await tx.fetchval(
+        """
+        SELECT COUNT(*) FROM attachments a JOIN sessions s ON s.id = a.session_id
+        WHERE s.state = 'closed' AND s.purged_at IS NULL AND s.closed_at < :before
+        """,
+        {"before": before},
+    )
+    return int(found)
+
+
+async def drop_files(tx: Tx, session_id: str) -> int:
+    """A chat's files (its messages stay, naming no file any more)."""
+    await tx.execute(
+        "UPDATE messages SET attachment = NULL WHERE session_id = :id AND attachment IS NOT NULL",
+        {"id": session_id},
+    )
+    return await tx.execute("DELETE FROM attachments WHERE session_id = :id", {"id": session_id})
+
+
 async def purge_chat(tx: Tx, session_id: str, at: datetime) -> int:
     """Remove a closed chat's personal data and contents; the number of messages removed."""
     params = {"id": session_id}
