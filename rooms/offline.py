@@ -75,10 +75,14 @@ def reply_email(
     for reply in replies:
         when = reply.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
         who = reply.sender_name or desk_name
-        lines.append(f"[{when}] {who}:\n{reply.body}\n")
+        text = reply.body
+        if reply.attachment is not None:  # the file itself waits in the conversation (the link)
+            named = f"[{words['file']}: {reply.attachment.name}]"
+            text = named if text == reply.attachment.name else f"{named}\n{text}"
+        lines.append(f"[{when}] {who}:\n{text}\n")
         items.append(
             f"<p><small>{html.escape(when)} · <b>{html.escape(who)}</b></small><br>"
-            f"{html.escape(reply.body).replace(chr(10), '<br>')}</p>"
+            f"{html.escape(text).replace(chr(10), '<br>')}</p>"
         )
     cont = words["continue"].format(until=until_text)
     footer = words["footer"].format(desk=desk_name)

@@ -128,6 +128,15 @@ class Stack:
             await self.refdesk.stop()
             self.refdesk = None
 
+    async def restore(self, config: Config) -> None:
+        """After a test that stopped refdesk or changed its config: running, as it was (so a
+        failed assertion in between does not take the next tests down with it)."""
+        if self.refdesk is not None and self.config is config:
+            return
+        await self.stop_refdesk()
+        self.config = config
+        await self.start_refdesk()
+
     @property
     def desk(self) -> RefDesk:
         assert self.refdesk is not None, "refdesk is stopped"

@@ -299,6 +299,7 @@ async def test_a_file_sent_while_the_homeserver_is_down_arrives_after_it_restart
     file goes to the room once it is back (and refdesk restarted in between)."""
     agus = librarians["agus"]
     room_id = await open_chat(stack, visitor, agus, "Saya lampirkan berkasnya")
+    config = stack.config
     await stack.synapse.stop()
     try:
         status, body = await upload(stack, visitor, b"Daftar pustaka\n", "daftar.txt")
@@ -307,6 +308,7 @@ async def test_a_file_sent_while_the_homeserver_is_down_arrives_after_it_restart
         await stack.start_refdesk()
     finally:
         await stack.synapse.start()
+        await stack.restore(config)
     event = await agus.wait_for(
         lambda s: s.room_id == room_id and s.source["content"].get("msgtype") == "m.file",
         timeout=90,
@@ -406,3 +408,33 @@ async def test_files_kept_less_long_than_their_chats_go_first(store: Database) -
         {"l": session.id},
     )
     assert [tuple(r) for r in pending] == [("purge_media", '{"media":["mxc://hs/abc"]}')]
+
+
+def test_the_offline_reply_email_names_a_librarians_file() -> None:
+    from rooms.ids import MessageID, SessionID
+    from rooms.offline import reply_email
+    from rooms.session import Attachment, Message, Origin, Session, SessionState, VisitorForm
+
+    when = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
+    session = Session(
+        SessionID("s1"), SessionState.OPEN, VisitorForm("Rina", "rina@example.org", "other"), when
+    )
+    reply = Message(
+        MessageID(5),
+        SessionID("s1"),
+        Origin.LIBRARIAN,
+        "Ini denahnya",
+        when,
+        sender_name="Dewi",
+        attachment=Attachment(3, "denah.png", "image/png", 2048, 400, 300),
+    )
+    _, text, page = reply_email(
+        session,
+        [reply],
+        desk_name="Tanya Pustakawan",
+        timezone="Asia/Jakarta",
+        link="https://desk.example/demo?refdesk_resume=x",
+        until=when + timedelta(days=14),
+    )
+    assert "[Berkas (buka percakapan untuk melihatnya): denah.png]\nIni denahnya" in text
+    assert "denah.png" in page and "refdesk_resume=x" in page

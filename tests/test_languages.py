@@ -268,11 +268,11 @@ async def test_a_malay_browser_gets_the_third_language_everywhere(
     data = speaking(yaml.safe_load(stack.config_path.read_text(encoding="utf-8")), "ms")
     data["desk"]["languages_directory"] = str(tmp_path / "languages")
     data["desk"]["languages"] = ["id", "en", "ms"]
-    saved = stack.config
+    saved, malay_config = stack.config, parse_config(data, source=stack.config_path)
     await stack.stop_refdesk()
-    stack.config = parse_config(data, source=stack.config_path)
-    await stack.start_refdesk()
+    stack.config = malay_config
     try:
+        await stack.start_refdesk()
         async with demo_page(browser, stack, locale="ms-MY") as page:
             launcher = page.locator("[data-refdesk=launcher]")
             await expect(launcher).to_have_attribute("aria-label", "Sembang dengan pustakawan")
@@ -303,6 +303,4 @@ async def test_a_malay_browser_gets_the_third_language_everywhere(
         opens, now = datetime(2026, 3, 3, 2, tzinfo=UTC), datetime(2026, 3, 2, 14, tzinfo=UTC)
         assert format_next_open(opens, now, ZoneInfo("Asia/Jakarta"), "ms") == "esok pada 09.00"
     finally:
-        await stack.stop_refdesk()
-        stack.config = saved
-        await stack.start_refdesk()
+        await stack.restore(saved)

@@ -292,6 +292,7 @@ async def test_purge_redacts_the_room_or_deletes_it_with_the_admin_api_across_re
     the room. The second purge runs on the store while refdesk is stopped (as ``refdesk purge``
     does), the homeserver restarts, and the room goes once refdesk is back."""
     sari = librarians["sari"]
+    config = stack.config
     first, second = Visitor(stack.widget_url), Visitor(stack.widget_url)
     try:
         redacted = await closed_chat(stack, first, sari, "Koleksi Hamka")
@@ -344,8 +345,7 @@ async def test_purge_redacts_the_room_or_deletes_it_with_the_admin_api_across_re
         await stack.synapse.stop()
         await stack.synapse.start()
         token = await stack.synapse.admin_token()
-        saved = stack.config
-        stack.config = replace(saved, homeserver=replace(saved.homeserver, admin_token=token))
+        stack.config = replace(config, homeserver=replace(config.homeserver, admin_token=token))
         await stack.start_refdesk()
         await eventually(lambda: nothing_pending(stack.desk.db, second.session_id or ""), 60)
         client = stack.desk.bridge.client  # type: ignore[union-attr]
@@ -354,10 +354,8 @@ async def test_purge_redacts_the_room_or_deletes_it_with_the_admin_api_across_re
         assert info.value.status == 404  # gone from the homeserver's database
         assert await room_bodies(sari, deleted) is None
         assert not isinstance(await sari.client.download(mxc=media), DownloadResponse)
-        await stack.stop_refdesk()
-        stack.config = saved
-        await stack.start_refdesk()
     finally:
+        await stack.restore(config)
         await first.close()
         await second.close()
 

@@ -122,7 +122,7 @@ async def _demo(request: web.Request) -> web.StreamResponse:
             # The demo page proves the widget needs nothing but its own origin.
             "Content-Security-Policy": (
                 "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-                "connect-src 'self' ws: wss:; img-src 'self' data:"
+                "connect-src 'self' ws: wss:; img-src 'self' data: blob:"
             ),
         },
     )

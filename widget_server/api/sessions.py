@@ -66,6 +66,10 @@ async def get_widget_config(request: web.Request) -> web.Response:
             "faq": any(e.public for e in desk.knowledge.entries.values()),
             "transcript_email": desk.rules.email_enabled,
             "edit_window": desk.rules.visitor_edit_window,
+            "attachments": {
+                "max_size": desk.rules.attachments.max_size,
+                "types": list(desk.rules.attachments.types),
+            },
             "privacy": {
                 "retention_days": settings.retention_days,
                 "notice": dict(settings.privacy_notice) or None,

@@ -51,9 +51,10 @@
     (kids || []).forEach(function (c) { if (c) e.appendChild(c); });
     return e;
   }
-  function icon(down) { // built with DOM calls, not innerHTML: fine under Trusted Types; down: true chevron, 2 star, else chat
+  function icon(down) { // built with DOM calls, not innerHTML: fine under Trusted Types; down: true chevron, 2 star, 3 paperclip, else chat
     var NS = 'http://www.w3.org/2000/svg', sv = document.createElementNS(NS, 'svg'), pa = document.createElementNS(NS, 'path');
     var at = down === 2 ? { fill: 'currentColor', stroke: '#6b7d85', 'stroke-width': '1.2', 'stroke-linejoin': 'round', d: 'M12 2.5l2.9 6.1 6.6.8-4.9 4.6 1.3 6.6L12 17.3l-5.9 3.3 1.3-6.6-4.9-4.6 6.6-.8z' }
+      : down === 3 ? { fill: 'none', stroke: 'currentColor', 'stroke-width': '2', 'stroke-linecap': 'round', d: 'M16.5 6.5v9a4.5 4.5 0 0 1-9 0V5a3 3 0 0 1 6 0v10a1.5 1.5 0 0 1-3 0V7' }
       : down ? { fill: 'none', stroke: 'currentColor', 'stroke-width': '2.5', 'stroke-linecap': 'round', d: 'M6 9l6 6 6-6' }
       : { fill: 'currentColor', d: 'M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01z' };
     sv.setAttribute('viewBox', '0 0 24 24'); sv.setAttribute('aria-hidden', 'true');
@@ -110,7 +111,11 @@
     '.wh{font-size:12px;font-weight:600;color:#0d5868;margin:0 0 2px 6px}' +
     '.mt{font-size:11px;color:#5f6f77;margin:2px 6px 0}.mt span{margin-left:6px}.x .mt span{color:#b3261e}.x .b{opacity:.7}' +
     '.cm{display:flex;gap:8px;padding:8px;border-top:1px solid #d5dfe3;align-items:flex-end;flex:none;padding-bottom:max(8px,env(safe-area-inset-bottom))}' +
-    '.cm textarea{resize:none;max-height:120px;line-height:1.35}' +
+    '.cm textarea{resize:none;max-height:120px;line-height:1.35}.at{flex:none;background:none;border:1px solid #6f858f;border-radius:8px;width:40px;height:40px;padding:8px;color:#0d5868;cursor:pointer}.at svg{width:22px;height:22px}' +
+    '.pvb{display:flex;align-items:center;gap:8px;padding:6px 8px;border-top:1px solid #d5dfe3;font-size:14px}.pt{max-height:48px;max-width:64px;border-radius:6px}.pn{flex:1;overflow-wrap:anywhere}' +
+    '.ib{padding:0;border:0;background:none;cursor:zoom-in;display:block}.ai{display:block;max-width:100%;height:auto;max-height:240px;border-radius:10px;background:#e8eef0}' +
+    '.fl{font:inherit;color:inherit;background:rgba(255,255,255,.15);border:1px solid currentColor;border-radius:8px;padding:6px 8px;cursor:pointer;text-align:left}' +
+    '.iv2{position:absolute;inset:0;background:rgba(10,20,25,.92);display:flex;flex-direction:column;align-items:center;justify-content:center;gap:8px;padding:12px;z-index:5}.iv2 img{max-width:100%;max-height:85%;object-fit:contain}' +
     '.eb,.cf{padding:12px 16px;border-top:1px solid #d5dfe3;text-align:center;flex:none;padding-bottom:max(12px,env(safe-area-inset-bottom))}' +
     '.eb p,.cf p{margin:0 0 10px;color:#3d4f57}.cf{background:#fbf0ef}.cf button{margin:0 4px}' +
     '.eb .pr{width:100%}.ec{margin:14px 0 4px;padding:14px 12px 4px;background:#fff;border:1px solid #d5dfe3;border-radius:12px;text-align:center}' +
@@ -133,7 +138,7 @@
 
   var root, launcher, badge, panel, title, statusEl, form, formErr, chat, list, scroller, composer, input, sendBtn,
     langBtn, editBar, editErr, editing, endBtn, confirmBar, endBar, live, topicSel, qsEl, typEl, readEl, offEl, faqBox, faqIn, faqList, faqNote, faqNo, askBtn,
-    backBtn, closedEl, vCard, endCard, rateBox, stars, rateLbl, cmtBox, thanksEl, trBtn, trMail, trStat, erBox, erasedEl, pvEl;
+    backBtn, closedEl, vCard, endCard, rateBox, stars, rateLbl, cmtBox, thanksEl, trBtn, trMail, trStat, erBox, erasedEl, pvEl, fileIn, attBtn, pvBar, pending, viewer;
   function build() {
     var host = document.createElement('refdesk-widget');
     host.style.setProperty('all', 'initial', 'important');
@@ -221,7 +226,12 @@
     editBar = h('div', { class: 'ebr', role: 'status', 'data-refdesk': 'editing', hidden: true }, [
       h('span', { 'data-t': 'editing' }), editErr,
       h('button', { type: 'button', 'data-refdesk': 'edit-cancel', 'data-t': 'cancel', onclick: function () { stopEdit(); } })]);
-    composer = h('div', { class: 'cm' }, [input, sendBtn]);
+    fileIn = h('input', { type: 'file', hidden: true, 'data-refdesk': 'file', accept: 'image/*,.pdf,.txt,.doc,.docx,.xls,.xlsx,.ppt,.pptx,.odt,.ods,.odp',
+      onchange: function () { if (fileIn.files[0]) pick(fileIn.files[0]); fileIn.value = ''; } });
+    attBtn = h('button', { type: 'button', class: 'at', 'data-refdesk': 'attach', 'data-tl': 'attach', onclick: function () { fileIn.click(); } }, [icon(3)]);
+    pvBar = h('div', { class: 'pvb', role: 'status', 'data-refdesk': 'attachment-preview', hidden: true });
+    input.addEventListener('paste', function (e) { var f = e.clipboardData && e.clipboardData.files[0]; if (f) { e.preventDefault(); pick(f); } });
+    composer = h('div', { class: 'cm' }, [attBtn, input, sendBtn, fileIn]);
     confirmBar = h('div', { class: 'cf', role: 'group', 'aria-labelledby': 'rd-cq', hidden: true }, [
       h('p', { id: 'rd-cq', 'data-t': 'endQ' }),
       h('button', { type: 'button', class: 'pr', 'data-refdesk': 'end-confirm', 'data-t': 'yes', onclick: doEnd }),
@@ -251,7 +261,9 @@
     scroller.insertBefore(endCard, typEl);
     endBar = h('div', { class: 'eb', hidden: true }, [
       h('button', { type: 'button', class: 'pr', 'data-refdesk': 'new', 'data-t': 'again', onclick: newConversation })]);
-    chat = h('div', { class: 'c', hidden: true }, [scroller, confirmBar, editBar, composer, endBar]);
+    chat = h('div', { class: 'c', hidden: true }, [scroller, confirmBar, editBar, pvBar, composer, endBar]);
+    chat.addEventListener('dragover', function (e) { if (e.dataTransfer && [].indexOf.call(e.dataTransfer.types, 'Files') >= 0) e.preventDefault(); });
+    chat.addEventListener('drop', function (e) { var f = e.dataTransfer && e.dataTransfer.files[0]; if (f) { e.preventDefault(); pick(f); } });
     live = h('div', { class: 'sr', 'aria-live': 'polite' });
 
     panel = h('section', { class: 'p', id: 'rd-panel', 'data-refdesk': 'panel', role: 'dialog', 'aria-labelledby': 'rd-title', hidden: true }, [
@@ -603,7 +615,9 @@
     else {
       el.removeAttribute('data-deleted');
       if (m.html) try { copyHtml(new DOMParser().parseFromString(String(m.html), 'text/html').body, f, 0, false); rich = true; } catch (e) { /* e.g. Trusted Types page: plain body */ }
-      if (rich) b.appendChild(f); else fillText(b, String(m.body == null ? '' : m.body));
+      var a = m.attachment, txt = a && m.body === a.name ? '' : m.body; // a file's name alone is no caption
+      if (a) b.appendChild(fileBlock(a));
+      if (rich) b.appendChild(f); else fillText(b, String(txt == null ? '' : txt));
     }
     b.className = rich ? 'b hm' : 'b';
     if (m.edited_at && !m.deleted) {
@@ -611,6 +625,78 @@
       ed.textContent = t('edited'); el._mt.insertBefore(ed, el._st);
     } else if (ed) ed.remove();
     el._m = m; ownActions(el);
+  }
+  /* ---------- files ---------- */
+  function kb(n) { return n < 1048576 ? Math.max(1, Math.round(n / 1024)) + ' KB' : (n / 1048576).toFixed(1) + ' MB'; }
+  function authed(url) { // the chat's files need the token: fetched, then shown from a blob
+    return fetch(API + url, { headers: { Authorization: 'Bearer ' + (st && st.token) }, credentials: 'omit', cache: 'no-store' })
+      .then(function (r) { if (!r.ok) throw new Error('file'); return r.blob(); });
+  }
+  function fileBlock(a) {
+    if (/^image\//.test(a.mimetype)) {
+      var img = h('img', a.width ? { alt: a.name, 'data-refdesk': 'attachment-image', class: 'ai', width: a.width, height: a.height } : { alt: a.name, 'data-refdesk': 'attachment-image', class: 'ai' });
+      var btn = h('button', { type: 'button', class: 'ib', 'aria-label': t('imgO', a.name), onclick: function () { openImage(a, btn); } }, [img]);
+      if (a.local) img.src = a.local;
+      else authed(a.url + (a.width > 800 || a.height > 800 ? '?thumbnail=1' : '')).then(function (b) { img.src = URL.createObjectURL(b); }, function () { img.alt = a.name + ' (' + t('e_net') + ')'; });
+      return h('span', { class: 'af' }, [btn, document.createElement('br')]);
+    }
+    return h('span', { class: 'af' }, [h('button', { type: 'button', class: 'fl', 'data-refdesk': 'attachment-file', text: a.name + ' \u00b7 ' + kb(a.size),
+      'aria-label': t('dl') + ' ' + a.name + ' (' + kb(a.size) + ')', onclick: function () { if (a.url) authed(a.url).then(function (b) { save2(b, a.name); }, function () { live.textContent = t('e_net'); }); } }), document.createElement('br')]);
+  }
+  function save2(blob, name) { var u = URL.createObjectURL(blob), l = h('a', { href: u, download: name }); root.appendChild(l); l.click(); l.remove(); setTimeout(function () { URL.revokeObjectURL(u); }, 60000); }
+  function openImage(a, from) { // the picture, large, in a dialog of its own; Escape or the button closes it
+    var big = h('img', { alt: a.name, 'data-refdesk': 'viewer-image' }), x;
+    viewer = h('div', { class: 'iv2', role: 'dialog', 'aria-modal': 'true', 'aria-label': a.name, 'data-refdesk': 'viewer' }, [
+      x = h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'viewer-close', text: t('close'), onclick: close }), big]);
+    function close() { if (viewer) { viewer.remove(); viewer = null; from.focus(); } }
+    viewer.addEventListener('keydown', function (e) { if (e.key === 'Escape') { e.stopPropagation(); close(); } else if (e.key === 'Tab') { e.preventDefault(); x.focus(); } });
+    panel.appendChild(viewer); x.focus();
+    if (a.local) big.src = a.local; else authed(a.url).then(function (b) { big.src = URL.createObjectURL(b); }, close);
+  }
+  function pick(file) { // chosen, pasted or dropped: a large photo is made smaller first, then shown before it is sent
+    if (!st || closed || editing) return;
+    var max = (cfg && cfg.attachments && cfg.attachments.max_size) || 10485760;
+    shrink(file).then(function (b) {
+      if (b.size > max) return showPick(null, t('e_big', Math.round(max / 1048576)));
+      pending = { blob: b, name: file.name || 'screenshot.png', url: /^image\//.test(b.type) ? URL.createObjectURL(b) : null };
+      showPick(pending);
+    });
+  }
+  function shrink(file) { // phones take 4,000-pixel photos: 2,048 keeps them readable at a fraction of the bytes
+    if (!/^image\/(jpeg|png|webp)$/.test(file.type) || !window.createImageBitmap || file.size < 1572864) return Promise.resolve(file);
+    return createImageBitmap(file, { imageOrientation: 'from-image' }).then(function (bm) {
+      var k = Math.min(1, 2048 / Math.max(bm.width, bm.height)), c = document.createElement('canvas');
+      c.width = Math.round(bm.width * k); c.height = Math.round(bm.height * k);
+      c.getContext('2d').drawImage(bm, 0, 0, c.width, c.height);
+      return new Promise(function (ok) { c.toBlob(function (b) { ok(b && b.size < file.size ? b : file); }, file.type === 'image/png' ? 'image/png' : 'image/jpeg', 0.85); });
+    }, function () { return file; });
+  }
+  function showPick(p, err) {
+    pvBar.textContent = ''; pvBar.hidden = !p && !err;
+    if (err) { pvBar.appendChild(h('span', { class: 'fe', text: err })); pending = null; return; }
+    if (!p) return;
+    if (p.url) pvBar.appendChild(h('img', { src: p.url, alt: '', class: 'pt' }));
+    pvBar.appendChild(h('span', { class: 'pn', 'data-refdesk': 'attachment-name', text: p.name + ' \u00b7 ' + kb(p.blob.size) }));
+    pvBar.appendChild(h('button', { type: 'button', class: 'lk', 'data-refdesk': 'attachment-remove', 'aria-label': t('attRm'), text: '\u00d7', onclick: function () { pending = null; showPick(null); input.focus(); } }));
+    input.focus();
+  }
+  function sendFile(p, caption, el, tries) { // one upload, retried with the same client_id: stored once, however often it is sent
+    var cid = el ? el._cid : uuid();
+    if (!el) { pending = null; showPick(null); el = render({ origin: 'visitor', body: caption || p.name, client_id: cid, created_at: new Date().toISOString(), attachment: { name: p.name, mimetype: p.blob.type, size: p.blob.size, local: p.url } }, 'sending'); }
+    var x = new XMLHttpRequest(), q = '?client_id=' + cid + '&filename=' + encodeURIComponent(p.name) + (caption ? '&caption=' + encodeURIComponent(caption) : '');
+    x.open('POST', API + sp('/attachments') + q);
+    x.setRequestHeader('Authorization', 'Bearer ' + st.token);
+    x.upload.onprogress = function (e) { if (e.lengthComputable) el._st.textContent = t('upl', Math.round(e.loaded * 100 / e.total) + '%'); };
+    x.onload = function () {
+      var d = {}; try { d = JSON.parse(x.responseText); } catch (e) { /* not JSON */ }
+      if (x.status === 200 || x.status === 201) return acked(cid, d.message);
+      if (authFail(x.status)) return expire();
+      if (x.status >= 500 || x.status === 429) return again();
+      mark(el, 'failed'); el._st.textContent = t(d.error === 'attachment_too_large' ? 'e_big' : d.error === 'attachment_unreadable' ? 'e_read' : d.error === 'session_closed' ? 'failed' : 'e_type', Math.round(((cfg && cfg.attachments && cfg.attachments.max_size) || 10485760) / 1048576));
+    };
+    x.onerror = again;
+    function again() { if ((tries || 0) < 5) setTimeout(function () { if (st) sendFile(p, caption, el, (tries || 0) + 1); }, 2000 * ((tries || 0) + 1)); else mark(el, 'failed'); }
+    x.send(p.blob);
   }
   function render(m, status) {
     var o = m.origin === 'librarian' || m.origin === 'desk' ? m.origin : 'visitor';
@@ -635,7 +721,7 @@
     if (el._ma) { el._ma.remove(); el._ma = null; }
     if (!m || m.origin !== 'visitor' || m.deleted || el._id == null || closed || !win || Date.now() - new Date(m.created_at) > win * 1000) return;
     el._ma = el._mt.appendChild(h('span', { class: 'ma' }, [
-      h('button', { type: 'button', 'data-refdesk': 'edit', 'data-t': 'editB', text: t('editB'), onclick: function () { startEdit(el); } }),
+      m.attachment ? '' : h('button', { type: 'button', 'data-refdesk': 'edit', 'data-t': 'editB', text: t('editB'), onclick: function () { startEdit(el); } }),
       h('button', { type: 'button', 'data-refdesk': 'delete', 'data-t': 'delB', text: t('delB'), onclick: function () { askDelete(el); } })]));
   }
   function startEdit(el) {
@@ -783,6 +869,7 @@
   function sendInput() {
     var v = input.value.trim();
     if (editing) return saveEdit(v);
+    if (pending && st && !closed) { input.value = ''; grow(); typing(false); sendFile(pending, v); return input.focus(); }
     if (!v || !st || closed) return;
     input.value = ''; grow(); typing(false);
     queue(v);
