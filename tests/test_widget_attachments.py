@@ -148,3 +148,78 @@ async def test_a_librarians_image_and_pdf_show_in_the_widget_and_download(
         await page.keyboard.press("Escape")
         await expect(viewer).to_have_count(0)
         await expect(opener).to_be_focused()
+
+
+async def test_a_reload_in_the_middle_of_an_upload_loses_and_duplicates_nothing(
+    stack: Stack,
+    browser: Browser,  # noqa: F811
+    librarians: dict[str, Librarian],
+) -> None:
+    """The file waits in IndexedDB until the desk has it: a reload while it is on its way sends it
+    again with the same client_id, and the librarian gets it once; then nothing is kept."""
+    agus = librarians["agus"]
+    shot = picture("PNG", (200, 120))
+    async with demo_page(browser, stack, locale="id-ID") as page:
+        await start_chat(page, "Ani", "ani@example.org", "Tampilan katalog aneh", "other")
+        _, room_id = await join_session(stack, page, agus)
+        uploads = "**/api/sessions/*/attachments*"
+        await page.route(uploads, lambda route: None)  # the connection stalls: no answer
+        await page.locator("[data-refdesk=file]").set_input_files(
+            files=[{"name": "katalog.png", "mimeType": "image/png", "buffer": shot}]
+        )
+        await page.locator("[data-refdesk=send]").click()
+        await expect(bubbles(page, "visitor").last).to_contain_text("Mengirim")
+        names = "async () => (await indexedDB.databases()).map(d => d.name)"
+        await page.wait_for_function(f"({names})().then(n => n.length === 1)")
+        await page.unroute(uploads)
+        await page.reload()
+        image = await agus.wait_for(
+            lambda s: s.room_id == room_id and s.source["content"].get("filename") == "katalog.png"
+        )
+        assert image.source["content"]["msgtype"] == "m.image"
+        sent = bubbles(page, "visitor").locator("[data-refdesk=attachment-image]")
+        await expect(sent).to_have_count(1)
+        await page.reload()  # and again: nothing is sent twice
+        await expect(sent).to_have_count(1)
+        await page.wait_for_timeout(1500)
+        assert (
+            sum(
+                s.source["content"].get("filename") == "katalog.png"
+                for s in agus.timeline
+                if s.room_id == room_id
+            )
+            == 1
+        )
+        assert await page.evaluate(names) == []
+
+
+async def test_a_phone_photo_is_made_smaller_in_the_browser_before_it_is_sent(
+    stack: Stack,
+    browser: Browser,  # noqa: F811
+    librarians: dict[str, Librarian],
+) -> None:
+    """A 4,000-pixel photo of several MB goes out at 2,048 pixels: quicker on mobile data, and
+    still readable."""
+    dewi = librarians["dewi"]
+    noise = Image.effect_noise((4000, 3000), 60).convert("RGB")
+    out = io.BytesIO()
+    noise.save(out, "JPEG", quality=95)
+    photo = out.getvalue()
+    assert len(photo) > 2 * 1024 * 1024
+    async with demo_page(browser, stack, locale="id-ID") as page:
+        await start_chat(page, "Eko", "eko@example.org", "Foto rak buku", "other")
+        _, room_id = await join_session(stack, page, dewi)
+        await page.locator("[data-refdesk=file]").set_input_files(
+            files=[{"name": "IMG_9001.jpg", "mimeType": "image/jpeg", "buffer": photo}]
+        )
+        await expect(page.locator("[data-refdesk=attachment-preview]")).to_contain_text(
+            "IMG_9001.jpg"
+        )
+        await page.locator("[data-refdesk=send]").click()
+        sent = await dewi.wait_for(
+            lambda s: s.room_id == room_id and s.source["content"].get("filename") == "IMG_9001.jpg"
+        )
+        info = sent.source["content"]["info"]
+        assert (info["w"], info["h"]) == (2048, 1536)
+        assert info["size"] < len(photo) / 2
+        assert "thumbnail_url" in info  # the room shows a small version first

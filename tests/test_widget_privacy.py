@@ -50,6 +50,7 @@ async def test_no_tracking_nothing_leaves_the_desk_and_nothing_stays(
         await page.locator("[data-refdesk=end-confirm]").click()
         await expect(page.locator("[data-refdesk=ended]")).to_be_visible()
         assert await page.evaluate("() => localStorage.length") == 0
+        assert await page.evaluate("async () => (await indexedDB.databases()).length") == 0
         assert await page.evaluate("() => document.cookie") == ""
         assert await page.context.cookies() == []
     assert requests

@@ -680,8 +680,37 @@
     pvBar.appendChild(h('button', { type: 'button', class: 'lk', 'data-refdesk': 'attachment-remove', 'aria-label': t('attRm'), text: '\u00d7', onclick: function () { pending = null; showPick(null); input.focus(); } }));
     input.focus();
   }
-  function sendFile(p, caption, el, tries) { // one upload, retried with the same client_id: stored once, however often it is sent
-    var cid = el ? el._cid : uuid();
+  // A file on its way is kept in IndexedDB until the desk has it, so a reload in the middle sends
+  // it again (same client_id: stored once); nothing stays there after that, or after the chat.
+  var UDB = 'refdesk-uploads:' + API;
+  function udb(mode, fn) {
+    return new Promise(function (ok) {
+      var r; try { r = indexedDB.open(UDB, 1); } catch (e) { return ok(null); }
+      r.onupgradeneeded = function () { r.result.createObjectStore('f', { keyPath: 'cid' }); };
+      r.onerror = function () { ok(null); };
+      r.onsuccess = function () {
+        var db = r.result, tx = db.transaction('f', mode), q = fn(tx.objectStore('f'));
+        tx.oncomplete = function () { db.close(); ok(q && q.result); };
+        tx.onerror = tx.onabort = function () { db.close(); ok(null); };
+      };
+    });
+  }
+  function upDone(cid) { udb('readwrite', function (o) { return o.delete(cid); }).then(function () { return udb('readonly', function (o) { return o.count(); }); }).then(function (n) { if (!n) upClear(); }); }
+  function upClear() { try { indexedDB.deleteDatabase(UDB); } catch (e) { /* none */ } }
+  function upResume() { // after a reload: the files that were still on their way
+    if (!window.indexedDB) return;
+    var sid = st.session_id, any = indexedDB.databases ? indexedDB.databases().then(function (l) { return l.some(function (d) { return d.name === UDB; }); }, function () { return true; }) : Promise.resolve(true);
+    any.then(function (has) { return has && udb('readonly', function (o) { return o.getAll(); }); }).then(function (all) {
+      if (all && !all.length) upClear(); // opened to look: nothing was waiting
+      (all || []).forEach(function (x) {
+        if (x.sid !== sid) return upDone(x.cid);
+        sendFile({ blob: x.blob, name: x.name, url: /^image\//.test(x.blob.type) ? URL.createObjectURL(x.blob) : null }, x.caption, null, 0, x.cid);
+      });
+    });
+  }
+  function sendFile(p, caption, el, tries, cid0) { // one upload, retried with the same client_id: stored once, however often it is sent
+    var cid = el ? el._cid : cid0 || uuid();
+    if (!cid0 && !el) udb('readwrite', function (o) { return o.put({ cid: cid, sid: st.session_id, blob: p.blob, name: p.name, caption: caption }); });
     if (!el) { pending = null; showPick(null); el = render({ origin: 'visitor', body: caption || p.name, client_id: cid, created_at: new Date().toISOString(), attachment: { name: p.name, mimetype: p.blob.type, size: p.blob.size, local: p.url } }, 'sending'); }
     var x = new XMLHttpRequest(), q = '?client_id=' + cid + '&filename=' + encodeURIComponent(p.name) + (caption ? '&caption=' + encodeURIComponent(caption) : '');
     x.open('POST', API + sp('/attachments') + q);
@@ -689,10 +718,10 @@
     x.upload.onprogress = function (e) { if (e.lengthComputable) el._st.textContent = t('upl', Math.round(e.loaded * 100 / e.total) + '%'); };
     x.onload = function () {
       var d = {}; try { d = JSON.parse(x.responseText); } catch (e) { /* not JSON */ }
-      if (x.status === 200 || x.status === 201) return acked(cid, d.message);
+      if (x.status === 200 || x.status === 201) { upDone(cid); return acked(cid, d.message); }
       if (authFail(x.status)) return expire();
       if (x.status >= 500 || x.status === 429) return again();
-      mark(el, 'failed'); el._st.textContent = t(d.error === 'attachment_too_large' ? 'e_big' : d.error === 'attachment_unreadable' ? 'e_read' : d.error === 'session_closed' ? 'failed' : 'e_type', Math.round(((cfg && cfg.attachments && cfg.attachments.max_size) || 10485760) / 1048576));
+      upDone(cid); mark(el, 'failed'); el._st.textContent = t(d.error === 'attachment_too_large' ? 'e_big' : d.error === 'attachment_unreadable' ? 'e_read' : d.error === 'session_closed' ? 'failed' : 'e_type', Math.round(((cfg && cfg.attachments && cfg.attachments.max_size) || 10485760) / 1048576));
     };
     x.onerror = again;
     function again() { if ((tries || 0) < 5) setTimeout(function () { if (st) sendFile(p, caption, el, (tries || 0) + 1); }, 2000 * ((tries || 0) + 1)); else mark(el, 'failed'); }
@@ -812,7 +841,7 @@
       composer.hidden = true; confirmBar.hidden = true; endBtn.hidden = true; endBar.hidden = endCard.hidden = false; setStatus(null);
       if (editing) stopEdit(true);
       list.querySelectorAll('.ma').forEach(function (e) { e.remove(); }); // nothing to edit in an ended chat
-      if (st) { st.outbox.forEach(function (o) { var el = byCid[o.client_id]; if (el) mark(el, 'failed'); }); st.outbox = []; save(KEY, null); }
+      if (st) { st.outbox.forEach(function (o) { var el = byCid[o.client_id]; if (el) mark(el, 'failed'); }); st.outbox = []; save(KEY, null); upClear(); }
       showFeedback();
       scrollDown(true);
     }
@@ -1035,7 +1064,7 @@
     } }));
     erBox.appendChild(h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'erase-cancel', text: t('no'), onclick: function () { askErase(false); erBox.firstChild.focus(); } })).focus();
   }
-  function forget() { stop(); st = null; save(KEY, null); closed = false; reset(); }
+  function forget() { upClear(); stop(); st = null; save(KEY, null); closed = false; reset(); }
   function expire() { forget(); showForm(t('expired')); }
   function newConversation() { forget(); showForm(); focusView(); freshen(); }
   function uuid() {
@@ -1166,6 +1195,7 @@
     var sid = st.session_id;
     startChat(null, st.cursor, true);
     setStatus('conn');
+    upResume();
     api('GET', sp()).then(function (r) {
       if (!st || st.session_id !== sid) return;
       if (authFail(r.s)) return expire();
