@@ -538,8 +538,9 @@ class Desk:
         return labels.get(session.form.language) or labels.get("en") or session.form.topic
 
     async def transcript(self, session: Session) -> tuple[str, str]:
-        """The conversation as (text, html), times in the library's time zone."""
-        return await self.transcripts.render(session)
+        """The conversation to download as (text, html), times in the library's time zone, the
+        chat's pictures inside the page."""
+        return await self.transcripts.render(session, pictures=True)
 
     async def email_transcript(self, session: Session) -> int:
         return await self.transcripts.email(session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
@@ -12,7 +13,7 @@ from rooms.events import EventBus, MailQueued
 from rooms.language import language
 from rooms.markup import escape_text, plain_text, sanitize_html
 from rooms.session import Message, Origin, Session
-from rooms.store import Database, mail, messages
+from rooms.store import Database, Tx, attachments, mail, messages
 
 
 def _who(message: Message, words: Mapping[str, str]) -> str:
@@ -30,8 +31,10 @@ def render(
     desk_name: str,
     timezone: str,
     topic_label: str,
+    images: Mapping[int, tuple[str, bytes]] | None = None,
 ) -> tuple[str, str]:
-    """(text, html) of the conversation, times in the library's time zone."""
+    """(text, html) of the conversation, times in the library's time zone. ``images``: pictures
+    to show in the page itself (attachment id: type and bytes), so the download stands alone."""
     words = language(session.form.language).words("transcript")
     tz = ZoneInfo(timezone)
     started = session.created_at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
@@ -59,6 +62,13 @@ def render(
             shown = f"<b>{escape_text(named)}</b>" + (
                 "" if message.body == message.attachment.name else f" {shown}"
             )
+            picture = (images or {}).get(message.attachment.id)
+            if picture is not None:
+                data = base64.b64encode(picture[1]).decode("ascii")
+                shown += (
+                    f'<br><img src="data:{html.escape(picture[0])};base64,{data}" '
+                    f'alt="{html.escape(message.attachment.name)}" style="max-width:100%">'
+                )
         lines.append(f"[{when}] {who}: {body}")
         rows.append(
             f'<tr class="{message.origin.value}"><td class="t">{when}</td>'
@@ -110,15 +120,31 @@ class Transcripts:
         self.topic_label = topic_label
         self.email_enabled = email_enabled
 
-    async def render(self, session: Session) -> tuple[str, str]:
-        """The conversation as (text, html), times in the library's time zone."""
-        history = await self.db.read(lambda tx: messages.after(tx, session.id, 0, 100_000))
+    async def render(self, session: Session, *, pictures: bool = False) -> tuple[str, str]:
+        """The conversation as (text, html), times in the library's time zone; ``pictures``:
+        the chat's images inside the page (the download), their small versions where made."""
+
+        async def unit(tx: Tx) -> tuple[list[Message], dict[int, tuple[str, bytes]]]:
+            history = await messages.after(tx, session.id, 0, 100_000)
+            images: dict[int, tuple[str, bytes]] = {}
+            for message in history if pictures else []:
+                if message.attachment is None or not message.attachment.is_image:
+                    continue
+                found = await attachments.get(tx, session.id, message.attachment.id)
+                if found is not None and found.thumbnail and found.thumb_mimetype:
+                    images[found.id] = (found.thumb_mimetype, found.thumbnail)
+                elif found is not None and found.data:
+                    images[found.id] = (found.mimetype, found.data)
+            return history, images
+
+        history, images = await self.db.read(unit)
         return render(
             session,
             history,
             desk_name=self.desk_name,
             timezone=self.timezone,
             topic_label=self.topic_label(session),
+            images=images,
         )
 
     async def email(self, session: Session) -> int:

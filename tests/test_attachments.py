@@ -331,6 +331,10 @@ async def test_the_transcript_names_files_and_the_purge_removes_them(
     )
     assert status == 200, text
     assert "[Berkas: tugas.png] Halaman 3" in text and "[Berkas: catatan.txt]" in text
+    # The page to download shows the picture itself (it stands alone: no link needs a token).
+    status, page = await visitor.request("GET", f"/api/sessions/{visitor.session_id}/transcript")
+    assert status == 200 and page.count('<img src="data:image/png;base64,') == 1
+    assert 'alt="tugas.png"' in page
     await visitor.end()
     session_id = visitor.session_id or ""
     stored = await query(
