@@ -34,6 +34,19 @@ async def paste_file(page: Page, data: bytes, name: str, mimetype: str) -> None:
     )
 
 
+async def drop_file(page: Page, data: bytes, name: str, mimetype: str) -> None:
+    """A file dragged from the desktop and dropped on the conversation."""
+    await page.locator("[data-refdesk=messages]").evaluate(
+        """(el, [bytes, name, type]) => {
+            const dt = new DataTransfer(), init = { dataTransfer: dt, bubbles: true };
+            dt.items.add(new File([new Uint8Array(bytes)], name, { type }));
+            el.dispatchEvent(new DragEvent('dragover', { ...init, cancelable: true }));
+            el.dispatchEvent(new DragEvent('drop', { ...init, cancelable: true }));
+        }""",
+        [list(data), name, mimetype],
+    )
+
+
 async def test_a_visitor_attaches_and_pastes_pictures_and_the_librarian_gets_images(
     stack: Stack,
     browser: Browser,  # noqa: F811
@@ -85,6 +98,18 @@ async def test_a_visitor_attaches_and_pastes_pictures_and_the_librarian_gets_ima
             assert image.size == (300, 180)
             assert image.getpixel((0, 0))[:3] == (255, 0, 0)  # the same picture, pixel for pixel
         assert sari.bodies(room_id).count("image.png") == 1  # sent once
+
+        # A document dragged from the desktop onto the chat.
+        await drop_file(page, b"%PDF-1.4\n%%EOF\n", "surat.pdf", "application/pdf")
+        await expect(preview).to_contain_text("surat.pdf")
+        await page.locator("[data-refdesk=send]").click()
+        await sari.wait_for(
+            lambda s: (
+                s.room_id == room_id
+                and s.source["content"].get("msgtype") == "m.file"
+                and s.source["content"].get("filename") == "surat.pdf"
+            )
+        )
 
         # Not a picture at all, whatever its name says: refused, and the bubble says so.
         html = b"<!doctype html><script>alert(1)</script>"
