@@ -65,13 +65,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+def _load(path: str) -> Config | None:
+    """The config at ``path`` with logging set up from it; None (the error told) if it is bad."""
     try:
-        config = load_config(Path(args.config))
+        config = load_config(Path(path))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
-        return 2
+        return None
     setup_logging(config.logging.level)
+    return config
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 2
     try:
         desk = RefDesk(config, role=args.role)
     except ValueError as exc:
@@ -150,12 +158,9 @@ async def _on_desk(config: Config, job: Callable[[Desk], Awaitable[T]]) -> T:
 
 def _data_command(args: argparse.Namespace, job: Callable[[Desk], Awaitable[T]]) -> T | int:
     """Load the config and run ``job`` on the store; an exit code if either fails."""
-    try:
-        config = load_config(Path(args.config))
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+    config = _load(args.config)
+    if config is None:
         return 2
-    setup_logging(config.logging.level)
     args.loaded = config
     try:
         return asyncio.run(_on_desk(config, job))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from nio import (
     RoomSendResponse,
     RoomTypingResponse,
     SyncResponse,
+    UploadResponse,
 )
 
 from widget_server.app import runner as widget_runner
@@ -131,6 +133,17 @@ class Librarian:
         resp = await self.client.room_send(room_id, kind, content)
         assert isinstance(resp, RoomSendResponse), resp
         return resp.event_id
+
+    async def send_file(self, room_id: str, data: bytes, mimetype: str, name: str) -> str:
+        """What Element does with an attached file: upload it, then post m.image or m.file."""
+        uploaded, _ = await self.client.upload(
+            io.BytesIO(data), content_type=mimetype, filename=name, filesize=len(data)
+        )
+        assert isinstance(uploaded, UploadResponse), uploaded
+        msgtype = "m.image" if mimetype.startswith("image/") else "m.file"
+        content = {"msgtype": msgtype, "body": name, "url": uploaded.content_uri}
+        content["info"] = {"mimetype": mimetype, "size": len(data)}
+        return await self.send_content(room_id, content)
 
     async def react(self, room_id: str, event_id: str, key: str = "👍") -> str:
         return await self.send_content(

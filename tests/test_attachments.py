@@ -13,7 +13,6 @@ import pytest
 from aiohttp import ClientSession
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from nio import UploadResponse
 from PIL import Image
 
 from rooms.attachments import AttachmentRefused, AttachmentRules, check, clean_filename, sniff
@@ -244,23 +243,8 @@ async def test_a_librarians_image_and_pdf_reach_the_widget_only_for_that_chat(
     room_id = await open_chat(stack, visitor, dewi, "Bisa kirim denah lantai 2?")
     png = picture("PNG", (300, 200))
     pdf = b"%PDF-1.4\n1 0 obj <<>> endobj\ntrailer <<>>\n%%EOF\n"
-    for data, mimetype, name, msgtype in (
-        (png, "image/png", "denah.png", "m.image"),
-        (pdf, "application/pdf", "aturan.pdf", "m.file"),
-    ):
-        uploaded, _ = await dewi.client.upload(
-            io.BytesIO(data), content_type=mimetype, filename=name, filesize=len(data)
-        )
-        assert isinstance(uploaded, UploadResponse)
-        await dewi.send_content(
-            room_id,
-            {
-                "msgtype": msgtype,
-                "body": name,
-                "url": uploaded.content_uri,
-                "info": {"mimetype": mimetype, "size": len(data)},
-            },
-        )
+    await dewi.send_file(room_id, png, "image/png", "denah.png")
+    await dewi.send_file(room_id, pdf, "application/pdf", "aturan.pdf")
     shown = await visitor.wait_for(
         lambda m: (m.get("attachment") or {}).get("name") == "aturan.pdf"
     )

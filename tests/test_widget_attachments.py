@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 
-from nio import UploadResponse
 from PIL import Image
 from playwright.async_api import Browser, Page, expect
 
@@ -135,23 +134,8 @@ async def test_a_librarians_image_and_pdf_show_in_the_widget_and_download(
     async with demo_page(browser, stack, locale="id-ID", accept_downloads=True) as page:
         await start_chat(page, "Lia", "lia@example.org", "Denah ruang baca?", "other")
         _, room_id = await join_session(stack, page, dewi)
-        for data, mimetype, name, msgtype in (
-            (png, "image/png", "denah.png", "m.image"),
-            (pdf, "application/pdf", "tata-tertib.pdf", "m.file"),
-        ):
-            uploaded, _ = await dewi.client.upload(
-                io.BytesIO(data), content_type=mimetype, filename=name, filesize=len(data)
-            )
-            assert isinstance(uploaded, UploadResponse)
-            await dewi.send_content(
-                room_id,
-                {
-                    "msgtype": msgtype,
-                    "body": name,
-                    "url": uploaded.content_uri,
-                    "info": {"mimetype": mimetype, "size": len(data)},
-                },
-            )
+        await dewi.send_file(room_id, png, "image/png", "denah.png")
+        await dewi.send_file(room_id, pdf, "application/pdf", "tata-tertib.pdf")
         image = bubbles(page, "librarian").locator("[data-refdesk=attachment-image]")
         await expect(image).to_have_attribute("alt", "denah.png")
         await expect(image).to_have_js_property("naturalWidth", 400)  # loaded with the token

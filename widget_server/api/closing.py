@@ -44,7 +44,9 @@ async def get_transcript(request: web.Request) -> web.Response:
         charset="utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="transcript-{day}.{extension}"',
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+            "Content-Security-Policy": (
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+            ),
         },
     )
 
