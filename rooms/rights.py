@@ -14,6 +14,7 @@ that names the person. Erasing again finds nothing and changes nothing.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import logging
@@ -25,8 +26,8 @@ from typing import Any
 from rooms.ids import SessionID
 from rooms.intents import DESK_LANE, IntentKind
 from rooms.outbox import Outbox
-from rooms.session import Session
-from rooms.store import Database, Tx, feedback, messages, notes, sessions
+from rooms.session import Message, Session
+from rooms.store import Database, Tx, attachments, feedback, messages, notes, sessions
 from rooms.store import privacy as rows
 
 log = logging.getLogger("refdesk.privacy")
@@ -42,6 +43,22 @@ class Erased:
 
 def _at(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+async def _file(tx: Tx, session_id: str, message: Message) -> dict[str, Any] | None:
+    """A file sent with a message: its name and type, and the file itself (base64) while the
+    desk keeps it."""
+    if message.attachment is None:
+        return None
+    found = await attachments.get(tx, session_id, message.attachment.id)
+    return {
+        "name": message.attachment.name,
+        "type": message.attachment.mimetype,
+        "size": message.attachment.size,
+        "data_base64": base64.b64encode(found.data).decode("ascii")
+        if found and found.data
+        else None,
+    }
 
 
 async def _chat(tx: Tx, session: Session) -> dict[str, Any]:
@@ -69,15 +86,7 @@ async def _chat(tx: Tx, session: Session) -> dict[str, Any]:
                 "text": None if m.deleted_at else m.body,
                 "edited_at": _at(m.edited_at),
                 "deleted_at": _at(m.deleted_at),
-                "file": (
-                    {
-                        "name": m.attachment.name,
-                        "type": m.attachment.mimetype,
-                        "size": m.attachment.size,
-                    }
-                    if m.attachment
-                    else None
-                ),
+                "file": await _file(tx, session.id, m),
             }
             for m in said
         ],
@@ -187,6 +196,18 @@ class VisitorRights:
         return erased
 
 
+def _file_html(file: dict[str, Any] | None) -> str:
+    if not file:
+        return ""
+    name = html.escape(file["name"])
+    if not file.get("data_base64"):
+        return f"<br>[{name}]"
+    url = f"data:{html.escape(file['type'])};base64,{file['data_base64']}"
+    if file["type"].startswith("image/"):
+        return f'<br><img src="{url}" alt="{name}" style="max-width:100%">'
+    return f'<br><a href="{url}" download="{name}">{name}</a>'
+
+
 def export_page(document: dict[str, Any]) -> str:
     """The export as one file: a page a person can read, with the complete record inside it as
     JSON (``<script type="application/json" id="refdesk-export">``)."""
@@ -211,7 +232,9 @@ def export_page(document: dict[str, Any]) -> str:
         for m in chat["messages"]:
             text = e(m["text"]) if m["text"] is not None else "<i>(deleted)</i>"
             who = e(m["name"] or m["from"])
-            parts.append(f"<p><small>{e(m['at'])} · {who}</small><br>{text}</p>")
+            parts.append(
+                f"<p><small>{e(m['at'])} · {who}</small><br>{text}{_file_html(m['file'])}</p>"
+            )
         for title, key in (("Notes", "notes"), ("Membership checks", "membership_checks"),
                            ("Emails", "emails")):  # fmt: skip
             if chat[key]:

@@ -3,6 +3,7 @@ visitor's m.image / m.file, and a librarian's files to the widget — only for t
 
 from __future__ import annotations
 
+import base64
 import io
 import uuid
 import zipfile
@@ -18,6 +19,7 @@ from PIL import Image
 from rooms.attachments import AttachmentRefused, AttachmentRules, check, clean_filename, sniff
 from rooms.desk import Desk, DeskRules
 from rooms.privacy import Retention
+from rooms.rights import export_page
 from rooms.store import Database
 from tests.conftest import Stack
 from tests.helpers import Librarian, Visitor, query
@@ -319,6 +321,12 @@ async def test_the_transcript_names_files_and_the_purge_removes_them(
     status, page = await visitor.request("GET", f"/api/sessions/{visitor.session_id}/transcript")
     assert status == 200 and page.count('<img src="data:image/png;base64,') == 1
     assert 'alt="tugas.png"' in page
+    # A visitor's export holds the files themselves.
+    document = await stack.desk.desk.rights.export(session_id=visitor.session_id, by="cli")
+    sent = [m["file"] for m in document["chats"][0]["messages"] if m["file"]]
+    assert [f["name"] for f in sent] == ["tugas.png", "catatan.txt"]
+    assert base64.b64decode(sent[1]["data_base64"]) == b"catatan\n"
+    assert '<a href="data:text/plain;base64,' in export_page(document)
     await visitor.end()
     session_id = visitor.session_id or ""
     stored = await query(
