@@ -295,6 +295,7 @@ async def test_a_malay_browser_gets_the_third_language_everywhere(
             await form.locator("[name=topic]").select_option("other")
             await form.locator("[name=question]").fill("Ada buku Hamka?")
             await form.locator("[data-refdesk=start]").click()
+            await expect(bubbles(page, "visitor")).to_have_count(1)
             _, room_id = await join_session(stack, page, dewi)
             await dewi.send(room_id, "!claim")
             said = "Dewi Librarian kini membantu anda."

@@ -65,11 +65,12 @@ async def demo_page(browser: Browser, stack: Stack, **options: Any) -> AsyncIter
 
 
 async def stored_session_id(page: Page) -> str:
-    raw = await page.evaluate(
+    """The chat's id as the widget keeps it (waiting for the widget to have started one)."""
+    found = await page.wait_for_function(
         "() => { for (const k of Object.keys(localStorage)) "
         "{ if (/^refdesk:[^:]+:\\/\\/[^:]+(:\\d+)?$/.test(k)) return localStorage.getItem(k); } }"
     )
-    return str(json.loads(raw)["session_id"])
+    return str(json.loads(await found.json_value())["session_id"])
 
 
 async def open_form(page: Page) -> None:
