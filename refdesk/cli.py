@@ -156,14 +156,16 @@ async def _on_desk(config: Config, job: Callable[[Desk], Awaitable[T]]) -> T:
         await db.close()
 
 
-def _data_command(args: argparse.Namespace, job: Callable[[Desk], Awaitable[T]]) -> T | int:
-    """Load the config and run ``job`` on the store; an exit code if either fails."""
+def _data_command(
+    args: argparse.Namespace, job: Callable[[Desk], Awaitable[T]]
+) -> tuple[Config, T] | int:
+    """Load the config and run ``job`` on the store: the config and the result, or an exit
+    code if either fails."""
     config = _load(args.config)
     if config is None:
         return 2
-    args.loaded = config
     try:
-        return asyncio.run(_on_desk(config, job))
+        return config, asyncio.run(_on_desk(config, job))
     except (DatabaseUnavailable, DatabaseTooNew) as exc:
         print(f"database error: {exc}", file=sys.stderr)
         return 1
@@ -173,14 +175,15 @@ ROOMS_LATER = "Their rooms are purged on the homeserver by refdesk's bridge whil
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    report = _data_command(
+    done = _data_command(
         args, lambda desk: desk.purger.preview() if args.dry_run else desk.purger.run()
     )
-    if isinstance(report, int):
-        return report
+    if isinstance(done, int):
+        return done
+    config, report = done
     kept = ", ".join(
         f"{key.replace('_', ' ')} {'forever' if days is None else f'{days} days'}"
-        for key, days in args.loaded.privacy.retention.items()
+        for key, days in config.privacy.retention.items()
     )
     if args.dry_run:
         print(f"Would remove {report} (retention: {kept}). Nothing was changed.")
@@ -194,9 +197,10 @@ def _whose(args: argparse.Namespace) -> dict[str, str | None]:
 
 
 def cmd_export_visitor(args: argparse.Namespace) -> int:
-    document = _data_command(args, lambda desk: desk.rights.export(**_whose(args), by="cli"))
-    if isinstance(document, int):
-        return document
+    done = _data_command(args, lambda desk: desk.rights.export(**_whose(args), by="cli"))
+    if isinstance(done, int):
+        return done
+    document = done[1]
     out = Path(args.output)
     if out.suffix.lower() == ".json":
         text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
@@ -221,9 +225,10 @@ def cmd_erase_visitor(args: argparse.Namespace) -> int:
         if input(f"Erase everything the desk holds about {whom}? [y/N] ").strip().lower() != "y":
             print("Nothing was erased.")
             return 1
-    erased = _data_command(args, lambda desk: desk.rights.erase(**_whose(args), by="cli"))
-    if isinstance(erased, int):
-        return erased
+    done = _data_command(args, lambda desk: desk.rights.erase(**_whose(args), by="cli"))
+    if isinstance(done, int):
+        return done
+    erased = done[1]
     print(f"Erased {erased.sessions} chat(s), {erased.items} items. {ROOMS_LATER}")
     return 0
 

@@ -362,13 +362,14 @@ class Desk:
                 if existing is not None:
                     return existing, False  # a retry of a message stored before the close
                 raise SessionClosedError("This chat has ended.")
-            if file is not None and await messages.by_client_id(tx, session.id, client_id) is None:
-                described = await self._keep_file(tx, session.id, file)
-                stored = await messages.insert_new(
-                    tx, dataclasses.replace(message, attachment=described)
+            row = message
+            if file is not None:  # kept once: a retry's file is not stored again
+                if (existing := await messages.by_client_id(tx, session.id, client_id)) is not None:
+                    return existing, False
+                row = dataclasses.replace(
+                    message, attachment=await self._keep_file(tx, session.id, file)
                 )
-            else:
-                stored = await messages.insert_new(tx, message)
+            stored = await messages.insert_new(tx, row)
             if stored is None:  # a retry: the stored row answers it
                 existing = await messages.by_client_id(tx, session.id, client_id)
                 assert existing is not None

@@ -139,7 +139,7 @@ class Purger:
         dropped = 0
         while before is not None:
 
-            async def batch(tx: Tx, before: datetime = before) -> int:
+            async def batch(tx: Tx, before: datetime = before) -> tuple[int, int]:
                 found = await rows.expired_files(tx, before, BATCH)
                 count = 0
                 for session_id in found:
@@ -147,12 +147,12 @@ class Purger:
                     count += await rows.drop_files(tx, session_id)
                     if media:
                         await self.outbox.add(session_id, IntentKind.PURGE_MEDIA, media=media)
-                return count if found else -1
+                return len(found), count
 
-            done = await self.db.write(batch)
-            if done < 0:
+            chats, count = await self.db.write(batch)
+            dropped += count
+            if chats < BATCH:
                 break
-            dropped += done
         return dropped
 
     async def run_if_due(self) -> PurgeReport | None:
