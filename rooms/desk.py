@@ -59,6 +59,7 @@ from rooms.outbox import Delivered, Outbox, Work
 from rooms.privacy import Purger, Retention
 from rooms.queue import Queue, QueueRules
 from rooms.replies import EmailReplies
+from rooms.reporting import ReportRules, Reports
 from rooms.rights import VisitorRights
 from rooms.session import (
     CLIENT_ID_MAX,
@@ -76,6 +77,7 @@ from rooms.session import (
 )
 from rooms.store import Database, Tx, attachments, mail, messages, notes, sessions
 from rooms.store import feedback as feedback_rows
+from rooms.store import reports as report_facts
 from rooms.store.mail import Mail
 from rooms.texts import text
 from rooms.transcript import Transcripts
@@ -153,6 +155,7 @@ class DeskRules:
     offline: OfflineRules = field(default_factory=OfflineRules)
     # How long a visitor may edit or delete their own message (seconds; 0: never).
     visitor_edit_window: int = 900
+    reports: ReportRules = field(default_factory=ReportRules)
 
 
 class Desk:
@@ -194,6 +197,15 @@ class Desk:
         self.membership = Membership(db, self.bus, clock, self.outbox, verifier, rules.timezone)
         if verifier is not None and rules.verify_after_claim:
             self.queue.after_claim = self.membership.after_claim
+        self.reports = Reports(
+            db,
+            self.outbox,
+            clock,
+            rules.reports,
+            timezone=rules.timezone,
+            supervisors=rules.queue.supervisors,
+            open_seconds=hours.open_seconds if hours is not None else None,
+        )
         self.transcripts = Transcripts(
             db,
             self.bus,
@@ -723,6 +735,8 @@ class Desk:
                     message, attachment=await self._keep_file(tx, session.id, file, mxc)
                 )
             stored = await messages.insert(tx, message)
+            if current.first_reply_at is None:
+                await report_facts.first_reply(tx, session.id, sender_id, message.created_at)
             self._emit(MessageAdded(stored))
             return stored
 

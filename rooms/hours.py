@@ -268,6 +268,25 @@ class ServiceHours:
                 return self._instant(day, interval.start)
         return None
 
+    def open_seconds(self, start: datetime, end: datetime) -> float:
+        """Seconds between ``start`` and ``end`` during which the desk was open: a wait that
+        spans a night or a holiday counts only its open part (reports' first-reply times)."""
+        start, end = _utc(start), _utc(end)
+        if end <= start:
+            return 0.0
+        tz = self.schedule.timezone
+        day = start.astimezone(tz).date()
+        last = end.astimezone(tz).date()
+        total = 0.0
+        while day <= last:
+            for interval in self._day(day, "id").intervals:
+                opens = self._instant(day, interval.start)
+                closes = self._instant(day, interval.end)
+                overlap = (min(end, closes) - max(start, opens)).total_seconds()
+                total += max(0.0, overlap)
+            day += timedelta(days=1)
+        return total
+
     # words for people
 
     def describe_week(self, language: str = "id", at: datetime | None = None) -> list[str]:

@@ -40,6 +40,7 @@ class IntentKind(enum.StrEnum):
     PURGE_ROOM = "purge_room"  # the chat's retention ran out: remove its room's contents
     PURGE_MEDIA = "purge_media"  # a chat's files outlived their retention: delete them there
     PRIVACY_EXPORT = "privacy_export"  # a supervisor asked for a visitor's data: send the file
+    REPORT = "report"  # a viewer asked for a report: summary, chart, and their dashboard link
 
 
 @dataclass(frozen=True)

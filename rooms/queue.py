@@ -27,6 +27,7 @@ from rooms.notices import tell_visitor
 from rooms.outbox import Outbox
 from rooms.session import Session
 from rooms.store import Database, Tx, roster, sessions
+from rooms.store import reports as report_facts
 from rooms.texts import text
 
 log = logging.getLogger("refdesk.rooms.queue")
@@ -160,6 +161,7 @@ class Queue:
                 if updated is None:
                     raise QueueError("The chat changed hands just now; try again.")
             from_owner = session.owner or by
+            await report_facts.record_transfer(tx, session_id, session.owner, to, now)
             await self.outbox.add(
                 session_id,
                 IntentKind.TRANSFERRED,

@@ -172,6 +172,7 @@ class Session:
     visitor_seen_up_to: int = 0
     emailed_up_to: int = 0
     client_key: str | None = None  # salted hash of the visitor's address (for bans)
+    first_reply_at: datetime | None = None  # the first librarian reply (reports)
 
     @property
     def is_open(self) -> bool:

@@ -38,6 +38,7 @@ def from_row(row: Row) -> Session:
         visitor_seen_up_to=row["visitor_seen_up_to"],
         emailed_up_to=row["emailed_up_to"],
         client_key=row["client_key"],
+        first_reply_at=moment(row["first_reply_at"]),
     )
 
 
