@@ -10,7 +10,6 @@ searched for that transaction id before anything is sent again.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +19,7 @@ from bridge.desk_room import DeskRooms
 from bridge.formatting import edit, notice
 from bridge.ghosts import GhostTemplate
 from bridge.matrix_api import MatrixClient, MatrixError
+from bridge.reports import ReportSender
 from rooms.desk import Desk
 from rooms.ids import MessageID, RoomID, SessionID
 from rooms.intents import Intent, IntentKind
@@ -78,6 +78,7 @@ class Actions:
         ghosts: GhostTemplate,
         rooms: DeskRooms,
         topic_labels: dict[str, str],
+        dashboard_url: str | None = None,
     ) -> None:
         self.desk = desk
         self.client = client
@@ -86,6 +87,7 @@ class Actions:
         self.topic_labels = topic_labels
         self._named_ghosts: set[str] = set()  # registered and named by this process
         self._joined: set[tuple[str, str]] = set()  # (room, ghost) joined, seen by this process
+        self.reports = ReportSender(desk, client, rooms, topic_labels, dashboard_url)
 
     async def perform(self, attempt: Attempt) -> None:
         intent = attempt.intent
@@ -99,6 +101,9 @@ class Actions:
             return
         if intent.kind is IntentKind.PRIVACY_EXPORT:
             await self._privacy_export(attempt)
+            return
+        if intent.kind is IntentKind.REPORT:
+            await self.reports.perform(attempt)
             return
         if intent.kind is IntentKind.OFFLINE_WAITING:
             count = int(payload["count"])
@@ -498,13 +503,11 @@ class Actions:
         day = attempt.intent.created_at.date().isoformat()
         filename = f"visitor-export-{day}-{attempt.intent.id}.html"
         mxc = await self.client.upload(data, "text/html", filename)
-        digest = hashlib.sha256(to.encode()).hexdigest()[:16]
-        room_id = await self.client.create_room(
-            alias_localpart=f"{self.ghosts.prefix}privacy_{digest}",
-            name=f"{self.rooms.desk_name} · privacy requests",
-            topic="Visitor data exports you asked for with !privacy. Delete them once handed over.",
-            invite=[to],
-            initial_state=[],
+        room_id = await self.rooms.private_room(
+            to,
+            "privacy",
+            "privacy requests",
+            "Visitor data exports you asked for with !privacy. Delete them once handed over.",
         )
         chats = len(document["chats"])
         content = {

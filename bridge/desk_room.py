@@ -7,6 +7,7 @@ their aliases and the store.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import logging
@@ -214,6 +215,24 @@ class DeskRooms:
             known = json.loads(await self.state(key) or "[]")
             if event_id not in known:
                 await self.set_state({key: json.dumps([*known, event_id])})
+
+    async def private_room(self, user_id: str, purpose: str, name: str, topic: str) -> str:
+        """A room of the bot and ``user_id`` alone for one ``purpose`` (privacy exports, report
+        links): made once, found again by its alias (derived from the user's id)."""
+        digest = hashlib.sha256(user_id.encode()).hexdigest()[:16]
+        return await self.client.create_room(
+            alias_localpart=f"{self.alias_prefix}{purpose}_{digest}",
+            name=f"{self.desk_name} · {name}",
+            topic=topic,
+            invite=[user_id],
+            initial_state=[],
+        )
+
+    async def is_private(self, room_id: str, user_id: str) -> bool:
+        """Whether only the bot and ``user_id`` are in (or invited to) the room."""
+        members = await self.client.members(room_id)
+        present = {u for u, m in members.items() if m in ("join", "invite")}
+        return present <= {user_id, self.client.bot_mxid}
 
     async def forget_session(self, attempt: Attempt, session_id: str) -> None:
         """Redact what the desk room says about a chat — its queue line with every edit of it,

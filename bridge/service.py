@@ -66,7 +66,9 @@ class Bridge:
             on_contact=lambda: self.performer.homeserver_alive(),
             on_retry_asked=self._ping_soon,
         )
-        self.actions = Actions(desk, self.client, self.ghosts, self.rooms, topic_labels)
+        self.actions = Actions(
+            desk, self.client, self.ghosts, self.rooms, topic_labels, settings.dashboard_url
+        )
         self.performer = Performer(desk, self.client, self.actions)
         self.performer.on_back = self._catch_up_again
         self.typing = TypingMirror(desk, self.client, self.ghosts)

@@ -36,6 +36,9 @@ class BridgeSettings:
     desk_room_history_days: int | None = None
     """How long the desk room's own history is kept (the chats' retention; None: forever): set
     as its ``m.room.retention``, which a homeserver with retention enabled applies."""
+    dashboard_url: str | None = None
+    """Where the report dashboard is served (``https://desk.example/reports``): ``!report``
+    sends viewers a signed link into it. None: no dashboard links."""
     admin_token: str | None = field(default=None, repr=False)
     """A homeserver admin's token: a purged chat's room is deleted with Synapse's admin API
     (without one, its messages are redacted)."""

@@ -26,6 +26,8 @@ from refdesk.language_files import available
 from rooms.attachments import GROUPS, AttachmentRules
 from rooms.knowledge import Entry
 from rooms.language import Languages
+from rooms.reporting import ReportRules
+from rooms.reports import parse_tags
 
 # Outgoing mail (transcripts, offline replies): the config section is the mailer's own settings.
 EmailConfig = MailSettings
@@ -199,6 +201,7 @@ class Config:
     verification: DirectoryConfig | None = None  # None: off
     hours: HoursConfig | None = None  # None: always open
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    reports: ReportRules = field(default_factory=ReportRules)
 
     @property
     def bot_mxid(self) -> str:
@@ -538,6 +541,36 @@ def _email(er: Reader) -> EmailConfig:
     return config
 
 
+def _reports(reader: Reader, target: int) -> ReportRules:
+    viewers = None
+    if reader.data.get("viewers") is not None:
+        viewers = tuple(_user_ids(reader, "viewers"))
+    reader.seen.add("viewers")
+    categories: list[str] = []
+    for index, raw in enumerate(reader.items("categories", [])):
+        try:
+            tags, scale = parse_tags(str(raw)) if isinstance(raw, str) else ([], None)
+        except ValueError as exc:
+            raise ConfigError(f"{reader._key('categories')}[{index}]", str(exc)) from None
+        if len(tags) != 1 or scale is not None or tags[0] != raw.lower():
+            raise ConfigError(
+                f"{reader._key('categories')}[{index}]",
+                f"must be one word of letters, digits, . - _ (got {raw!r})",
+            )
+        categories.append(tags[0])
+    rules = ReportRules(
+        viewers=viewers,
+        first_response_target=target,
+        categories=tuple(dict.fromkeys(categories)),
+        ask_at_close=reader.boolean("ask_at_close", False),
+        link_minutes=reader.integer("link_minutes", 15, low=1, high=24 * 60),
+        pass_hours=reader.integer("pass_hours", 8, low=1, high=7 * 24),
+        dashboard=reader.boolean("dashboard", True),
+    )
+    reader.check_unknown()
+    return rules
+
+
 def parse_config(data: Any, source: Path | None = None) -> Config:
     """Build a :class:`Config` from parsed YAML, or raise :class:`ConfigError`."""
     root = Reader(data)
@@ -613,6 +646,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         knowledge=(),
         languages=languages,
     )
+    target = dr.integer("first_response_target", 300, low=1, high=86400)
     dr.check_unknown()
     knowledge = _knowledge(root.section("knowledge", required=False), desk.canned, source, codes)
     desk = DeskConfig(**{**desk.__dict__, "knowledge": knowledge})
@@ -637,6 +671,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     )
     orr.check_unknown()
     privacy = _privacy(root.section("privacy", required=False), codes)
+    reports = _reports(root.section("reports", required=False), target)
     root.seen.update({"verification", "hours"})
     verification = None
     if "verification" in root.data:
@@ -660,6 +695,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         verification,
         hours,
         privacy,
+        reports,
     )
 
 

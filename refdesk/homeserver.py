@@ -267,7 +267,8 @@ class EmbeddedSynapse:
                     "type": "http",
                     "tls": False,
                     "x_forwarded": False,
-                    "resources": [{"names": ["client"], "compress": False}],
+                    # openid: the userinfo endpoint that checks the report widget's OpenID tokens.
+                    "resources": [{"names": ["client", "openid"], "compress": False}],
                 }
             ],
             "database": {"name": "sqlite3", "args": {"database": str(self.data_dir / DB_FILE)}},

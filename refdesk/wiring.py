@@ -13,6 +13,7 @@ from aiohttp import web
 from bridge.settings import BridgeSettings
 from mailer.settings import MailSettings
 from refdesk.config import Config
+from refdesk.openid import OpenIDVerifier
 from rooms.desk import Desk, DeskRules
 from rooms.offline import OfflineRules
 from rooms.privacy import Retention
@@ -41,6 +42,7 @@ def desk_rules(config: Config) -> DeskRules:
         greeting=config.desk.greeting,
         verify_after_claim=bool(config.verification and config.verification.auto_after_claim),
         retention=retention(config),
+        reports=config.reports,
         attachments=config.widget.attachments,
         offline=OfflineRules(
             batch_delay=config.offline.batch_delay,
@@ -86,6 +88,7 @@ def bridge_settings(config: Config) -> BridgeSettings:
         timezone=config.desk.timezone,
         topic_labels={t.id: t.labels.get(language, t.id) for t in config.desk.topics},
         admin_token=config.homeserver.admin_token,
+        dashboard_url=f"{config.widget.public_url}/reports" if config.reports.dashboard else None,
         desk_room_history_days=config.privacy.retention["messages"],
     )
 
@@ -119,6 +122,8 @@ def widget_settings(config: Config) -> WidgetSettings:
         retention_days=config.privacy.retention["messages"],
         privacy_notice=config.privacy.notice,
         privacy_link=config.privacy.link,
+        dashboard=config.reports.dashboard,
+        verify_openid=OpenIDVerifier(config.homeserver.url, config.homeserver.domain),
     )
 
 

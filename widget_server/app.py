@@ -25,6 +25,7 @@ from widget_server.api import (
     ws,
 )
 from widget_server.client import ClientAddresses
+from widget_server.dashboard import Dashboard
 from widget_server.errors import Handler, api_error
 from widget_server.hub import SessionSignals
 from widget_server.settings import WidgetSettings
@@ -174,6 +175,12 @@ def create_app(settings: WidgetSettings, desk: Desk) -> web.Application:
     app.router.add_get("/api/openapi.json", _openapi)
     widget_js = script.build(settings.languages)
     app.router.add_get("/widget.js", widget_js.response)
+    if settings.dashboard:
+        labels = {
+            t: names.get(settings.default_language, t) for t, names in settings.topics.items()
+        }
+        dashboard = Dashboard(desk, settings.desk_name, labels, settings.verify_openid)
+        app.add_routes(dashboard.routes())
     app.router.add_get("/demo", _demo)
     app.router.add_get("/", _root)
     return app

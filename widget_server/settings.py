@@ -7,7 +7,7 @@ visitor adapter and the config can change apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from rooms.language import Language
@@ -57,3 +57,10 @@ class WidgetSettings:
     """The library's own privacy line per language (empty: the widget's words)."""
     privacy_link: str | None = None
     """The library's privacy policy page, linked from the widget."""
+    dashboard: bool = False
+    """Serve the report dashboard under /reports (widget_server/dashboard.py)."""
+    verify_openid: Callable[[str, str], Awaitable[str | None]] | None = field(
+        default=None, repr=False
+    )
+    """(OpenID access token, server name) → the user the homeserver vouches for, or None: how
+    the dashboard pinned in Element knows its viewer."""

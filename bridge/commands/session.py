@@ -6,9 +6,12 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from bridge import store
 from bridge.commands.base import SESSION, Context, command
+from bridge.commands.reports import tag_prompt
 from rooms.ids import UserID
 from rooms.queue import QueueError
+from rooms.session import Session
 
 _MXID = re.compile(r"@[^\s:]+:[^\s]+")
 
@@ -48,8 +51,23 @@ async def close(ctx: Context, args: str) -> str | None:
     session = ctx.need_session()
     if not session.is_open:
         return "This chat is already closed."
+    if ctx.desk.reports.rules.ask_at_close and await _ask_for_tags(ctx, session):
+        return tag_prompt(ctx)
     await ctx.desk.end_session(session.id, by=ctx.sender, note=args or None)
     return None
+
+
+async def _ask_for_tags(ctx: Context, session: Session) -> bool:
+    """Whether to ask for tags before closing: the chat has none and it was not asked yet."""
+    tags, scale = await ctx.desk.reports.tags_of(session)
+    if tags or scale is not None:
+        return False
+    key = f"close_asked:{session.id}"
+    asked = await ctx.desk.read(lambda tx: store.get_state(tx, key))
+    if asked is not None:
+        return False
+    await ctx.desk.transaction(lambda tx: store.set_state(tx, key, "1"), savepoint=True)
+    return True
 
 
 @command("note", "an internal note: kept with the session, never shown to the visitor", args="text")
