@@ -39,6 +39,7 @@ from rooms.errors import (
 from rooms.events import (
     EventBus,
     FeedbackGiven,
+    FirstReply,
     Listener,
     MessageAdded,
     MessageUpdated,
@@ -74,9 +75,10 @@ from rooms.session import (
     new_token,
     token_matches,
 )
-from rooms.store import Database, Tx, attachments, mail, messages, notes, sessions
+from rooms.store import Database, Tx, attachments, mail, messages, notes, sessions, workload
 from rooms.store import feedback as feedback_rows
 from rooms.store.mail import Mail
+from rooms.store.workload import Workload
 from rooms.texts import text
 from rooms.transcript import Transcripts
 from rooms.verification import VerificationOutcome, Verifier
@@ -705,6 +707,7 @@ class Desk:
             if await messages.by_remote_id(tx, remote_id) is not None:
                 return None
             assert current is not None
+            asked = None if current.offline else await messages.unanswered_since(tx, session.id)
             if current.is_open and current.owner is None and self.queue.is_librarian(sender_id):
                 await self.queue.claim(session.id, sender_id, sender_name)
             message = Message(
@@ -724,6 +727,8 @@ class Desk:
                 )
             stored = await messages.insert(tx, message)
             self._emit(MessageAdded(stored))
+            if asked is not None:
+                self._emit(FirstReply(current, stored.created_at - asked))
             return stored
 
         return await self.db.write(unit)
@@ -799,6 +804,11 @@ class Desk:
 
     async def open_sessions_with_rooms(self) -> list[Session]:
         return await self.db.read(sessions.open_with_rooms)
+
+    async def workload(self) -> Workload:
+        """Chats waiting and served, and the intents not yet performed: one cheap read (the
+        operations metrics ask it at every scrape)."""
+        return await self.db.read(workload.read)
 
     async def pending_deliveries(self, limit: int = 100) -> list[Message]:
         return await self.db.read(lambda tx: messages.pending_deliveries(tx, limit))

@@ -203,3 +203,19 @@ async def first_from_visitor(tx: Tx, session_id: str) -> Message | None:
         {"s": session_id},
     )
     return from_row(row) if row else None
+
+
+async def unanswered_since(tx: Tx, session_id: str) -> datetime | None:
+    """When the visitor's first message was written, if no librarian has answered yet; None
+    once one has (or before the visitor wrote)."""
+    row = await tx.fetchone(
+        """
+        SELECT MIN(CASE WHEN origin = 'visitor' THEN created_at END) AS asked,
+               COUNT(CASE WHEN origin = 'librarian' THEN 1 END) AS answers
+        FROM messages WHERE session_id = :s
+        """,
+        {"s": session_id},
+    )
+    if row is None or row["answers"]:
+        return None
+    return moment(row["asked"])
