@@ -19,6 +19,7 @@ import hmac
 import json
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -28,6 +29,7 @@ from aiohttp import web
 from bridge import store
 from bridge.errors import is_transient
 from bridge.ghosts import GhostTemplate
+from bridge.metrics import BridgeMetrics
 from rooms.desk import Desk, DeskError
 
 log = logging.getLogger("refdesk.bridge.appservice")
@@ -52,6 +54,7 @@ class AppserviceServer:
         on_ephemeral: EventSink | None = None,
         on_contact: Callable[[], None] | None = None,
         on_retry_asked: Callable[[], None] | None = None,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self._hs_token = hs_token
         self.desk = desk
@@ -65,6 +68,7 @@ class AppserviceServer:
         # txn id -> digest of its body, for the last few transactions of this process only.
         self._recent: OrderedDict[str, str] = OrderedDict()
         self.serial = asyncio.Lock()
+        self.metrics = metrics or BridgeMetrics()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=16 * 1024 * 1024)
@@ -90,6 +94,7 @@ class AppserviceServer:
             return denied
         txn_id = request.match_info["txn_id"]
         self.on_contact()
+        started = time.perf_counter()
         raw = await request.read()
         digest = hashlib.sha256(raw).hexdigest()
         if self._recent.get(txn_id) == digest:
@@ -98,8 +103,11 @@ class AppserviceServer:
         # One transaction at a time (and never beside the catch-up): events are acted on in the
         # order the homeserver sent them, even if it sends a second transaction before the first
         # is answered.
-        async with self.serial:
-            return await self._handle(txn_id, raw, digest)
+        try:
+            async with self.serial:
+                return await self._handle(txn_id, raw, digest)
+        finally:
+            self.metrics.transaction_seconds.observe(time.perf_counter() - started)
 
     async def _handle(self, txn_id: str, raw: bytes, digest: str) -> web.Response:
         if self._recent.get(txn_id) == digest:

@@ -17,6 +17,7 @@ import aiohttp
 from nio import Api, RoomPreset, RoomVisibility
 from yarl import URL
 
+from bridge.metrics import BridgeMetrics
 from rooms.names import clean_text
 
 log = logging.getLogger("refdesk.bridge.matrix_api")
@@ -64,8 +65,10 @@ class MatrixClient:
         timeout: float = 30,
         *,
         admin_token: str | None = None,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self.base_url = URL(base_url)
+        self.metrics = metrics or BridgeMetrics()
         self._as_token = as_token
         self._admin_token = admin_token
         self.bot_mxid = bot_mxid
@@ -111,12 +114,14 @@ class MatrixClient:
                 text = await resp.text()
                 status = resp.status
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            self.metrics.homeserver_failed(None)
             raise HomeserverUnavailable(f"{method} {url.path}: {exc!r}") from exc
         try:
             payload = json.loads(text) if text else {}
         except json.JSONDecodeError:
             payload = {"errcode": "M_UNKNOWN", "error": text[:200]}
         if status >= 400:
+            self.metrics.homeserver_failed(status)
             raise MatrixError(
                 status,
                 str(payload.get("errcode", "M_UNKNOWN")),
@@ -470,6 +475,7 @@ class MatrixClient:
                 if resp.status == 404:
                     return None
                 if resp.status >= 400:
+                    self.metrics.homeserver_failed(resp.status)
                     raise MatrixError(resp.status, "M_UNKNOWN", f"media download: {resp.status}")
                 if (resp.content_length or 0) > limit:
                     return None
@@ -480,6 +486,7 @@ class MatrixClient:
                         return None
                 return bytes(data)
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            self.metrics.homeserver_failed(None)
             raise HomeserverUnavailable(f"GET media: {exc!r}") from exc
 
     async def edits_of(self, room_id: str, event_id: str) -> list[str]:
@@ -518,8 +525,10 @@ class MatrixClient:
                 payload = await resp.json(content_type=None)
                 status = resp.status
         except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+            self.metrics.homeserver_failed(None)
             raise HomeserverUnavailable(f"POST upload: {exc!r}") from exc
         if status >= 400 or not isinstance(payload, dict) or "content_uri" not in payload:
+            self.metrics.homeserver_failed(status)
             body = payload if isinstance(payload, dict) else {}
             raise MatrixError(status, str(body.get("errcode", "M_UNKNOWN")), str(body.get("error")))
         return str(payload["content_uri"])

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from bridge.actions import Actions, Attempt
 from bridge.errors import is_transient
 from bridge.matrix_api import MatrixClient, MatrixError
+from bridge.metrics import BridgeMetrics
 from common.background import Worker
 from rooms.desk import Desk
 from rooms.events import DeskEvent, IntentAdded
@@ -51,8 +52,10 @@ class Performer:
         actions: Actions,
         min_backoff: float = 0.5,
         max_backoff: float = 30.0,
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self.desk = desk
+        self.metrics = metrics or BridgeMetrics()
         self.client = client
         self.actions = actions
         self.min_backoff = min_backoff
@@ -189,7 +192,9 @@ class Performer:
                 self._outage = True
                 log.info("%s %d waits (%s)", intent.kind, intent.id, exc)
                 return _Outcome.WAIT, None
-            if not isinstance(exc, MatrixError):
+            if isinstance(exc, MatrixError):
+                self.metrics.action_refused()
+            else:
                 log.exception("%s %d failed", intent.kind, intent.id)
             return await self._refused(intent, f"{type(exc).__name__}: {exc}"), None
         self._uncertain.discard(intent.id)

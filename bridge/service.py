@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any
 
@@ -19,6 +19,7 @@ from bridge.errors import is_transient
 from bridge.ghosts import GhostTemplate
 from bridge.handler import EventHandler
 from bridge.matrix_api import HomeserverUnavailable, MatrixClient, MatrixError
+from bridge.metrics import BridgeMetrics
 from bridge.performer import Performer
 from bridge.settings import BridgeSettings
 from bridge.typing import TypingMirror
@@ -26,17 +27,32 @@ from rooms.desk import Desk
 
 log = logging.getLogger("refdesk.bridge")
 
+Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
 
 class Bridge:
-    def __init__(self, settings: BridgeSettings, desk: Desk) -> None:
+    """``metrics``: where the bridge counts what it measures; ``metrics_page``: served at
+    ``/metrics`` on the appservice listener (the process's metrics, refdesk/metrics.py)."""
+
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        desk: Desk,
+        *,
+        metrics: BridgeMetrics | None = None,
+        metrics_page: Page | None = None,
+    ) -> None:
         self.settings = settings
         self.desk = desk
+        self.metrics = metrics or BridgeMetrics()
+        self.metrics_page = metrics_page
         self.ghosts = GhostTemplate(settings.ghost_prefix, settings.domain)
         self.client = MatrixClient(
             settings.homeserver_url,
             settings.as_token,
             settings.bot_mxid,
             admin_token=settings.admin_token,
+            metrics=self.metrics,
         )
         topic_labels = dict(settings.topic_labels)
         self.rooms = DeskRooms(
@@ -65,11 +81,12 @@ class Bridge:
             on_ephemeral=self.handler.handle_ephemeral,
             on_contact=lambda: self.performer.homeserver_alive(),
             on_retry_asked=self._ping_soon,
+            metrics=self.metrics,
         )
         self.actions = Actions(
             desk, self.client, self.ghosts, self.rooms, topic_labels, settings.dashboard_url
         )
-        self.performer = Performer(desk, self.client, self.actions)
+        self.performer = Performer(desk, self.client, self.actions, metrics=self.metrics)
         self.performer.on_back = self._catch_up_again
         self.typing = TypingMirror(desk, self.client, self.ghosts)
         desk.subscribe(self.performer.on_desk_event)
@@ -87,7 +104,10 @@ class Bridge:
 
     async def start(self) -> None:
         await self.client.open()
-        self._runner = web.AppRunner(self.server.app(), access_log=None)
+        app = self.server.app()
+        if self.metrics_page is not None:
+            app.router.add_get("/metrics", self.metrics_page)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         settings = self.settings
         site = web.TCPSite(self._runner, settings.listen_host, settings.listen_port)

@@ -183,6 +183,18 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    """``/metrics`` for Prometheus: on the appservice listener, and on ``listen_port`` if set;
+    never on the widget's port."""
+
+    enabled: bool = True
+    listen_host: str = "127.0.0.1"
+    listen_port: int | None = None  # a listener of its own (None: the appservice's only)
+    bearer_token: str | None = field(default=None, repr=False)  # None: none asked
+    allowed_networks: tuple[IPNetwork, ...] = ()  # who may scrape (none: whoever reaches it)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str
 
@@ -202,6 +214,7 @@ class Config:
     hours: HoursConfig | None = None  # None: always open
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     reports: ReportRules = field(default_factory=ReportRules)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def bot_mxid(self) -> str:
@@ -571,6 +584,39 @@ def _reports(reader: Reader, target: int) -> ReportRules:
     return rules
 
 
+def _metrics(reader: Reader, appservice: AppserviceConfig, widget: WidgetConfig) -> MetricsConfig:
+    """``metrics``: ``enabled``, a listener of its own (``listen_host``, ``listen_port``), and
+    who may scrape (``bearer_token``, ``allowed_networks``)."""
+    enabled = reader.boolean("enabled", True)
+    listen_host = reader.text("listen_host", "127.0.0.1")
+    listen_port = None
+    if reader.data.get("listen_port") is not None:
+        listen_port = reader.integer("listen_port", low=1, high=65535)
+        if listen_port == widget.listen_port:
+            raise ConfigError(
+                reader._key("listen_port"),
+                "must not be widget.listen_port: /metrics is never served to visitors",
+            )
+        if listen_port == appservice.listen_port:
+            raise ConfigError(
+                reader._key("listen_port"),
+                "is appservice.listen_port, which serves /metrics already; leave it out",
+            )
+    reader.seen.add("listen_port")
+    token = None
+    if reader.data.get("bearer_token") is not None:
+        token = reader.text("bearer_token")
+        if PLACEHOLDER in token or len(token) < 16:
+            raise ConfigError(
+                reader._key("bearer_token"),
+                "still holds the placeholder or is shorter than 16 characters",
+            )
+    reader.seen.add("bearer_token")
+    networks = _networks(reader, "allowed_networks", [])
+    reader.check_unknown()
+    return MetricsConfig(enabled, listen_host, listen_port, token, networks)
+
+
 def parse_config(data: Any, source: Path | None = None) -> Config:
     """Build a :class:`Config` from parsed YAML, or raise :class:`ConfigError`."""
     root = Reader(data)
@@ -672,6 +718,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     orr.check_unknown()
     privacy = _privacy(root.section("privacy", required=False), codes)
     reports = _reports(root.section("reports", required=False), target)
+    metrics = _metrics(root.section("metrics", required=False), appservice, widget)
     root.seen.update({"verification", "hours"})
     verification = None
     if "verification" in root.data:
@@ -696,6 +743,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         hours,
         privacy,
         reports,
+        metrics=metrics,
     )
 
 

@@ -12,6 +12,7 @@ from common.background import Worker
 from mailer.smtp import Mailer
 from refdesk.config import Config
 from refdesk.directory_config import build_directory, demo_warning
+from refdesk.metrics import Metrics
 from refdesk.relay import Relay
 from refdesk.wiring import bridge_settings, create_widget_app, desk_rules, mail_settings
 from rooms.desk import Desk, utcnow
@@ -78,12 +79,25 @@ class RefDesk:
         self.relay = (
             Relay(self.db, self.desk.bus) if isinstance(self.db, PostgresDatabase) else None
         )
+        self.metrics: Metrics | None = None
+        if config.metrics.enabled:
+            self.metrics = Metrics(
+                config.metrics,
+                self.desk,
+                bridge=role in ("all", "bridge"),
+                visitors=self._visitors_connected if role in ("all", "widget") else None,
+            )
         self.mailer: Mailer | None = None
         self.bridge: Bridge | None = None
         if role in ("all", "bridge"):
             self.mailer = Mailer(mail_settings(config), self.desk)
             self.desk.subscribe(self.mailer.on_desk_event)
-            self.bridge = Bridge(bridge_settings(config), self.desk)
+            self.bridge = Bridge(
+                bridge_settings(config),
+                self.desk,
+                metrics=self.metrics.bridge if self.metrics else None,
+                metrics_page=self.metrics.page if self.metrics else None,
+            )
         self._widget_runner: web.AppRunner | None = None
         self._ticker = Worker("refdesk-ticker", self._tick)
 
@@ -96,6 +110,10 @@ class RefDesk:
         """The widget server's shared state (its settings, hub, sockets), while it runs."""
         runner = self._widget_runner
         return runner.app[CONTEXT] if runner is not None else None
+
+    def _visitors_connected(self) -> int:
+        widget = self.widget
+        return widget.signals.connected() if widget is not None else 0
 
     async def start(self) -> None:
         for warning in config_warnings(self.config):
@@ -116,6 +134,8 @@ class RefDesk:
         if self.mailer is not None:  # the bridge process keeps the desk's clock and mail
             self._ticker.start()
             self.mailer.start()
+        if self.metrics is not None:
+            await self.metrics.start()
 
     async def _tick(self) -> None:
         """The desk's clock: escalates chats nobody has claimed in time."""
@@ -131,6 +151,8 @@ class RefDesk:
                 log.exception("desk tick failed")
 
     async def stop(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self._ticker.stop()
         if self.mailer is not None:
             await self.mailer.stop()

@@ -39,6 +39,7 @@ from rooms.errors import (
 from rooms.events import (
     EventBus,
     FeedbackGiven,
+    FirstReply,
     Listener,
     MessageAdded,
     MessageUpdated,
@@ -75,10 +76,11 @@ from rooms.session import (
     new_token,
     token_matches,
 )
-from rooms.store import Database, Tx, attachments, mail, messages, notes, sessions
+from rooms.store import Database, Tx, attachments, mail, messages, notes, sessions, workload
 from rooms.store import feedback as feedback_rows
 from rooms.store import reports as report_facts
 from rooms.store.mail import Mail
+from rooms.store.workload import Workload
 from rooms.texts import text
 from rooms.transcript import Transcripts
 from rooms.verification import VerificationOutcome, Verifier
@@ -735,9 +737,12 @@ class Desk:
                     message, attachment=await self._keep_file(tx, session.id, file, mxc)
                 )
             stored = await messages.insert(tx, message)
-            if current.first_reply_at is None:
+            first = current.first_reply_at is None
+            if first:  # kept for the reports, as the metrics' first reply
                 await report_facts.first_reply(tx, session.id, sender_id, message.created_at)
             self._emit(MessageAdded(stored))
+            if first and not current.offline:
+                self._emit(FirstReply(current, stored.created_at - current.created_at))
             return stored
 
         return await self.db.write(unit)
@@ -813,6 +818,11 @@ class Desk:
 
     async def open_sessions_with_rooms(self) -> list[Session]:
         return await self.db.read(sessions.open_with_rooms)
+
+    async def workload(self) -> Workload:
+        """Chats waiting and served, and the intents not yet performed: one cheap read (the
+        operations metrics ask it at every scrape)."""
+        return await self.db.read(workload.read)
 
     async def pending_deliveries(self, limit: int = 100) -> list[Message]:
         return await self.db.read(lambda tx: messages.pending_deliveries(tx, limit))

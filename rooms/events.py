@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from rooms.feedback import Feedback
 from rooms.ids import SessionID, UserID
@@ -31,6 +32,16 @@ class MessageUpdated:
     """A stored message was edited or deleted (it keeps its id, gets a new ``seq``)."""
 
     message: Message
+
+
+@dataclass(frozen=True)
+class FirstReply:
+    """A librarian answered a live chat for the first time, ``waited`` after the visitor started
+    it (offline messages, answered later by email, are not counted); the reports keep the same
+    moment (``sessions.first_reply_at``)."""
+
+    session: Session
+    waited: timedelta
 
 
 @dataclass(frozen=True)
@@ -166,6 +177,7 @@ DeskEvent = (
     | OfflineWaiting
     | IntentAdded
     | SessionChanged
+    | FirstReply
 )
 Listener = Callable[[DeskEvent], None]
 

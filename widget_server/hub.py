@@ -7,6 +7,8 @@ is never stored: which librarians are typing right now.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from typing import Protocol
 
 from rooms.events import (
@@ -56,6 +58,8 @@ class SessionSignals:
         # Usually one connection per session: the watcher itself, a tuple for several tabs.
         self._watchers: dict[str, Watcher | tuple[Watcher, ...]] = {}
         self.typing: dict[str, tuple[str, ...]] = {}
+        # Long polls waiting right now, per session (for :meth:`connected`).
+        self._polls: dict[str, int] = {}
         # Sessions whose visitors last saw themselves in the queue: only their positions move
         # when the queue changes (kept up to date as views are computed).
         self.waiting: set[str] = set()
@@ -129,6 +133,22 @@ class SessionSignals:
         # compares its view with what it last sent and stays quiet if nothing changed).
         for session_id in list(self.waiting):
             self.fire(session_id)
+
+    @contextlib.contextmanager
+    def polling(self, session_id: str) -> Iterator[None]:
+        """A long poll of ``session_id`` is waiting for a change (while the block runs)."""
+        self._polls[session_id] = self._polls.get(session_id, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._polls.pop(session_id) - 1
+            if left:
+                self._polls[session_id] = left
+
+    def connected(self) -> int:
+        """Chats whose visitor is connected now: a live WebSocket or a waiting long poll (a
+        chat open in several tabs counts once)."""
+        return len(self._watchers.keys() | self._polls.keys())
 
     def watched(self) -> int:
         """Sessions with a waiting long poll or a live connection."""

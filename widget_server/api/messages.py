@@ -81,7 +81,8 @@ async def list_messages(request: web.Request) -> web.Response:
         if messages or not current.is_open or changed or remaining <= 0:
             break
         try:
-            await asyncio.wait_for(signal.wait(), remaining)
+            with ctx.signals.polling(session.id):
+                await asyncio.wait_for(signal.wait(), remaining)
         except TimeoutError:
             pass
     cursor = messages[-1].seq if messages else after
