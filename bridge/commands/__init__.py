@@ -6,7 +6,7 @@ the topic modules, so that importing it registers every command.
 
 from __future__ import annotations
 
-from bridge.commands import desk, privacy, session
+from bridge.commands import desk, privacy, search, session
 from bridge.commands.base import DESK, REGISTRY, SESSION, Context, dispatch, help_text
 
 __all__ = [
@@ -18,5 +18,6 @@ __all__ = [
     "dispatch",
     "help_text",
     "privacy",
+    "search",
     "session",
 ]
