@@ -8,11 +8,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from bridge.commands import Context, dispatch
 from bridge.commands.search import room_link
+from refdesk import migrate_db
 from rooms.desk import Desk, DeskRules
 from rooms.ids import MessageID, RoomID, UserID
 from rooms.queue import QueueRules
@@ -243,6 +245,26 @@ async def test_chats_closed_before_the_index_are_indexed_once_the_desk_runs(
         assert await desk.search.backfill() == 0  # caught up: nothing more to do
     finally:
         await db.close()
+
+
+async def test_a_desk_moved_to_postgresql_indexes_its_past_chats_again(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    sqlite = open_database(tmp_path / "refdesk.db")
+    await sqlite.open()
+    try:
+        session = await served(Desk(sqlite, RULES, clock=Clock()), "Memperpanjang kartu?", "Bisa.")
+    finally:
+        await sqlite.close()
+    await migrate_db.migrate(str(tmp_path / "refdesk.db"), postgres_url)
+    postgres = open_database(postgres_url)
+    await postgres.open()
+    try:
+        desk = Desk(postgres, RULES, clock=Clock())
+        await desk.tick()
+        assert await found(desk, "perpanjang") == [session.id]
+    finally:
+        await postgres.close()
 
 
 async def test_the_command_answers_librarians_only_with_a_usage_line(desk: Desk) -> None:
