@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from bridge import store
 from bridge.commands import Context, dispatch
@@ -47,6 +48,7 @@ class EventHandler:
     bot_mxid: str
     rooms: DeskRooms
     timezone: str = "Asia/Jakarta"
+    dashboard_url: str | None = None
     _names: dict[str, str] = field(default_factory=dict)
 
     def ours(self, sender: str) -> bool:
@@ -215,6 +217,9 @@ class EventHandler:
         if body.lower().startswith("!duty"):  # it lists who is on duty by name
             for librarian in self.desk.queue.rules.librarians:
                 await self.display_name(librarian)
+        transcript_link = None
+        if body.lower().startswith("!search"):
+            transcript_link = await self._transcript_links(room_id, sender)
         ctx = Context(
             desk=self.desk,
             client=self.client,
@@ -226,6 +231,7 @@ class EventHandler:
             names=self.display_name,
             timezone=self.timezone,
             topic_labels=self.rooms.topic_labels,
+            transcript_link=transcript_link,
         )
 
         async def command() -> None:
@@ -235,6 +241,25 @@ class EventHandler:
                 await self.desk.say(lane, room_id, reply)
 
         await self._once(event_id, command)
+
+    async def _transcript_links(
+        self, room_id: str, sender: str
+    ) -> Callable[[Session, UserID], str | None] | None:
+        """For a report viewer asking in a private chat with the bot: personal, short-lived
+        links to past chats' transcripts on the dashboard (never in a shared room)."""
+        reports = self.desk.reports
+        url = self.dashboard_url
+        if url is None or not reports.is_viewer(sender):
+            return None
+        if not await self.rooms.is_private(room_id, sender):
+            return None
+        await reports.ready()
+
+        def link(session: Session, user: UserID) -> str:
+            token, _ = reports.sign_now(user)
+            return f"{url}/open?{urlencode({'t': token, 'chat': session.id})}"
+
+        return link
 
     async def _once(self, event_id: str, action: Callable[[], Awaitable[object]]) -> None:
         """Carry out ``action`` in one unit of work with the claim of ``event_id``: exactly

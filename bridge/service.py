@@ -72,6 +72,7 @@ class Bridge:
             settings.bot_mxid,
             self.rooms,
             timezone=settings.timezone,
+            dashboard_url=settings.dashboard_url,
         )
         self.server = AppserviceServer(
             settings.hs_token,

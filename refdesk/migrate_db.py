@@ -135,6 +135,14 @@ async def copy_store(source: Database, target: Database) -> dict[str, int]:
         await tx.execute(
             "SELECT setval('messages_seq', COALESCE((SELECT MAX(seq) FROM messages), 0) + 1, false)"
         )
+        # The search index is not copied (its form differs by engine): the desk indexes these
+        # chats again once it runs on PostgreSQL.
+        await tx.execute(
+            """
+            INSERT INTO search_backlog (session_id)
+            SELECT id FROM sessions WHERE state = 'closed' AND purged_at IS NULL
+            """
+        )
 
     await target.write(unit)
     copied, kept = await _count(target), await _count(source)

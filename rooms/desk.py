@@ -62,6 +62,7 @@ from rooms.queue import Queue, QueueRules
 from rooms.replies import EmailReplies
 from rooms.reporting import ReportRules, Reports
 from rooms.rights import VisitorRights
+from rooms.search import Search
 from rooms.session import (
     CLIENT_ID_MAX,
     Attachment,
@@ -184,6 +185,7 @@ class Desk:
         self._emit = self.bus.emit
         self.outbox = Outbox(db, self.bus, clock)
         self.purger = Purger(db, self.outbox, clock, rules.retention)
+        self.search = Search(db, clock, rules.topic_labels)
         self.rights = VisitorRights(db, self.outbox, clock, rules.desk_name, self.end_session)
         self.queue = Queue(db, self.bus, rules.queue, clock, self.outbox)
         self.bans = Bans(db, clock, self.end_session)
@@ -208,6 +210,7 @@ class Desk:
             supervisors=rules.queue.supervisors,
             open_seconds=hours.open_seconds if hours is not None else None,
         )
+        self.reports.retagged = self.search.reindex
         self.transcripts = Transcripts(
             db,
             self.bus,
@@ -503,6 +506,7 @@ class Desk:
             )
             if note:
                 await notes.add(tx, session_id, by, note, self.clock())
+            await self.search.reindex(tx, session_id)
             if notice.needs_delivery:
                 await self.outbox.add(session_id, IntentKind.MESSAGE, message_id=notice.id)
             await self.outbox.add(
@@ -579,11 +583,12 @@ class Desk:
         return await self.replies.mail_replies()
 
     async def tick(self) -> None:
-        """The desk's clock: escalation, answers by email, the daily purge, telling the desk it
-        opened."""
+        """The desk's clock: escalation, answers by email, the daily purge, indexing chats kept
+        from before the search index, telling the desk it opened."""
         await self.queue.tick()
         await self.mail_replies()
         await self.purger.run_if_due()
+        await self.search.backfill()
         available = await self.availability()
         opened = available.open and self._was_open is not True
         self._was_open = available.open
@@ -753,7 +758,10 @@ class Desk:
         async def unit(tx: Tx) -> Message | None:
             if not await self._lock_chat_of(tx, remote_id):
                 return None
-            return await messages.edit(tx, remote_id, body, html, self.clock())
+            edited = await messages.edit(tx, remote_id, body, html, self.clock())
+            if edited is not None:  # a closed chat's entry follows (an open one is indexed later)
+                await self.search.reindex(tx, edited.session_id)
+            return edited
 
         updated = await self.db.write(unit)
         if updated is not None:
@@ -764,7 +772,10 @@ class Desk:
         async def unit(tx: Tx) -> Message | None:
             if not await self._lock_chat_of(tx, remote_id):
                 return None
-            return await messages.delete(tx, remote_id, self.clock())
+            deleted = await messages.delete(tx, remote_id, self.clock())
+            if deleted is not None:  # its words leave a closed chat's entry
+                await self.search.reindex(tx, deleted.session_id)
+            return deleted
 
         updated = await self.db.write(unit)
         if updated is not None:
@@ -806,8 +817,14 @@ class Desk:
         return await self.db.read(lambda tx: feedback_rows.get(tx, session_id))
 
     async def add_note(self, session: Session, author: UserID, body: str) -> None:
-        """An internal note: kept with the session, never shown to the visitor."""
-        await self.db.write(lambda tx: notes.add(tx, session.id, author, body, self.clock()))
+        """An internal note: kept with the session, never shown to the visitor (a closed chat
+        is found by it from then on)."""
+
+        async def unit(tx: Tx) -> None:
+            await notes.add(tx, session.id, author, body, self.clock())
+            await self.search.reindex(tx, session.id)
+
+        await self.db.write(unit)
 
     async def notes(self, session_id: SessionID) -> list[tuple[str, str, datetime]]:
         return await self.db.read(lambda tx: notes.of_session(tx, session_id))

@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -91,6 +91,8 @@ class Reports:
         self.clocking = Clocking(open_seconds)
         self.partner_of = partner_of
         self._secret: bytes | None = None
+        # Called in the unit of work that changes a chat's tags (the search index finds tags).
+        self.retagged: Callable[[Tx, str], Awaitable[object]] | None = None
 
     # who
 
@@ -183,6 +185,8 @@ class Reports:
 
         async def unit(tx: Tx) -> tuple[list[str], int | None]:
             await facts_store.set_tags(tx, session.id, tags, scale, by, now)
+            if self.retagged is not None:
+                await self.retagged(tx, session.id)
             return await facts_store.tags_of(tx, session.id)
 
         return await self.db.write(unit)
@@ -194,7 +198,13 @@ class Reports:
         return await self.db.read(lambda tx: facts_store.last_served(tx, user_id, since))
 
     async def untag(self, session: Session, tag: str) -> bool:
-        return await self.db.write(lambda tx: facts_store.remove_tag(tx, session.id, tag.lower()))
+        async def unit(tx: Tx) -> bool:
+            removed = await facts_store.remove_tag(tx, session.id, tag.lower())
+            if removed and self.retagged is not None:
+                await self.retagged(tx, session.id)
+            return removed
+
+        return await self.db.write(unit)
 
     async def tags_of(self, session: Session) -> tuple[list[str], int | None]:
         return await self.db.read(lambda tx: facts_store.tags_of(tx, session.id))
@@ -206,8 +216,18 @@ class Reports:
             self._secret = (await secret(self.db, "reports_link_secret")).encode()
         return self._secret
 
+    async def ready(self) -> None:
+        """Read the signing secret, so that :meth:`sign_now` may sign without the store."""
+        await self._key()
+
     async def sign(self, viewer: str, kind: str = LINK) -> tuple[str, datetime]:
         """A token for ``viewer``: a link (minutes) or a dashboard pass (hours)."""
+        await self._key()
+        return self.sign_now(viewer, kind)
+
+    def sign_now(self, viewer: str, kind: str = LINK) -> tuple[str, datetime]:
+        """:meth:`sign` once :meth:`ready` has read the secret."""
+        assert self._secret is not None, "call ready() first"
         lifetime = (
             timedelta(minutes=self.rules.link_minutes)
             if kind == LINK
@@ -219,7 +239,7 @@ class Reports:
                 {"v": viewer, "k": kind, "e": int(expires.timestamp())}, separators=(",", ":")
             ).encode()
         )
-        mac = _b64(hmac.new(await self._key(), body.encode(), hashlib.sha256).digest())
+        mac = _b64(hmac.new(self._secret, body.encode(), hashlib.sha256).digest())
         return f"{body}.{mac}", expires
 
     async def check(self, token: str, kind: str) -> str:

@@ -145,6 +145,9 @@ class Dashboard:
         except AccessDenied as exc:
             return _refusal(str(exc))
         token, _ = await self.desk.reports.sign(viewer, PASS)
+        chat = request.query.get("chat", "")
+        if chat.isalnum() and len(chat) < 40:  # a link from !search: that chat's transcript
+            raise web.HTTPSeeOther(f"/reports/chats/{chat}?" + urlencode({"s": token}))
         params = {"s": token, "period": request.query.get("period", "")}
         raise web.HTTPSeeOther("/reports/?" + urlencode(params))
 

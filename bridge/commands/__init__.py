@@ -6,7 +6,7 @@ the topic modules, so that importing it registers every command.
 
 from __future__ import annotations
 
-from bridge.commands import desk, privacy, reports, session
+from bridge.commands import desk, privacy, reports, search, session
 from bridge.commands.base import DESK, REGISTRY, SESSION, Context, dispatch, help_text
 
 __all__ = [
@@ -19,5 +19,6 @@ __all__ = [
     "help_text",
     "privacy",
     "reports",
+    "search",
     "session",
 ]

@@ -38,6 +38,9 @@ class Context:
     names: Callable[[str], Awaitable[str]]
     timezone: str
     topic_labels: Mapping[str, str] = field(default_factory=dict)  # in the desk's language
+    # A link where this librarian may read a past chat's transcript (None: they may not, or
+    # there is no such page); without one, !search points to the chat's room.
+    transcript_link: Callable[[Session, UserID], str | None] | None = None
 
     def topic(self, session: Session) -> str:
         """The label of the visitor's topic (its id if it has none)."""

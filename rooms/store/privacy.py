@@ -2,14 +2,15 @@
 
 A purged chat keeps its row for the reports (when, how long, topic, language, who served,
 the rating) without anything that names or quotes the visitor: name, email, member number,
-page, browser, the token, its messages, notes, mail and performed intents are gone. Feedback
-comments and the verification audit have their own retention.
+page, browser, the token, its messages, notes, search index entry, mail and performed intents
+are gone. Feedback comments and the verification audit have their own retention.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
+from rooms.store import search
 from rooms.store.database import Tx
 from rooms.store.values import moment, required_moment
 
@@ -93,6 +94,7 @@ async def purge_chat(tx: Tx, session_id: str, at: datetime) -> int:
     removed = await tx.execute("DELETE FROM messages WHERE session_id = :id", params)
     await tx.execute("DELETE FROM attachments WHERE session_id = :id", params)
     await tx.execute("DELETE FROM notes WHERE session_id = :id", params)
+    await search.forget(tx, session_id)  # the chat's words, stemmed, in the search index
     await tx.execute("DELETE FROM mail_outbox WHERE session_id = :id", params)
     await tx.execute(
         "DELETE FROM intents WHERE lane = :id AND (done_at IS NOT NULL OR failed_at IS NOT NULL)",
