@@ -380,12 +380,23 @@ class Actions:
         await self._queue_notice(attempt, session, users)
 
     async def _claimed(self, attempt: Attempt, session: Session) -> None:
+        payload = attempt.intent.payload
         if session.room_id is None:
-            return
-        by, name = attempt.intent.payload["by"], attempt.intent.payload["name"]
+            if not payload.get("invited"):
+                return
+            # A visitor who accepted a librarian's invitation: the room is made now, for them.
+            session = await self.ensure_room(session)
+        assert session.room_id is not None
+        by, name = payload["by"], payload["name"]
         await self._invite_missing(session.room_id, [by])
         body = f"{name} claimed this chat and is serving {session.form.name}."
-        await self._say(attempt, session, body, [], "room")
+        if payload.get("invited"):
+            said = f" (“{payload['text']}”)" if payload.get("text") else ""
+            body = (
+                f"{session.form.name} accepted {name}'s invitation{said} on "
+                f"{payload.get('page') or 'the site'}: {name} serves this chat."
+            )
+        await self._say(attempt, session, body, [by] if payload.get("invited") else [], "room")
         # Invitations nobody needs any more are withdrawn.
         owner = (await self.desk.get_session(session.id)).owner  # it may have moved on since
         keep = {by, *([owner] if owner else [])}

@@ -14,6 +14,7 @@ from aiohttp import web
 from bridge import store
 from bridge.actions import Actions
 from bridge.appservice import AppserviceServer
+from bridge.commands.desk import invitation_answer
 from bridge.desk_room import DeskRooms
 from bridge.errors import is_transient
 from bridge.ghosts import GhostTemplate
@@ -24,6 +25,8 @@ from bridge.performer import Performer
 from bridge.settings import BridgeSettings
 from bridge.typing import TypingMirror
 from rooms.desk import Desk
+from rooms.events import DeskEvent, InvitationAnswered
+from rooms.intents import DESK_LANE
 
 log = logging.getLogger("refdesk.bridge")
 
@@ -92,6 +95,7 @@ class Bridge:
         self.typing = TypingMirror(desk, self.client, self.ghosts)
         desk.subscribe(self.performer.on_desk_event)
         desk.subscribe(self.typing.on_desk_event)
+        desk.subscribe(self._on_invitation_answered)
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pinging = False
@@ -137,6 +141,20 @@ class Bridge:
                     delay = min(delay * 2, 30)
         finally:
             self._pinging = False
+
+    def _on_invitation_answered(self, event: DeskEvent) -> None:
+        """Tell the librarian who invited a visitor how they answered (where they invited)."""
+        if not isinstance(event, InvitationAnswered):
+            return
+        invitation, room = event.invitation, event.invitation.reply_to
+        if room is None:
+            return
+        body = invitation_answer(event)
+        self._spawn(
+            self.desk.transaction(
+                lambda tx: self.desk.say(DESK_LANE, room, body, [invitation.librarian])
+            )
+        )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -76,6 +76,8 @@ class RefDesk:
             verifier=verifier,
             hours=ServiceHours(config.hours.schedule) if config.hours is not None else None,
         )
+        # The visitors on the site are in the memory of the process serving their widget.
+        self.desk.sees_visitors = role != "bridge"
         self.relay = (
             Relay(self.db, self.desk.bus) if isinstance(self.db, PostgresDatabase) else None
         )

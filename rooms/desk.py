@@ -54,6 +54,7 @@ from rooms.hours import HoursStatus, ServiceHours
 from rooms.ids import MessageID, RoomID, SessionID, UserID
 from rooms.intents import DESK_LANE, Intent, IntentKind
 from rooms.knowledge import KnowledgeBase
+from rooms.live import Invitation, LiveError, LiveView, LiveVisitors
 from rooms.membership import Membership
 from rooms.offline import OfflineRules
 from rooms.outbox import Delivered, Outbox, Work
@@ -211,6 +212,10 @@ class Desk:
             open_seconds=hours.open_seconds if hours is not None else None,
         )
         self.reports.retagged = self.search.reindex
+        # Visitors on the site now (memory only; per process: see rooms/live.py).
+        self.live = LiveVisitors(self.bus, clock, rules.languages)
+        # False in a process that serves no widget (``--role bridge``): it sees no visitors.
+        self.sees_visitors = True
         self.transcripts = Transcripts(
             db,
             self.bus,
@@ -262,19 +267,24 @@ class Desk:
         return await self.bans.ban(session, by, days, reason)
 
     async def start_session(
-        self, form: VisitorForm, client_key: str | None = None
+        self, form: VisitorForm, client_key: str | None = None, invitation: str | None = None
     ) -> tuple[Session, str]:
-        """Create a session; returns it with the visitor's bearer token (shown once)."""
+        """Create a session; returns it with the visitor's bearer token (shown once).
+
+        ``invitation``: the token of a librarian's invitation the visitor accepted (rooms/live.py):
+        the chat starts claimed by that librarian, and nobody else is rung. A token that is not
+        (or no longer) pending starts an ordinary chat."""
         if client_key is not None:
             await self.check_client(client_key)
         token = new_token()
         available = await self.availability()
+        invited = self.live.take(invitation) if invitation is not None else None
         session = Session(
             id=new_session_id(),
             state=SessionState.OPEN,
             form=form,
             created_at=self.clock(),
-            offline=not available.live,
+            offline=not available.live and invited is None,
             client_key=client_key,
         )
         greeting = self.rules.greeting.get(form.language) or self.rules.greeting.get("en")
@@ -285,6 +295,12 @@ class Desk:
             if greeting:
                 body = greeting.format_map({"visitor": form.name, "desk": self.rules.desk_name})
                 await self._tell(session, body)
+            if invited is not None:
+                claimed = await self.queue.claim(
+                    session.id, invited.librarian, invited.librarian_name, invitation=invited
+                )
+                if claimed.won:
+                    self.live.accepted(invited, session.id)
             stored = await sessions.get(tx, session.id)  # as stored (store's time precision)
             assert stored is not None
             return stored
@@ -292,6 +308,38 @@ class Desk:
         stored = await self.db.write(unit)
         log.info("session %s started (topic %s)", session.id, form.topic)
         return stored, token
+
+    # the live view: the desk now, and the visitors on the site
+
+    async def live_view(self) -> LiveView:
+        """Who is on duty, the chats waiting (with their waits), who serves which, and the
+        visitors on the library's pages now (None in a process that serves no widget)."""
+        chats = await self.open_sessions()
+        on_duty = await self.queue.on_duty()
+        now = self.clock()
+        return LiveView(
+            at=now,
+            on_duty=on_duty,
+            waiting=[(s, now - (s.queued_at or s.created_at)) for s in chats if s.owner is None],
+            served=[s for s in chats if s.owner is not None],
+            visitors=self.live.visitors() if self.sees_visitors else None,
+        )
+
+    def invite_visitor(
+        self,
+        number: int,
+        librarian: UserID,
+        librarian_name: str,
+        text: str | None = None,
+        reply_to: str | None = None,
+    ) -> Invitation:
+        """A librarian invites visitor ``number`` of the live list to chat (raises
+        ``rooms.live.LiveError`` with the reason when that cannot be)."""
+        if not self.queue.is_librarian(librarian):
+            raise LiveError("Only librarians of this desk can invite visitors.")
+        if not self.sees_visitors:
+            raise LiveError("This process serves no widget: it does not see the visitors.")
+        return self.live.invite(number, librarian, librarian_name, text, reply_to)
 
     async def get_session(self, session_id: str) -> Session:
         found = await self.db.read(lambda tx: sessions.get(tx, session_id))

@@ -10,6 +10,7 @@ from datetime import timedelta
 from rooms.feedback import Feedback
 from rooms.ids import SessionID, UserID
 from rooms.intents import Work
+from rooms.live_types import Invitation
 from rooms.session import Message, Session
 
 log = logging.getLogger("refdesk.rooms.events")
@@ -158,6 +159,23 @@ class IntentAdded:
     work: Work | None = None
 
 
+@dataclass(frozen=True)
+class VisitorInvited:
+    """A librarian invited a visitor on the site to chat (rooms/live.py): their widget shows it."""
+
+    invitation: Invitation
+
+
+@dataclass(frozen=True)
+class InvitationAnswered:
+    """How a visitor answered an invitation: ``accepted`` (``session_id``: the chat it started,
+    committed), ``declined``, ``ignored``, or ``left`` (the site, before answering)."""
+
+    invitation: Invitation
+    answer: str
+    session_id: str | None = None
+
+
 DeskEvent = (
     SessionStarted
     | MessageAdded
@@ -178,6 +196,8 @@ DeskEvent = (
     | IntentAdded
     | SessionChanged
     | FirstReply
+    | VisitorInvited
+    | InvitationAnswered
 )
 Listener = Callable[[DeskEvent], None]
 

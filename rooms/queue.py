@@ -23,6 +23,7 @@ from rooms.events import (
 )
 from rooms.ids import SessionID, UserID
 from rooms.intents import IntentKind
+from rooms.live_types import Invitation
 from rooms.notices import tell_visitor
 from rooms.outbox import Outbox
 from rooms.session import Session
@@ -112,8 +113,16 @@ class Queue:
         body = text(key, session.form.language, **values)
         await tell_visitor(self.db, self.bus, self.clock, session, body)
 
-    async def claim(self, session_id: SessionID, user_id: UserID, name: str) -> ClaimResult:
-        """First come, first served: exactly one concurrent caller wins."""
+    async def claim(
+        self,
+        session_id: SessionID,
+        user_id: UserID,
+        name: str,
+        *,
+        invitation: Invitation | None = None,
+    ) -> ClaimResult:
+        """First come, first served: exactly one concurrent caller wins. ``invitation``: the
+        chat starts from the librarian's invitation the visitor accepted (rooms/live.py)."""
         if not self.is_librarian(user_id):
             raise QueueError("Only librarians can claim a chat.")
 
@@ -122,7 +131,18 @@ class Queue:
             won = await sessions.claim(tx, session_id, user_id, name, self.clock())
             if won is None:
                 return ClaimResult(False, await self._session(tx, session_id))
-            await self.outbox.add(session_id, IntentKind.CLAIMED, by=user_id, name=name)
+            if invitation is None:
+                await self.outbox.add(session_id, IntentKind.CLAIMED, by=user_id, name=name)
+            else:  # the room is made for it (the visitor has not written yet)
+                await self.outbox.add(
+                    session_id,
+                    IntentKind.CLAIMED,
+                    by=user_id,
+                    name=name,
+                    invited=True,
+                    page=invitation.page,
+                    text=invitation.text,
+                )
             self.bus.emit(SessionClaimed(won, user_id))
             await self._tell_visitor(won, "claimed", librarian=name)
             if self.after_claim is not None:

@@ -20,6 +20,7 @@ from widget_server.api import (
     closing,
     faq,
     messages,
+    presence,
     sessions,
     verification,
     ws,
@@ -163,12 +164,17 @@ def create_app(settings: WidgetSettings, desk: Desk) -> web.Application:
         clients=ClientAddresses(settings.trusted_proxies, settings.forwarded_header),
         endpoint=Endpoint(lambda path, origin: None, heartbeat=30, max_message=ws.MAX_FRAME),
     )
-    ctx.endpoint.accept = ws.accept(ctx, is_allowed)
+    desk.subscribe(ctx.presence.on_desk_event)
+    take_chat, take_presence = ws.accept(ctx, is_allowed), presence.accept(ctx, is_allowed)
+    ctx.endpoint.accept = lambda path, origin: (
+        take_chat(path, origin) or take_presence(path, origin)
+    )
     app.on_shutdown.append(_close_sockets)
     app.add_routes(sessions.routes)
     app.add_routes(messages.routes)
     app.add_routes(attachments.routes)
     app.add_routes(ws.routes)
+    app.add_routes(presence.routes)
     app.add_routes(closing.routes)
     app.add_routes(faq.routes)
     app.add_routes(verification.routes)

@@ -20,6 +20,7 @@ from widget_server.client import ClientAddresses, limit_key
 from widget_server.errors import ApiError
 from widget_server.hub import SessionSignals
 from widget_server.settings import WidgetSettings
+from widget_server.visitors import Visitors
 from widget_server.websocket import Endpoint
 
 
@@ -59,6 +60,8 @@ class WidgetContext:
     endpoint: Endpoint  # refdesk's own WebSockets (widget_server.websocket)
     # aiohttp's WebSockets: a handshake the endpoint's front door did not take (api/ws.py)
     sockets: weakref.WeakSet[web.WebSocketResponse] = field(default_factory=weakref.WeakSet)
+    # The widgets on the site's pages, by their number in the desk's live list (api/presence.py)
+    presence: Visitors = field(default_factory=Visitors)
 
 
 CONTEXT = web.AppKey("refdesk_context", WidgetContext)

@@ -105,6 +105,14 @@ async def create_session(request: web.Request) -> web.Response:
     desk = context(request).desk
     raw = await json_body(request)
     raw.pop("user_agent", None)
+    invitation = raw.pop("invitation", None)  # a librarian's invitation, accepted (presence.py)
+    if invitation is not None and not (isinstance(invitation, str) and len(invitation) <= 64):
+        raise ApiError(
+            422,
+            "validation_failed",
+            "Some fields are missing or invalid.",
+            fields={"invitation": "must be a string of at most 64 characters"},
+        )
     user_agent = request.headers.get("User-Agent")
     if user_agent is not None:  # header bytes that are not UTF-8 must not reach the store
         user_agent = user_agent.encode("utf-8", "replace").decode("utf-8")
@@ -112,7 +120,7 @@ async def create_session(request: web.Request) -> web.Response:
     client = await client_key(request)
     await desk.check_client(client)
     context(request).limiter.check(client)
-    session, token = await desk.start_session(form, client_key=client)
+    session, token = await desk.start_session(form, client_key=client, invitation=invitation)
     session = await desk.get_session(session.id)  # as stored (timestamps in store precision)
     return web.json_response({"session": session_json(session), "token": token}, status=201)
 

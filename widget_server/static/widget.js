@@ -104,6 +104,7 @@
     '.b pre{white-space:pre-wrap;background:rgba(13,88,104,.08);padding:6px 8px;border-radius:6px}.b pre code{background:none;padding:0}' +
     '[data-deleted] .b{font-style:italic;color:#5f6f77}.visitor[data-deleted] .b{color:#e3eff2}' +
     '.iv{position:fixed;right:20px;bottom:92px;z-index:2147483000;width:280px;max-width:calc(100vw - 40px);background:#fff;border-radius:14px;box-shadow:0 8px 28px rgba(0,0,0,.25);padding:14px 40px 14px 16px}' +
+    '.li{z-index:2147483002}.li .no{margin-left:8px;min-height:40px;padding:0 12px;border:1px solid #0d5868;background:#fff;color:#0d5868}' +
     '.iv p{margin:0 0 10px}.iv .pr{min-height:40px}.ivx{position:absolute;top:4px;right:4px;width:40px;min-height:40px;border:0;background:none;color:#3d4f57;font-size:22px;line-height:1}' +
     '.ma{margin-left:6px}.ma button{border:0;background:none;color:inherit;text-decoration:underline;padding:0 5px;min-height:32px;font-size:inherit}' +
     '.ebr{display:flex;align-items:center;gap:8px;padding:6px 12px 0;font-size:13px;color:#0b4654;flex:none}.ebr>span:first-child{flex:1}.ebr button{border:0;background:none;color:#0d5868;text-decoration:underline;min-height:32px}' +
@@ -307,7 +308,7 @@
       st.language = lang; persist();
       api('POST', sp('/language'), { language: lang }).then(null, function () {});
     }
-    applyTexts();
+    applyTexts(); hereSay();
     faqDone = false; // the quick answers come again in the new language
     if (!st && cfg) showForm(null, !form.hidden);
     showVerify();
@@ -503,10 +504,12 @@
     var F = form.elements, btn = form.querySelector('[data-refdesk=start]');
     var body = { name: F.name.value.trim(), email: F.email.value.trim(), member_number: F.member_number.value.trim() || null, topic: F.topic.value, page_url: location.href.slice(0, 2000) };
     if (!cfg.languages || cfg.languages.indexOf(lang) >= 0) body.language = lang;
+    if (offerTok) body.invitation = offerTok;
     busy = true; btn.disabled = true;
     api('POST', '/api/sessions', body).then(function (r) {
       if ((r.s === 201 || r.s === 200) && r.d.session && r.d.token) {
         st = { session_id: r.d.session.id, token: r.d.token, cursor: 0, language: lang, desk_name: cfg.desk_name, max: cfg.max_message_length, outbox: [] };
+        offerTok = null;
         persist();
         var q = F.question.value.trim();
         form.reset();
@@ -534,6 +537,7 @@
     showQueue(); showTyping(); showVerify(); paintStars();
   }
   function startChat(session, since, later) {
+    notHere();
     form.hidden = true; chat.hidden = false; endBtn.hidden = false; confirmBar.hidden = true;
     closed = false; endBar.hidden = endCard.hidden = true; composer.hidden = false;
     reset();
@@ -1064,7 +1068,7 @@
     } }));
     erBox.appendChild(h('button', { type: 'button', class: 'sc2', 'data-refdesk': 'erase-cancel', text: t('no'), onclick: function () { askErase(false); erBox.firstChild.focus(); } })).focus();
   }
-  function forget() { upClear(); stop(); st = null; save(KEY, null); closed = false; reset(); }
+  function forget() { upClear(); stop(); st = null; save(KEY, null); closed = false; reset(); beHere(); }
   function expire() { forget(); showForm(t('expired')); }
   function newConversation() { forget(); showForm(); focusView(); freshen(); }
   function uuid() {
@@ -1257,6 +1261,31 @@
     root.appendChild(invite);
   }
   function dropInvite() { sset(IKEY, 'dismissed'); if (invite) { invite.remove(); invite = null; } }
+  /* ---------- on the site now: while no chat goes on, a light socket tells the desk this page (no query), the language and the time
+     on it, nothing stored anywhere; a librarian may invite the visitor over it ---------- */
+  var here = null, hereD = 2e3, hereT, offer = null, offerTok = null;
+  function hereMsg(f) { if (here && here.readyState === 1) here.send(JSON.stringify(f)); }
+  function hereSay() { hereMsg({ type: 'here', page: location.origin + location.pathname, language: lang || DEF, on_page: (Date.now() - pageStart) / 1e3 | 0 }); }
+  function beHere() {
+    if (st || here || !window.WebSocket) return;
+    var s = here = new WebSocket(API.replace(/^http/, 'ws') + '/api/presence');
+    s.onopen = function () { hereD = 2e3; hereSay(); hereT = setInterval(hereSay, 24e4); };
+    s.onmessage = function (ev) { var f; try { f = JSON.parse(ev.data); } catch (e) { return; } if (f.type === 'invitation') showOffer(f.invitation); else if (f.type === 'invitation_ended') dropOffer(); };
+    s.onclose = function () { clearInterval(hereT); if (here !== s) return; here = null; dropOffer(); setTimeout(beHere, hereD = Math.min(hereD * 2, 6e4)); };
+  }
+  function notHere() { var s = here; here = null; clearInterval(hereT); dropOffer(); if (s) s.close(1000); }
+  function showOffer(o) { // a librarian's invitation: Accept opens the form, and the chat starts with that librarian
+    dropOffer();
+    var who = String(o.librarian || ''), el = offer = h('div', { class: 'iv li', role: 'alert', 'data-refdesk': 'live-invitation', lang: lang || DEF }, [
+      h('p', { text: t('liText', who) }), o.text ? h('p', { text: String(o.text) }) : null,
+      h('button', { type: 'button', class: 'pr', 'data-refdesk': 'live-invitation-accept', text: t('liYes'), onclick: function () { dropOffer(); offerTok = o.token; setOpen(true, true); showForm(t('liForm', who), true); } }),
+      h('button', { type: 'button', class: 'no', 'data-refdesk': 'live-invitation-decline', text: t('liNo'), onclick: function () { answerOffer('declined'); launcher.focus(); } })]);
+    el.tok = o.token;
+    el.tm = setTimeout(function () { if (offer === el) answerOffer('ignored'); }, 12e4);
+    root.appendChild(el);
+  }
+  function answerOffer(a) { if (offer) { hereMsg({ type: 'answer', token: offer.tok, answer: a }); dropOffer(); } }
+  function dropOffer() { if (offer) { clearTimeout(offer.tm); offer.remove(); offer = null; } }
   function init() {
     build();
     applyTexts();
@@ -1271,6 +1300,7 @@
     }
     go();
     inviteLater();
+    beHere();
   }
   if (document.body) init(); else document.addEventListener('DOMContentLoaded', init);
 }());
