@@ -506,5 +506,5 @@ async def privacy_room_of(stack: Stack, user_id: str) -> str | None:
     bridge = stack.desk.bridge
     assert bridge is not None
     digest = hashlib.sha256(user_id.encode()).hexdigest()[:16]
-    alias = f"#{bridge.ghosts.prefix}privacy_{digest}:{stack.domain}"
+    alias = f"#{bridge.rooms.alias_prefix}privacy_{digest}:{stack.domain}"
     return await bridge.client.resolve_alias(alias)

@@ -129,6 +129,7 @@ class Dashboard:
             web.get("/reports/open", self.open_link),
             web.get("/reports", self.summary),
             web.get("/reports/", self.summary),
+            web.get("/reports/live", self.live),
             web.get("/reports/chats", self.chats),
             web.get("/reports/chats/{session_id}", self.chat),
             web.get("/reports/export.csv", self.export),
@@ -177,6 +178,9 @@ class Dashboard:
     async def export(self, request: web.Request) -> web.StreamResponse:
         return await self._guarded(request, self._export)
 
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        return await self._guarded(request, self._live)
+
     async def _guarded(
         self,
         request: web.Request,
@@ -199,7 +203,11 @@ class Dashboard:
         )
         nav = " ".join(
             f'<a href="{links.to(path)}"{_CURRENT if name == current else ""}>{name}</a>'
-            for name, path in (("Summary", "/reports/"), ("CSV", "/reports/export.csv"))
+            for name, path in (
+                ("Summary", "/reports/"),
+                ("Live", "/reports/live"),
+                ("CSV", "/reports/export.csv"),
+            )
         )
         return (
             f"<header><h1>{html.escape(self.desk_name)} · Reports · {html.escape(p.label)}</h1>"
@@ -447,6 +455,69 @@ class Dashboard:
             f"<section>{body_html}</section></main>"
         )
         return _page("Chat transcript", body, embed=links.embed)
+
+    async def _live(self, request: web.Request, links: _Links) -> web.StreamResponse:
+        """Now: who is on duty, chats waiting and for how long, who serves which, and the
+        visitors on the library's pages (this widget process's). Refreshes itself."""
+        view = await self.desk.live_view()
+        tz = ZoneInfo(self.desk.reports.timezone)
+        esc = html.escape
+
+        on_duty = ", ".join(esc(u) for u in view.on_duty) or "nobody"
+        waiting = "".join(
+            f"<tr><td>{i}</td><td>{esc(s.form.name)}</td>"
+            f"<td>{esc(self.topic_labels.get(s.form.topic, s.form.topic))}</td>"
+            f'<td class="n">{esc(duration(wait.total_seconds()))}</td></tr>'
+            for i, (s, wait) in enumerate(view.waiting, start=1)
+        )
+        served = "".join(
+            f"<tr><td>{esc(s.owner_name or s.owner or '')}</td><td>{esc(s.form.name)}</td>"
+            f"<td>{esc(self.topic_labels.get(s.form.topic, s.form.topic))}</td>"
+            f'<td class="n">'
+            f"{esc(duration((view.at - (s.claimed_at or s.created_at)).total_seconds()))}"
+            "</td></tr>"
+            for s in view.served
+        )
+        if view.visitors is None:
+            visitors = '<p class="muted">This process serves no widget: it sees no visitors.</p>'
+        elif not view.visitors:
+            visitors = '<p class="muted">Nobody has the widget open now.</p>'
+        else:
+            visitors = (
+                '<table><tr><th>#</th><th>Page</th><th class="n">On it for</th>'
+                "<th>Language</th></tr>"
+                + "".join(
+                    f"<tr><td>{v.number}</td><td>{esc(v.page)}</td>"
+                    f'<td class="n">{esc(duration((view.at - v.arrived).total_seconds()))}</td>'
+                    f"<td>{esc(v.language)}</td></tr>"
+                    for v in view.visitors
+                )
+                + "</table><p class=muted>Invite one from Element: "
+                "<code>!invite-visitor NUMBER [text]</code>.</p>"
+            )
+        body = self._header(links, "Live") + (
+            f"<main><p>On duty: {on_duty}</p>"
+            f"<section><h2>Waiting · {len(view.waiting)}</h2>"
+            + (
+                '<table><tr><th>#</th><th>Visitor</th><th>Topic</th><th class="n">Waiting</th>'
+                f"</tr>{waiting}</table>"
+                if waiting
+                else '<p class="muted">Nobody is waiting.</p>'
+            )
+            + f"</section><section><h2>Being served · {len(view.served)}</h2>"
+            + (
+                "<table><tr><th>Librarian</th><th>Visitor</th><th>Topic</th>"
+                f'<th class="n">For</th></tr>{served}</table>'
+                if served
+                else '<p class="muted">No chat is being served.</p>'
+            )
+            + f"</section><section><h2>On the library's pages now</h2>{visitors}</section>"
+            f'<p class="muted">As of {view.at.astimezone(tz):%H:%M:%S}'
+            "; this page refreshes every 15 seconds.</p></main>"
+        )
+        response = _page("Live", body, embed=links.embed)
+        response.headers["Refresh"] = "15"
+        return response
 
     async def _export(self, request: web.Request, links: _Links) -> web.StreamResponse:
         text = await self.desk.reports.csv(links.period)
