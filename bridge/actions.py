@@ -105,6 +105,9 @@ class Actions:
         if intent.kind is IntentKind.REPORT:
             await self.reports.perform(attempt)
             return
+        if intent.kind is IntentKind.PIN_DASHBOARD:
+            await self.reports.pin(bool(payload["pinned"]))
+            return
         if intent.kind is IntentKind.OFFLINE_WAITING:
             count = int(payload["count"])
             noun = "message waits" if count == 1 else "messages wait"

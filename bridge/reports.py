@@ -83,6 +83,34 @@ class ReportSender:
         )
         await attempt.send(target, notice(body, [to]), "report-link")
 
+    async def pin(self, pinned: bool) -> None:
+        """The dashboard as a widget at the top of the desk room (state events: setting them
+        again is harmless, so a retry needs no txn id)."""
+        room_id = self.rooms.desk_room_id
+        if room_id is None or self.dashboard_url is None:
+            return
+        widget: dict[str, Any] = {}
+        if pinned:
+            widget = {
+                "type": "m.custom",
+                "id": WIDGET_ID,
+                "name": "Desk reports",
+                # Element adds parentUrl (and widgetId) to the address it opens.
+                "url": f"{self.dashboard_url}/widget?widgetId=$matrix_widget_id",
+                "data": {"title": "Reports"},
+                "creatorUserId": self.client.bot_mxid,
+            }
+        await self.client.put_state(room_id, "im.vector.modular.widgets", widget, WIDGET_ID)
+        layout = {"container": "top", "index": 0, "width": 100, "height": 60}
+        await self.client.put_state(
+            room_id,
+            "io.element.widgets.layout",
+            {"widgets": {WIDGET_ID: layout} if pinned else {}},
+        )
+
+
+WIDGET_ID = "refdesk_reports"
+
 
 def _png_size(data: bytes) -> tuple[int, int]:
     """Width and height from a PNG's header (IHDR is always first)."""

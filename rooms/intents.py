@@ -41,6 +41,7 @@ class IntentKind(enum.StrEnum):
     PURGE_MEDIA = "purge_media"  # a chat's files outlived their retention: delete them there
     PRIVACY_EXPORT = "privacy_export"  # a supervisor asked for a visitor's data: send the file
     REPORT = "report"  # a viewer asked for a report: summary, chart, and their dashboard link
+    PIN_DASHBOARD = "pin_dashboard"  # pin (or unpin) the report dashboard in the desk room
 
 
 @dataclass(frozen=True)

@@ -167,6 +167,10 @@ class Reports:
             to=by,
         )
 
+    async def pin(self, by: UserID, pinned: bool) -> None:
+        """``!report pin``: the dashboard as a widget in the desk room (or taken away)."""
+        await self.outbox.add(DESK_LANE, IntentKind.PIN_DASHBOARD, pinned=pinned, by=by)
+
     # tags
 
     async def tag(self, session: Session, by: UserID, text: str) -> tuple[list[str], int | None]:

@@ -13,6 +13,7 @@ import re
 from datetime import timedelta
 from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
@@ -199,8 +200,26 @@ async def test_the_dashboard_pinned_in_element_signs_in_with_openid(
     stack: Stack,
     librarians: dict[str, Librarian],
     browser: Browser,  # noqa: F811
+    in_desk_room: str,  # noqa: F811
 ) -> None:
     sari, kepala = librarians["sari"], librarians["kepala"]
+    await sari.send(in_desk_room, "!report pin")
+    await sari.wait_for(
+        lambda s: s.room_id == in_desk_room and s.body.startswith("Only the desk's report viewers")
+    )
+    await kepala.send(in_desk_room, "!report pin")
+    await kepala.wait_for(lambda s: s.room_id == in_desk_room and "is pinned" in s.body)
+
+    async def widget_state() -> dict[str, Any] | None:
+        state = await kepala.client.room_get_state_event(
+            in_desk_room, "im.vector.modular.widgets", "refdesk_reports"
+        )
+        content = getattr(state, "content", None)
+        return content if content else None
+
+    widget = await eventually(widget_state)
+    assert widget["type"] == "m.custom"
+    assert widget["url"].endswith("/reports/widget?widgetId=$matrix_widget_id")
     endpoint = f"{stack.widget_url}/reports/openid"
     async with aiohttp.ClientSession() as http:
         mine = await openid_token(stack, kepala)

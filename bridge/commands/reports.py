@@ -13,13 +13,23 @@ TAG_USAGE = "Usage: !tag CATEGORY … [read 1–6], e.g. !tag catalogue read 2"
 @command(
     "report",
     "the desk's report (figures, a chart, your dashboard link); report viewers only",
-    args="[today|week|month|YYYY-MM|FROM..TO]",
+    args="[today|week|month|YYYY-MM|FROM..TO] | pin | unpin",
     where=(DESK,),
 )
 async def report(ctx: Context, args: str) -> str | None:
     reports = ctx.desk.reports
     if not reports.is_viewer(ctx.sender):
         return "Only the desk's report viewers can read reports (reports.viewers in the config)."
+    if args.lower() in ("pin", "unpin"):
+        if not reports.rules.dashboard:
+            return "This desk serves no dashboard (reports.dashboard is off)."
+        await reports.pin(ctx.sender, args.lower() == "pin")
+        return (
+            "The dashboard is pinned at the top of the desk room (Element Web and Desktop); "
+            "it opens for report viewers only."
+            if args.lower() == "pin"
+            else "The dashboard is no longer pinned in the desk room."
+        )
     try:
         period = reports.period(args)
     except PeriodError as exc:
