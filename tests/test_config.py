@@ -75,6 +75,13 @@ def test_generated_config_is_valid() -> None:
         ("desk.topics", [], "desk.topics", "at least one"),
         ("desk.colour", "blue", "desk.colour", "not a known setting"),
         ("logging.level", "LOUD", "logging.level", "DEBUG"),
+        ("desk.first_response_target", 0, "desk.first_response_target", "between"),
+        ("reports.viewers", ["kepala"], "reports.viewers[0]", "Matrix user ID"),
+        ("reports.categories", ["two words"], "reports.categories[0]", "one word"),
+        ("reports.categories", ["read 3"], "reports.categories[0]", "one word"),
+        ("reports.link_minutes", 0, "reports.link_minutes", "between"),
+        ("reports.dashboard", "yes please", "reports.dashboard", "true or false"),
+        ("reports.colour", "blue", "reports.colour", "not a known setting"),
     ],
 )
 def test_errors_name_the_key(path: str, value: Any, expected_key: str, words: str) -> None:
