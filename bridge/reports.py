@@ -4,7 +4,6 @@ personal dashboard link, which goes to them alone (never into a shared room)."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bridge.desk_room import DeskRooms
@@ -13,7 +12,6 @@ from bridge.matrix_api import MatrixClient
 from rooms.charts import summary_png
 from rooms.desk import Desk
 from rooms.report_views import summary
-from rooms.reports import Period
 
 if TYPE_CHECKING:
     from bridge.actions import Attempt
@@ -37,11 +35,9 @@ class ReportSender:
     async def perform(self, attempt: Attempt) -> None:
         payload = attempt.intent.payload
         room_id, to = str(payload["room_id"]), str(payload["to"])
-        period = Period(
-            datetime.fromisoformat(payload["start"]),
-            datetime.fromisoformat(payload["end"]),
-            str(payload["period"]),
-        )
+        # The label names the days (``2026-11``, ``2026-11-30..2026-12-06``): the same period
+        # however late the intent is performed.
+        period = self.desk.reports.period(str(payload["period"]))
         report = await self.desk.reports.report(period)
         private = await self.rooms.is_private(room_id, to)
         if self.dashboard_url is None:

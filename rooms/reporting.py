@@ -109,7 +109,7 @@ class Reports:
         return await self.db.read(lambda tx: facts_store.facts(tx, period.start, period.end))
 
     async def report(self, period: Period, names: dict[str, str] | None = None) -> Report:
-        previous = period.previous()
+        previous = period.previous(self.tz)
 
         async def unit(tx: Tx) -> tuple[list[ChatFacts], list[ChatFacts]]:
             now = await facts_store.facts(tx, period.start, period.end)
@@ -162,8 +162,6 @@ class Reports:
             IntentKind.REPORT,
             room_id=room_id,
             period=period.label,
-            start=period.start.isoformat(),
-            end=period.end.isoformat(),
             to=by,
         )
 

@@ -93,13 +93,11 @@ class Period:
     end: datetime
     label: str
 
-    def previous(self) -> Period:
+    def previous(self, tz: ZoneInfo) -> Period:
         """The period just before, of the same kind (the month before a month)."""
-        if self.label[:7].count("-") == 1 and len(self.label) == 7:  # YYYY-MM
-            tz = self.start.tzinfo
-            assert tz is not None
+        if re.fullmatch(r"\d{4}-\d{2}", self.label):
             first = self.start.astimezone(tz).date().replace(day=1) - timedelta(days=1)
-            return month_period(first.year, first.month, ZoneInfo(str(tz)))
+            return month_period(first.year, first.month, tz)
         length = self.end - self.start
         start = self.start - length
         return Period(start, self.start, f"the {_days(length)} before")
@@ -388,7 +386,7 @@ def build(
             read_scale[chat.read_scale - 1] += 1
     return Report(
         period=period,
-        previous=period.previous(),
+        previous=period.previous(tz),
         timezone=timezone,
         target=target,
         figures=figures(chats, clocking, target),

@@ -280,3 +280,51 @@ async def test_the_dashboard_pinned_in_element_signs_in_with_openid(
 
 async def _html(text: str, request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/html")
+
+
+async def test_a_report_asked_while_the_homeserver_is_down_arrives_once_after_restarts(
+    stack: Stack,
+    librarians: dict[str, Librarian],
+    in_desk_room: str,  # noqa: F811
+) -> None:
+    """``!report`` is a stored intent: asked (as the command does) with the homeserver down,
+    it survives a restart of refdesk and of Synapse, then arrives once, with its chart."""
+    kepala = librarians["kepala"]
+    config = stack.config
+    bot = config.bot_mxid
+    before = len(
+        [b for b in kepala.bodies(in_desk_room, bot) if b.startswith("📊 Desk report 2026-01")]
+    )
+    await stack.synapse.stop()
+    try:
+        desk = stack.desk.desk
+        period = desk.reports.period("2026-01")
+        await desk.transaction(
+            lambda tx: desk.reports.request(in_desk_room, period, stack.mxid("kepala"))  # type: ignore[arg-type]
+        )
+        await stack.stop_refdesk()
+        await stack.start_refdesk()
+    finally:
+        await stack.synapse.start()
+        await stack.restore(config)
+    await kepala.wait_for(
+        lambda s: s.room_id == in_desk_room and s.body.startswith("📊 Desk report 2026-01"),
+        timeout=90,
+    )
+    await kepala.wait_for(
+        lambda s: s.room_id == in_desk_room and s.body == "Chart of the desk report 2026-01",
+        timeout=60,
+    )
+    await eventually(lambda: _no_report_pending(stack))
+    await kepala.sync()
+    reports = [
+        b for b in kepala.bodies(in_desk_room, bot) if b.startswith("📊 Desk report 2026-01")
+    ]
+    assert len(reports) == before + 1
+
+
+async def _no_report_pending(stack: Stack) -> bool | None:
+    row = await stack.desk.db.fetchone(
+        "SELECT COUNT(*) AS n FROM intents WHERE kind = 'report' AND done_at IS NULL"
+    )
+    return True if row is not None and row["n"] == 0 else None

@@ -268,11 +268,11 @@ def test_periods_in_the_desk_time_zone() -> None:
     assert parse_period("today", now, WIB).start == wib(18, 0)
     month_ = parse_period("month", now, WIB)
     assert (month_.label, month_.start, month_.end) == ("2026-11", wib(1, 0), wib(1, 0, month=12))
-    assert month_.previous().label == "2026-10"
+    assert month_.previous(WIB).label == "2026-10"
     assert parse_period("last-month", now, WIB).label == "2026-10"
     span = parse_period("2026-11-02..2026-11-04", now, WIB)
     assert (span.start, span.end) == (wib(2, 0), wib(5, 0))
-    assert span.previous().start == wib(30, 0, month=10)
+    assert span.previous(WIB).start == wib(30, 0, month=10)
     for bad in (
         "2026-13",
         "2026-11-05..2026-11-01",
