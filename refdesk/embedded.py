@@ -202,15 +202,15 @@ def _prepare(
         if not config_path.exists():
             first_run = True
             ports = {k: v if v is not None else FIRST_RUN_PORTS[k] for k, v in asked.items()}
-            write_yaml(
-                config_path,
-                embedded_config_data(
-                    widget_port=ports["widget"],
-                    homeserver_port=ports["homeserver"],
-                    appservice_port=ports["appservice"],
-                    librarians=[f"@{local}:localhost" for local, _ in DEMO_LIBRARIANS],
-                ),
+            data = embedded_config_data(
+                widget_port=ports["widget"],
+                homeserver_port=ports["homeserver"],
+                appservice_port=ports["appservice"],
+                librarians=[f"@{local}:localhost" for local, _ in DEMO_LIBRARIANS],
             )
+            # The demo's first librarian also reads the reports (!report), as a head would.
+            data["reports"] = {"viewers": [f"@{DEMO_LIBRARIANS[0][0]}:localhost"]}
+            write_yaml(config_path, data)
     config = load_config(config_path)
     if not first_run:
         for line in ignored_ports(config, asked):

@@ -31,6 +31,7 @@ def _style(ax: Axes, title: str, ylabel: str = "") -> None:
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(axis="y", color=GRID, linewidth=0.8)
     ax.set_axisbelow(True)
+    ax.set_ylim(bottom=0, top=max(1.0, ax.get_ylim()[1]))  # counts: never below zero
     ax.tick_params(colors=INK, labelsize=9)
 
 
@@ -79,7 +80,8 @@ def heatmap(ax: Axes, report: Report) -> None:
 
 
 def ratings(ax: Axes, report: Report) -> None:
-    bars = ax.bar([str(n) for n in range(1, 6)], report.ratings, color=ANSWERED)
+    bars = ax.bar(range(1, 6), report.ratings, color=ANSWERED)
+    ax.set_xticks(range(1, 6), [str(n) for n in range(1, 6)])
     ax.bar_label(bars, fontsize=9, color=INK)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _style(ax, "Ratings (1–5)", "chats")
