@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from PIL import Image
 
+from bridge.commands import Context, dispatch
 from rooms import charts
 from rooms.desk import Desk, DeskRules
 from rooms.hours import Interval, Schedule, ServiceHours
@@ -362,3 +363,79 @@ def test_waits_count_only_open_hours() -> None:
     assert clocking.between(wib(6, 16, 0), wib(9, 9, 0)) == 3600  # over a weekend
     assert clocking.between(wib(7, 10), wib(7, 12)) == 0  # Saturday: closed
     assert Clocking(None).between(wib(2, 16, 58), wib(3, 9, 3)) == 16 * 3600 + 5 * 60
+
+
+def command_context(desk: Desk, sender: UserID, session: Session | None = None) -> Context:
+    async def names(user: str) -> str:
+        return user
+
+    return Context(
+        desk=desk,
+        client=None,  # type: ignore[arg-type]  # these commands never call the homeserver
+        room_id="!desk:lib",
+        sender=sender,
+        sender_name=sender[1:].split(":")[0].capitalize(),
+        event_id="$e",
+        session=session,
+        names=names,
+        timezone="Asia/Jakarta",
+    )
+
+
+async def test_tag_commands_and_the_ask_at_close(store: Database) -> None:
+    clock = Clock()
+    desk = make_desk(store, clock, categories=("katalog", "ejurnal"), ask_at_close=True)
+    m = Month(desk, clock, {})
+    await desk.queue.set_duty(ANI, True)
+    session = await ask(m, "t", wib(2, 10))
+    await reply(m, "t", ANI, wib(2, 10, 1))
+    room = await desk.get_session(session.id)
+    ani = command_context(desk, ANI, room)
+    stranger = command_context(desk, UserID("@stranger:lib"), room)
+    assert await dispatch(stranger, "!tag katalog") == "Only the desk's librarians can tag chats."
+    refused = await dispatch(ani, "!tag sejarah")
+    assert refused is not None and "Unknown category sejarah" in refused
+    assert "Categories: katalog, ejurnal." in refused
+    # The first !close of an untagged chat asks; the chat stays open.
+    asked = await dispatch(ani, "!close")
+    assert asked is not None and asked.startswith("Before it closes: tag this chat")
+    assert (await desk.get_session(session.id)).is_open
+    assert await dispatch(ani, "!tag ejurnal R4") == "Tagged: ejurnal · READ 4."
+    assert await dispatch(ani, "!tag") == (
+        "Tags: ejurnal · READ 4. Usage: !tag CATEGORY … [read 1–6], e.g. !tag katalog read 2."
+        " Categories: katalog, ejurnal."
+    )
+    assert await dispatch(ani, "!close") is None  # tagged: it closes at once
+    assert not (await desk.get_session(session.id)).is_open
+    # A chat the visitor ended: tagged from the desk room, as Ani's last chat.
+    other = await ask(m, "u", wib(2, 11))
+    await reply(m, "u", ANI, wib(2, 11, 1))
+    await close(m, "u", wib(2, 11, 5))
+    in_desk = command_context(desk, ANI)
+    assert await dispatch(in_desk, "!tag katalog read 1") == (
+        "Tagged (your last chat, Visitor u): katalog · READ 1."
+    )
+    assert await desk.reports.tags_of(other) == (["katalog"], 1)
+    # A second !close closes an untagged chat: the ask comes once.
+    third = await ask(m, "v", wib(2, 12))
+    await reply(m, "v", ANI, wib(2, 12, 1))
+    ctx = command_context(desk, ANI, await desk.get_session(third.id))
+    assert (await dispatch(ctx, "!close") or "").startswith("Before it closes")
+    assert await dispatch(ctx, "!close") is None
+    assert not (await desk.get_session(third.id)).is_open
+
+
+async def test_report_command_refuses_non_viewers_and_bad_periods(store: Database) -> None:
+    clock = Clock()
+    desk = make_desk(store, clock)
+    assert (await dispatch(command_context(desk, ANI), "!report")).startswith(  # type: ignore[union-attr]
+        "Only the desk's report viewers"
+    )
+    head = command_context(desk, HEAD)
+    bad = await dispatch(head, "!report 2026-13")
+    assert bad is not None and "no such month" in bad and "Periods:" in bad
+    assert await dispatch(head, "!report month") is None  # the report comes as an intent
+    pending = await store.fetchall("SELECT kind, payload FROM intents WHERE kind = 'report'")
+    assert len(pending) == 1 and '"period": "2026-11"' in pending[0]["payload"].replace(
+        '":"', '": "'
+    )

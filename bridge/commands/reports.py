@@ -7,8 +7,6 @@ from bridge.commands.base import DESK, SESSION, Context, command
 from rooms.reports import PERIOD_HELP, READ_SCALE, PeriodError
 from rooms.session import Session
 
-TAG_USAGE = "Usage: !tag CATEGORY … [read 1–6], e.g. !tag catalogue read 2"
-
 
 @command(
     "report",
@@ -43,6 +41,11 @@ def _shown(tags: list[str], scale: int | None) -> str:
     return words + (f" · READ {scale}" if scale is not None else "")
 
 
+def _usage(ctx: Context) -> str:
+    example = next(iter(ctx.desk.reports.rules.categories), "katalog")
+    return f"Usage: !tag CATEGORY … [read 1–6], e.g. !tag {example} read 2"
+
+
 def _categories(ctx: Context) -> str:
     allowed = ctx.desk.reports.rules.categories
     return f" Categories: {', '.join(allowed)}." if allowed else ""
@@ -71,11 +74,11 @@ async def tag(ctx: Context, args: str) -> str:
     where = "" if ctx.session is not None else f" (your last chat, {session.form.name})"
     if not args:
         tags, scale = await ctx.desk.reports.tags_of(session)
-        return f"Tags{where}: {_shown(tags, scale)}. {TAG_USAGE}.{_categories(ctx)}"
+        return f"Tags{where}: {_shown(tags, scale)}. {_usage(ctx)}.{_categories(ctx)}"
     try:
         tags, scale = await ctx.desk.reports.tag(session, ctx.sender, args)
     except ValueError as exc:
-        return f"{exc} {TAG_USAGE}.{_categories(ctx)}"
+        return f"{exc} {_usage(ctx)}.{_categories(ctx)}"
     return f"Tagged{where}: {_shown(tags, scale)}."
 
 
