@@ -214,7 +214,7 @@ class EventHandler:
         sender_name = await self.display_name(sender)
         for mxid in _MXID.findall(body)[:5]:
             await self.display_name(mxid.rstrip(".,;"))
-        if body.lower().startswith("!duty"):  # it lists who is on duty by name
+        if body.lower().startswith(("!duty", "!queue")):  # they list who is on duty by name
             for librarian in self.desk.queue.rules.librarians:
                 await self.display_name(librarian)
         transcript_link = None
