@@ -176,7 +176,9 @@ class EventHandler:
 
         async def claim() -> None:
             result = await self.desk.queue.claim(SessionID(session_id), UserID(sender), name)
-            if not result.won and result.session.owner != sender:
+            if result.refused is not None:
+                await self.desk.say(DESK_LANE, room_id, result.refused, [sender])
+            elif not result.won and result.session.owner != sender:
                 who = result.session.owner_name or "nobody (it is closed)"
                 body = f"{name}: {result.session.form.name} is already served by {who}."
                 await self.desk.say(DESK_LANE, room_id, body)
@@ -214,7 +216,7 @@ class EventHandler:
         sender_name = await self.display_name(sender)
         for mxid in _MXID.findall(body)[:5]:
             await self.display_name(mxid.rstrip(".,;"))
-        if body.lower().startswith("!duty"):  # it lists who is on duty by name
+        if body.lower().startswith(("!duty", "!queue")):  # they list who is on duty by name
             for librarian in self.desk.queue.rules.librarians:
                 await self.display_name(librarian)
         transcript_link = None
