@@ -34,6 +34,7 @@ REQUEUE_REASONS = {
     "released": "{owner} released it",
     "owner_left": "{owner} left the room",
     "off_duty": "{owner} went off duty",
+    "team_transfer": "{owner} passed it to the team {team}",
 }
 # How far before an intent was stored its event may carry an earlier timestamp (clock skew
 # between refdesk and the homeserver).
@@ -68,6 +69,11 @@ class Attempt:
                 log.info("%s reached %s before (%s); not sent again", txn_id, room_id, found)
                 return found
         return await self.client.send_message(room_id, content, txn_id, user_id=user_id)
+
+
+def span(seconds: int) -> str:
+    """Whole minutes as minutes, anything else in seconds."""
+    return f"{seconds // 60} min" if seconds >= 60 and not seconds % 60 else f"{seconds} s"
 
 
 class Actions:
@@ -123,6 +129,7 @@ class Actions:
             IntentKind.VISITOR_EDIT: self._visitor_edit,
             IntentKind.VISITOR_DELETE: self._visitor_delete,
             IntentKind.RING: self._ring,
+            IntentKind.OFFERED: self._offered,
             IntentKind.CLAIMED: self._claimed,
             IntentKind.TRANSFERRED: self._transferred,
             IntentKind.ESCALATED: self._escalated,
@@ -248,6 +255,19 @@ class Actions:
     def _topic(self, session: Session) -> str:
         return self.topic_labels.get(session.form.topic, session.form.topic)
 
+    @staticmethod
+    def _team(payload: dict[str, Any]) -> str:
+        """ " · team Membership" when the intent is about a team's chat, else nothing."""
+        name = payload.get("team_name")
+        return f" · team {name}" if name else ""
+
+    @staticmethod
+    def _target(payload: dict[str, Any]) -> str:
+        target = payload.get("target")
+        if not target:
+            return ""
+        return f" First reply within {span(int(target))}."
+
     # what each intent means
 
     async def _message(self, attempt: Attempt, session: Session) -> None:
@@ -365,22 +385,90 @@ class Actions:
             return
         users = [str(u) for u in payload.get("users", [])]
         await self._invite_missing(session.room_id, users)
-        if payload.get("reason") == "new":
+        team = self._team(payload)
+        if payload.get("reason") == "overflow" or payload.get("overflow"):
+            await self._overflow(attempt, session, payload, users, first)
+        elif payload.get("reason") == "new":
+            waiting = ""
+            if payload.get("fair"):
+                waiting = "\nOffered to the team's members one at a time."
+            elif payload.get("team_name") and not users:
+                waiting = "\nEvery member of the team is busy or at their limit: it waits."
             body = (
-                f"New chat: {name} · {self._topic(session)}\n“{first}”\n"
+                f"New chat{team}: {name} · {self._topic(session)}\n“{first}”\n"
                 "Reply here, or type !claim, to serve this visitor. !help lists the commands."
+                f"{self._target(payload)}{waiting}"
             )
             await self._say(attempt, session, body, users, "room")
         else:
             owner = payload.get("previous_name") or payload.get("previous_owner") or "a librarian"
             reason = str(payload.get("reason"))
-            why = REQUEUE_REASONS.get(reason, "{owner} handed it back").format(owner=owner)
-            body = f"Back in the queue: {why}. Reply here, or type !claim, to serve {name}."
+            why = REQUEUE_REASONS.get(reason, "{owner} handed it back").format(
+                owner=owner, team=payload.get("team_name") or payload.get("team")
+            )
+            body = f"Back in the queue{team}: {why}. Reply here, or type !claim, to serve {name}."
             await self._say(attempt, session, body, users, "room")
             await self.rooms.say(
-                attempt, f"🔔 Back in the queue: {name} ({why}).", users, "desk", session.id
+                attempt, f"🔔 Back in the queue{team}: {name} ({why}).", users, "desk", session.id
             )
         await self._queue_notice(attempt, session, users)
+
+    async def _overflow(
+        self,
+        attempt: Attempt,
+        session: Session,
+        payload: dict[str, Any],
+        users: list[str],
+        first: str,
+    ) -> None:
+        """A team's chat rings the rest of the desk: the team did not take it in time, or
+        nobody of the team is on duty."""
+        team = payload.get("team_name") or payload.get("team")
+        name = session.form.name
+        if payload.get("overflow") == "nobody_on_duty":
+            why = f"nobody of the team {team} is on duty"
+        else:
+            waited = span(int(payload.get("waited", 0)))
+            why = f"nobody of the team {team} took it within {waited}"
+        body = (
+            f"Ringing the whole desk ({why}): {name} · {self._topic(session)}\n“{first}”\n"
+            "Reply here, or type !claim, to serve this visitor."
+        )
+        await self._say(attempt, session, body, users, "room")
+        await self.rooms.say(
+            attempt, f"🔔 For everyone: {name} · team {team} ({why}).", users, "desk", session.id
+        )
+
+    async def _offered(self, attempt: Attempt, session: Session) -> None:
+        """A team's fair assignment offers the chat to one member: invited and mentioned
+        alone; the previous offer's invitation is withdrawn (unless they joined)."""
+        if session.room_id is None or session.owner is not None or not session.is_open:
+            return  # taken (or ended) since: nothing to offer
+        payload = attempt.intent.payload
+        user = str(payload["user"])
+        await self._invite_missing(session.room_id, [user])
+        previous = payload.get("previous")
+        if previous and previous != user:
+            members = await self.client.members(session.room_id)
+            if members.get(str(previous)) == "invite":
+                await self.client.kick(session.room_id, str(previous), "Offered to the next")
+        within = span(int(payload.get("accept_within", 60)))
+        name = session.form.name
+        who = await self.client.name_of(user)
+        body = (
+            f"Offered to {who}{self._team(payload)}: answer here or type !claim within "
+            f"{within}; then it is offered to the next."
+        )
+        await self._say(attempt, session, body, [user], "room")
+        await self.rooms.say(
+            attempt,
+            f"🔔 {who}, a chat for you{self._team(payload)}: {name} · {self._topic(session)} "
+            f"(accept within {within}).",
+            [user],
+            "desk",
+            session.id,
+        )
+        await self._queue_notice(attempt, session)
 
     async def _claimed(self, attempt: Attempt, session: Session) -> None:
         payload = attempt.intent.payload
@@ -392,7 +480,8 @@ class Actions:
         assert session.room_id is not None
         by, name = payload["by"], payload["name"]
         await self._invite_missing(session.room_id, [by])
-        body = f"{name} claimed this chat and is serving {session.form.name}."
+        team = f" for the team {payload['team_name']}" if payload.get("team_name") else ""
+        body = f"{name} claimed this chat{team} and is serving {session.form.name}."
         if payload.get("invited"):
             said = f" (“{payload['text']}”)" if payload.get("text") else ""
             body = (
@@ -426,10 +515,17 @@ class Actions:
         waited = f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
         await self._invite_missing(session.room_id, ring)
         name = session.form.name
-        body = f"⚠️ Still waiting after {waited}: {name}. Please claim it now (reply, or !claim)."
+        team = self._team(payload)
+        body = (
+            f"⚠️ Still waiting after {waited}: {name}{team}. Please claim it now (reply, or !claim)."
+        )
         await self._say(attempt, session, body, ring, "room")
         await self.rooms.say(
-            attempt, f"⚠️ {name} has waited {waited} with nobody serving.", ring, "desk", session.id
+            attempt,
+            f"⚠️ {name}{team} has waited {waited} with nobody serving.",
+            ring,
+            "desk",
+            session.id,
         )
         await self._queue_notice(attempt, session)
 

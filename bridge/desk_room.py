@@ -154,6 +154,9 @@ class DeskRooms:
             state = "⚠️ Waiting long"
         else:
             state = "⏳ Waiting"
+        if session.team is not None:
+            team = self.desk.queue.teams.team(session.team)
+            topic = f"{topic} · team {team.name if team else session.team}"
         since = f"since {self._local(session.queued_at or session.created_at)}"
         quote = f" · “{first_line[:120]}”" if first_line else ""
         body = f"{state} · {form.name} · {topic}{quote} · {since}"

@@ -176,7 +176,9 @@ class EventHandler:
 
         async def claim() -> None:
             result = await self.desk.queue.claim(SessionID(session_id), UserID(sender), name)
-            if not result.won and result.session.owner != sender:
+            if result.refused is not None:
+                await self.desk.say(DESK_LANE, room_id, result.refused, [sender])
+            elif not result.won and result.session.owner != sender:
                 who = result.session.owner_name or "nobody (it is closed)"
                 body = f"{name}: {result.session.form.name} is already served by {who}."
                 await self.desk.say(DESK_LANE, room_id, body)

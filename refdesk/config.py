@@ -121,6 +121,35 @@ class Topic:
 
 
 @dataclass(frozen=True)
+class TeamConfig:
+    """One of ``desk.teams``: some of the desk's librarians with their own hours, target and
+    way of being rung (rooms/teams.py)."""
+
+    id: str
+    name: str
+    members: tuple[str, ...]
+    hours: HoursConfig | None = None  # None: the desk's
+    first_response_target: int | None = None  # seconds; None: desk.first_response_target
+    overflow_after: int = 60
+    assignment: str = "ring_all"  # or fair
+    accept_within: int = 60
+    max_active_chats: int | None = None  # None: desk.max_active_chats
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """One of ``desk.routing``: chats with one of ``topics`` on a page matching one of
+    ``pages`` (either may be empty: any) go to ``team``."""
+
+    team: str
+    topics: tuple[str, ...] = ()
+    pages: tuple[str, ...] = ()
+
+
+ASSIGNMENTS = ("ring_all", "fair")
+
+
+@dataclass(frozen=True)
 class DeskConfig:
     name: str
     librarians: tuple[str, ...]
@@ -133,6 +162,10 @@ class DeskConfig:
     canned: dict[str, dict[str, str]] = field(default_factory=dict)
     greeting: dict[str, str] = field(default_factory=dict)
     knowledge: tuple[Entry, ...] = ()
+    teams: tuple[TeamConfig, ...] = ()
+    routing: tuple[RouteConfig, ...] = ()
+    max_active_chats: int | None = None  # per librarian; None: no limit
+    first_response_target: int = 300
 
 
 @dataclass(frozen=True)
@@ -318,6 +351,133 @@ def _user_ids(reader: Reader, key: str) -> list[str]:
                 f"must be a Matrix user ID like @sari:example.org, got {mxid!r}",
             )
     return values
+
+
+def _optional_integer(reader: Reader, key: str, *, low: int, high: int) -> int | None:
+    if reader.data.get(key) is None:
+        reader.seen.add(key)
+        return None
+    return reader.integer(key, low=low, high=high)
+
+
+def _teams(
+    reader: Reader,
+    librarians: list[str],
+    supervisors: list[str],
+    timezone: str,
+    languages: tuple[str, ...],
+) -> tuple[TeamConfig, ...]:
+    """``desk.teams``: each with an ``id``, ``name``, ``members`` (the desk's librarians or
+    supervisors), and optionally its own ``hours`` (a section like the top-level ``hours``),
+    ``first_response_target``, ``overflow_after``, ``assignment`` (ring_all or fair),
+    ``accept_within`` and ``max_active_chats``."""
+    staff = set(librarians) | set(supervisors)
+    teams: list[TeamConfig] = []
+    for index, item in enumerate(reader.items("teams", [])):
+        where = f"{reader._key('teams')}[{index}]"
+        team = Reader(item, where)
+        team_id = team.text("id")
+        if not _TOPIC_ID.match(team_id):
+            raise ConfigError(team._key("id"), "must be 1-40 of a-z, 0-9, _ and -")
+        if any(t.id == team_id for t in teams):
+            raise ConfigError(team._key("id"), f"duplicate team id {team_id!r}")
+        members = _user_ids(team, "members")
+        if not members:
+            raise ConfigError(team._key("members"), "must list at least one member")
+        for member_index, member in enumerate(members):
+            member_where = f"{team._key('members')}[{member_index}]"
+            if member not in staff:
+                raise ConfigError(
+                    member_where, f"{member} is not one of desk.librarians or desk.supervisors"
+                )
+            if members.index(member) != member_index:
+                raise ConfigError(member_where, f"{member} is listed twice")
+        hours = None
+        team.seen.add("hours")
+        if team.data.get("hours") is not None:
+            raw = team.data["hours"]
+            if isinstance(raw, dict) and "when_closed" in raw:
+                raise ConfigError(
+                    f"{team._key('hours')}.when_closed",
+                    "is the desk's alone (top-level hours.when_closed)",
+                )
+            hours = parse_hours(raw, timezone, languages, path=team._key("hours"))
+        assignment = team.text("assignment", "ring_all").strip()
+        if assignment not in ASSIGNMENTS:
+            raise ConfigError(
+                team._key("assignment"), f"must be ring_all or fair, got {assignment!r}"
+            )
+        teams.append(
+            TeamConfig(
+                id=team_id,
+                name=team.text("name", team_id),
+                members=tuple(members),
+                hours=hours,
+                first_response_target=_optional_integer(
+                    team, "first_response_target", low=1, high=86400
+                ),
+                overflow_after=team.integer("overflow_after", 60, low=1, high=86400),
+                assignment=assignment,
+                accept_within=team.integer("accept_within", 60, low=1, high=3600),
+                max_active_chats=_optional_integer(team, "max_active_chats", low=1, high=100),
+            )
+        )
+        team.check_unknown()
+    names = [t.name.lower() for t in teams]
+    for index, name in enumerate(names):
+        if names.index(name) != index or name in {t.id for t in teams[:index]}:
+            raise ConfigError(f"{reader._key('teams')}[{index}].name", "is another team's name")
+    return tuple(teams)
+
+
+def _page_pattern(value: Any, where: str) -> str:
+    """A URL pattern where ``*`` is any text, matched against the whole page address."""
+    if not isinstance(value, str) or not value.strip() or len(value) > 500:
+        raise ConfigError(where, "must be a URL pattern such as */e-resources*")
+    pattern = value.strip()
+    if any(c.isspace() for c in pattern):
+        raise ConfigError(where, f"{pattern!r} has spaces; a page address has none")
+    if not pattern.startswith(("*", "http://", "https://")):
+        raise ConfigError(
+            where,
+            f"{pattern!r} is matched against the whole address (https://…): "
+            f"write *{pattern}* for pages that contain it",
+        )
+    if not pattern.replace("*", ""):
+        raise ConfigError(where, "matches every page: leave pages out instead")
+    return pattern
+
+
+def _routing(
+    reader: Reader, teams: tuple[TeamConfig, ...], topics: tuple[Topic, ...]
+) -> tuple[RouteConfig, ...]:
+    """``desk.routing``: in order, the first route that matches (and whose team is open)
+    sends a new chat to its team; no route: the whole desk."""
+    known_teams = [t.id for t in teams]
+    known_topics = [t.id for t in topics]
+    routes: list[RouteConfig] = []
+    for index, item in enumerate(reader.items("routing", [])):
+        route = Reader(item, f"{reader._key('routing')}[{index}]")
+        team = route.text("team")
+        if team not in known_teams:
+            known = ", ".join(known_teams) or "none"
+            raise ConfigError(route._key("team"), f"unknown team {team!r} (desk.teams: {known})")
+        route_topics = route.items("topics", [])
+        for topic_index, topic in enumerate(route_topics):
+            if topic not in known_topics:
+                raise ConfigError(
+                    f"{route._key('topics')}[{topic_index}]",
+                    f"unknown topic {topic!r} (desk.topics: {', '.join(known_topics)})",
+                )
+        pages = [
+            _page_pattern(page, f"{route._key('pages')}[{page_index}]")
+            for page_index, page in enumerate(route.items("pages", []))
+        ]
+        route.check_unknown()
+        if not route_topics and not pages:
+            raise ConfigError(route.path, "needs topics, pages or both")
+        routes.append(RouteConfig(team, tuple(route_topics), tuple(pages)))
+    return tuple(routes)
 
 
 def _per_language(
@@ -693,6 +853,16 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         languages=languages,
     )
     target = dr.integer("first_response_target", 300, low=1, high=86400)
+    teams = _teams(dr, librarians, supervisors, timezone, codes)
+    desk = DeskConfig(
+        **{
+            **desk.__dict__,
+            "teams": teams,
+            "routing": _routing(dr, teams, desk.topics),
+            "max_active_chats": _optional_integer(dr, "max_active_chats", low=1, high=100),
+            "first_response_target": target,
+        }
+    )
     dr.check_unknown()
     knowledge = _knowledge(root.section("knowledge", required=False), desk.canned, source, codes)
     desk = DeskConfig(**{**desk.__dict__, "knowledge": knowledge})

@@ -241,17 +241,19 @@ def parse_hours(
     data: dict[str, Any] | None,
     timezone: str = "Asia/Jakarta",
     languages: tuple[str, ...] = ("id", "en"),
+    path: str = "hours",
 ) -> HoursConfig:
     """Build the hours config from the ``hours`` section (None: all defaults).
 
     ``timezone`` is ``desk.timezone``; the weekly hours are wall-clock times there.
     ``languages``: the desk's, its default first (a label may be given in each).
+    ``path``: where the section is in the file (a team's hours: ``desk.teams[0].hours``).
     """
     try:
         zone = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError("desk.timezone", f"unknown time zone {timezone!r}") from None
-    root = Reader(data, "hours")
+    root = Reader(data, path)
     root.seen.add("weekly")
     if root.data.get("weekly") is None:
         weekly = dict(DEFAULT_WEEKLY)

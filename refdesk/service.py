@@ -142,6 +142,8 @@ class RefDesk:
     async def _tick(self) -> None:
         """The desk's clock: escalates chats nobody has claimed in time."""
         delays = [5.0, self.config.desk.escalate_after / 4]
+        for team in self.config.desk.teams:  # overflow and offers moving on, on time
+            delays += [team.overflow_after / 4, team.accept_within / 4]
         if self.config.offline.batch_delay:
             delays.append(self.config.offline.batch_delay / 2)
         period = max(0.25, min(delays))

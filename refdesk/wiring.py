@@ -15,9 +15,12 @@ from mailer.settings import MailSettings
 from refdesk.config import Config
 from refdesk.openid import OpenIDVerifier
 from rooms.desk import Desk, DeskRules
+from rooms.hours import ServiceHours
+from rooms.ids import UserID
 from rooms.offline import OfflineRules
 from rooms.privacy import Retention
 from rooms.queue import QueueRules
+from rooms.teams import Assignment, Route, Team, TeamRules
 from widget_server.app import create_app
 from widget_server.settings import Invitation, WidgetSettings
 
@@ -34,6 +37,7 @@ def desk_rules(config: Config) -> DeskRules:
             librarians=config.desk.librarians,
             supervisors=config.desk.supervisors,
             escalate_after=config.desk.escalate_after,
+            teams=team_rules(config),
         ),
         desk_name=config.desk.name,
         timezone=config.desk.timezone,
@@ -51,6 +55,27 @@ def desk_rules(config: Config) -> DeskRules:
             resume_page=config.offline.resume_page or f"{config.widget.public_url}/demo",
         ),
     )
+
+
+def team_rules(config: Config) -> TeamRules:
+    """``desk.teams``, ``desk.routing`` and ``desk.max_active_chats`` as the core's rules."""
+    desk = config.desk
+    teams = tuple(
+        Team(
+            id=t.id,
+            name=t.name,
+            members=tuple(UserID(m) for m in t.members),
+            hours=ServiceHours(t.hours.schedule) if t.hours is not None else None,
+            first_response_target=t.first_response_target or desk.first_response_target,
+            overflow_after=t.overflow_after,
+            assignment=Assignment(t.assignment),
+            accept_within=t.accept_within,
+            max_active_chats=t.max_active_chats,
+        )
+        for t in desk.teams
+    )
+    routes = tuple(Route(r.team, r.topics, r.pages) for r in desk.routing)
+    return TeamRules(teams, routes, desk.max_active_chats)
 
 
 def retention(config: Config) -> Retention:

@@ -554,6 +554,7 @@ class Desk:
             )
             if note:
                 await notes.add(tx, session_id, by, note, self.clock())
+            await self.queue.closed(closed)
             await self.search.reindex(tx, session_id)
             if notice.needs_delivery:
                 await self.outbox.add(session_id, IntentKind.MESSAGE, message_id=notice.id)
@@ -773,7 +774,10 @@ class Desk:
                 return None
             assert current is not None
             if current.is_open and current.owner is None and self.queue.is_librarian(sender_id):
-                await self.queue.claim(session.id, sender_id, sender_name)
+                claim = await self.queue.claim(session.id, sender_id, sender_name)
+                if claim.refused is not None and current.room_id is not None:
+                    # At their cap: the answer reaches the visitor, the chat stays waiting.
+                    await self.say(session.id, current.room_id, claim.refused, [sender_id])
             message = Message(
                 id=MessageID(0),
                 session_id=session.id,

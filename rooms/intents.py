@@ -26,6 +26,7 @@ class IntentKind(enum.StrEnum):
     VISITOR_EDIT = "visitor_edit"  # the visitor edited their message: an m.replace as the ghost
     VISITOR_DELETE = "visitor_delete"  # the visitor deleted their message: redact it
     RING = "ring"  # the chat (re)entered the queue: ring the librarians in ``users``
+    OFFERED = "offered"  # a team's fair assignment: offer the chat to ``user`` (ring them alone)
     CLAIMED = "claimed"  # a librarian claimed it: tell the room, withdraw other invitations
     TRANSFERRED = "transferred"  # handed to another librarian: ring them
     ESCALATED = "escalated"  # waited too long: ring on-duty librarians and supervisors

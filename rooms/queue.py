@@ -1,5 +1,9 @@
 """The queue and the roster: who is on duty, claim, release, transfer, requeue, escalation.
 
+Teams and routing (who a waiting chat rings: the whole desk, a team, one member at a time) are
+decided by rooms/assignment.py with the rules of rooms/teams.py; the queue calls it wherever a
+chat enters the queue, is taken, or ends, and on the desk's clock.
+
 Every rule that decides who serves a visitor lives here; adapters only report what librarians
 did and render the events this module emits. Each change is one unit of work: the new state,
 what the visitor is told, and the intents that tell the librarians (rooms/intents.py) commit
@@ -8,11 +12,13 @@ together or not at all.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from rooms.assignment import Assigner
 from rooms.events import (
     DutyChanged,
     EventBus,
@@ -27,8 +33,9 @@ from rooms.live_types import Invitation
 from rooms.notices import tell_visitor
 from rooms.outbox import Outbox
 from rooms.session import Session
-from rooms.store import Database, Tx, roster, sessions
+from rooms.store import Database, Tx, roster, sessions, staff
 from rooms.store import reports as report_facts
+from rooms.teams import NO_TEAMS, Team, TeamRules
 from rooms.texts import text
 
 log = logging.getLogger("refdesk.rooms.queue")
@@ -42,6 +49,7 @@ class QueueError(Exception):
 class ClaimResult:
     won: bool
     session: Session
+    refused: str | None = None  # why the librarian may not take it (at their cap), for them
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class QueueRules:
     supervisors: tuple[str, ...] = ()
     escalate_after: float = 120.0
     default_on_duty: bool = True
+    teams: TeamRules = NO_TEAMS
 
 
 class Queue:
@@ -67,38 +76,118 @@ class Queue:
         self.clock = clock
         self.outbox = outbox or Outbox(db, bus, clock)
         self.after_claim: Callable[[Session, UserID], Awaitable[None]] | None = None
+        self.assignment = Assigner(
+            db, self.outbox, clock, rules.librarians, rules.teams, rules.default_on_duty
+        )
+
+    @property
+    def teams(self) -> TeamRules:
+        return self.rules.teams
 
     # roster
 
     def is_librarian(self, user_id: str) -> bool:
         return user_id in self.rules.librarians or user_id in self.rules.supervisors
 
-    async def on_duty(self) -> list[UserID]:
-        """Librarians on duty now, in config order."""
+    async def on_duty(self, team: str | None = None) -> list[UserID]:
+        """Librarians on duty now, in config order; ``team``: its members on duty for it."""
+        if team is not None:
+            found = self.teams.team(team)
+            return [] if found is None else (await self.assignment.staffing()).on_duty_for(found)
         duty = await self.db.read(roster.duty)
         return [UserID(u) for u in self.rules.librarians if duty.get(u, self.rules.default_on_duty)]
+
+    async def busy(self) -> set[str]:
+        """Librarians who paused new offers and rings (``!busy``)."""
+        return await self.db.read(staff.busy)
 
     async def is_on_duty(self, user_id: str) -> bool:
         return user_id in await self.on_duty()
 
-    async def set_duty(self, user_id: UserID, on_duty: bool) -> bool:
-        """Go on or off duty. Off duty hands back every session the librarian owns."""
+    async def set_duty(self, user_id: UserID, on_duty: bool, team: str | None = None) -> bool:
+        """Go on or off duty. Off duty hands back every session the librarian owns.
+
+        ``team``: on or off duty for that team only (its chats stop ringing them; chats they
+        serve stay theirs). On duty for one team while off duty for the desk: on duty, for
+        that team alone of theirs. Plain on duty: for every team of theirs again."""
         if user_id not in self.rules.librarians:
             raise QueueError("Only librarians listed in the desk's config can go on duty.")
+        if team is not None:
+            found = self.teams.team(team)
+            if found is None or user_id not in found.members:
+                raise QueueError(f"You are not a member of the team {team}.")
+            return await self._set_team_duty(user_id, on_duty, found)
 
         async def unit(tx: Tx) -> bool:
+            # Plain on duty: for every team of theirs again.
+            cleared = on_duty and any(
+                u == user_id and not on for (u, _), on in (await staff.team_duty(tx)).items()
+            )
+            if cleared:
+                await staff.clear_team_duty(tx, user_id)
             if await self.is_on_duty(user_id) == on_duty:
-                return False
+                if cleared:
+                    await self.assignment.offer_waiting()
+                return cleared
             await roster.set_duty(tx, user_id, on_duty, self.clock())
             self.bus.emit(DutyChanged(user_id, on_duty))
             if not on_duty:
+                await self.assignment.withdraw(user_id)
                 for session in await sessions.owned_by(tx, user_id):
                     await self.requeue(session.id, user_id, reason="off_duty")
+            else:
+                await self.assignment.offer_waiting()
             return True
 
         changed = await self.db.write(unit)
         if changed:
             log.info("%s is now %s duty", user_id, "on" if on_duty else "off")
+        return changed
+
+    async def _set_team_duty(self, user_id: UserID, on_duty: bool, team: Team) -> bool:
+        async def unit(tx: Tx) -> bool:
+            now = self.clock()
+            was = (await staff.team_duty(tx)).get((user_id, team.id), True)
+            desk_on = await self.is_on_duty(user_id)
+            if on_duty and not desk_on:
+                # On duty for this team alone of theirs.
+                await roster.set_duty(tx, user_id, True, now)
+                self.bus.emit(DutyChanged(user_id, True))
+                for other in self.teams.teams_of(user_id):
+                    await staff.set_team_duty(tx, user_id, other.id, other.id == team.id, now)
+                await self.assignment.offer_waiting()
+                return True
+            if was == on_duty:
+                return False
+            await staff.set_team_duty(tx, user_id, team.id, on_duty, now)
+            if on_duty:
+                await self.assignment.offer_waiting()
+            else:
+                await self.assignment.withdraw(user_id, team.id)
+            return True
+
+        changed = await self.db.write(unit)
+        if changed:
+            log.info("%s is now %s duty for team %s", user_id, "on" if on_duty else "off", team.id)
+        return changed
+
+    async def set_busy(self, user_id: UserID, busy: bool) -> bool:
+        """``!busy``: no new offers or rings for now, still on duty; ``!available``: again.
+        Kept in the store (across restarts). A pending offer moves on to the next member."""
+        if not self.is_librarian(user_id):
+            raise QueueError("Only librarians of this desk can be busy or available.")
+
+        async def unit(tx: Tx) -> bool:
+            changed = await staff.set_busy(tx, user_id, busy, self.clock())
+            if changed and busy:
+                await self.assignment.withdraw(user_id)
+            elif changed:
+                await self.assignment.offer_waiting()
+            return changed
+
+        changed = await self.db.write(unit)
+        if changed:
+            log.info("%s is now %s", user_id, "busy" if busy else "available")
         return changed
 
     # claim, transfer, release
@@ -127,18 +216,27 @@ class Queue:
             raise QueueError("Only librarians can claim a chat.")
 
         async def unit(tx: Tx) -> ClaimResult:
-            await tx.lock_session(session_id)
+            current = await sessions.get_locked(tx, session_id)
+            if current is None:
+                raise QueueError("No such session.")
+            if current.is_open and current.owner is None:
+                refused = await self.assignment.refuse_claim(current, user_id, name)
+                if refused is not None:
+                    return ClaimResult(False, current, refused)
             won = await sessions.claim(tx, session_id, user_id, name, self.clock())
             if won is None:
                 return ClaimResult(False, await self._session(tx, session_id))
+            await self.assignment.taken(session_id, user_id)
+            team = self.assignment.team_payload(self.teams.team(won.team))
             if invitation is None:
-                await self.outbox.add(session_id, IntentKind.CLAIMED, by=user_id, name=name)
+                await self.outbox.add(session_id, IntentKind.CLAIMED, by=user_id, name=name, **team)
             else:  # the room is made for it (the visitor has not written yet)
                 await self.outbox.add(
                     session_id,
                     IntentKind.CLAIMED,
                     by=user_id,
                     name=name,
+                    **team,
                     invited=True,
                     page=invitation.page,
                     text=invitation.text,
@@ -166,6 +264,9 @@ class Queue:
                 raise QueueError(f"{to} is not a librarian of this desk.")
             if to == session.owner:
                 raise QueueError(f"{to} already serves this chat.")
+            refused = await self.assignment.refuse_claim(session, to, to_name)
+            if refused is not None:
+                raise QueueError(refused)
             now = self.clock()
             if session.owner is None:
                 # Handing an unclaimed chat to someone is a claim on their behalf.
@@ -181,6 +282,7 @@ class Queue:
                 if updated is None:
                     raise QueueError("The chat changed hands just now; try again.")
             from_owner = session.owner or by
+            await self.assignment.taken(session_id, to)
             await report_facts.record_transfer(tx, session_id, session.owner, to, now)
             await self.outbox.add(
                 session_id,
@@ -195,6 +297,53 @@ class Queue:
             return updated
 
         return await self.db.write(unit)
+
+    async def transfer_to_team(self, session_id: SessionID, by: UserID, team_id: str) -> Session:
+        """Hand the chat to a team: it waits again, for that team, rung or offered by the
+        team's rules (its clocks start again)."""
+        team = self.teams.team(team_id)
+        if team is None:
+            raise QueueError(f"There is no team {team_id}.")
+
+        async def unit(tx: Tx) -> Session:
+            session = await sessions.get_locked(tx, session_id)
+            if session is None:
+                raise QueueError("No such session.")
+            if not session.is_open:
+                raise QueueError("This chat is closed.")
+            if not self.is_librarian(by):
+                raise QueueError("Only librarians can transfer a chat.")
+            if (
+                session.owner is not None
+                and session.owner != by
+                and by not in self.rules.supervisors
+            ):
+                raise QueueError(
+                    f"Only the owner ({session.owner_name}) or a supervisor can transfer."
+                )
+            if session.owner is None and session.team == team.id:
+                raise QueueError(f"This chat already waits for the team {team.name}.")
+            now = self.clock()
+            moved = await sessions.to_team(tx, session_id, team.id, now)
+            assert moved is not None  # the chat is locked and open
+            await self.assignment.closed(dataclasses.replace(session, owner=None))
+            await self.ring(
+                moved,
+                "team_transfer",
+                previous_owner=session.owner or by,
+                previous_name=session.owner_name,
+            )
+            await self._tell_visitor(moved, "transferred_team", team=team.name)
+            return moved
+
+        moved = await self.db.write(unit)
+        log.info("session %s transferred to team %s", session_id, team.id)
+        return moved
+
+    async def closed(self, session: Session) -> None:
+        """The chat ended (in the unit that closes it): its offer is withdrawn, its
+        librarian idle from now."""
+        await self.assignment.closed(session)
 
     async def release(self, session_id: SessionID, by: UserID) -> Session:
         session = await self.db.read(lambda tx: self._session(tx, session_id))
@@ -227,19 +376,16 @@ class Queue:
         previous_owner: UserID | None = None,
         previous_name: str | None = None,
     ) -> None:
-        """The session (re)entered the queue: ring whoever is on duty now.
+        """The session (re)entered the queue: ring whoever is on duty now (a new chat is
+        routed to its team first; a team's chat rings, or is offered, by the team's rules:
+        rooms/assignment.py). Busy librarians, and those at their cap, are not rung.
 
         Offline sessions (left while the desk was closed) are queued quietly: nobody is rung.
         """
-        users = [] if session.offline else [str(u) for u in await self.on_duty()]
-        await self.outbox.add(
-            session.id,
-            IntentKind.RING,
-            reason=reason,
-            users=users,
-            offline=session.offline,
-            previous_owner=previous_owner,
-            previous_name=previous_name,
+        if reason == "new":
+            session = await self.assignment.route(session)
+        session = await self.assignment.ring(
+            session, reason, previous_owner=previous_owner, previous_name=previous_name
         )
         self.bus.emit(SessionQueued(session, reason, previous_owner=previous_owner))
 
@@ -252,7 +398,9 @@ class Queue:
         return await self.db.read(lambda tx: sessions.queue_position(tx, session))
 
     async def tick(self) -> list[Session]:
-        """Escalate sessions unclaimed for longer than ``escalate_after``; returns them."""
+        """Move offers on and overflow team chats (rooms/assignment.py); escalate sessions
+        unclaimed for longer than ``escalate_after``; returns those escalated."""
+        await self.assignment.tick()
         now = self.clock()
         cutoff = now - timedelta(seconds=self.rules.escalate_after)
         escalated = []
@@ -273,10 +421,16 @@ class Queue:
                 updated = await sessions.mark_escalated(tx, session_id, now)
                 if updated is None:
                     return None
-                ring = sorted({str(u) for u in await self.on_duty()} | set(self.rules.supervisors))
+                ringable = await self.assignment.ringable(updated)
+                ring = sorted(set(ringable) | set(self.rules.supervisors))
                 waited = int((now - queued_at).total_seconds())
                 await self.outbox.add(
-                    session_id, IntentKind.ESCALATED, users=ring, waited=waited, position=position
+                    session_id,
+                    IntentKind.ESCALATED,
+                    users=ring,
+                    waited=waited,
+                    position=position,
+                    **self.assignment.team_payload(self.teams.team(updated.team)),
                 )
                 self.bus.emit(SessionEscalated(updated, position))
                 await self._tell_visitor(updated, "escalated", position=position)

@@ -173,6 +173,8 @@ class Session:
     emailed_up_to: int = 0
     client_key: str | None = None  # salted hash of the visitor's address (for bans)
     first_reply_at: datetime | None = None  # the first librarian reply (reports)
+    team: str | None = None  # the team it is routed (or transferred) to; None: the whole desk
+    overflowed_at: datetime | None = None  # its team's time ran out: the whole desk was rung
 
     @property
     def is_open(self) -> bool:

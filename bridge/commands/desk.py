@@ -8,21 +8,74 @@ from zoneinfo import ZoneInfo
 
 from bridge.commands.base import DESK, SESSION, Context, command
 from rooms.events import InvitationAnswered
+from rooms.ids import UserID
+from rooms.session import Session
 
 
 @command(
-    "duty", "go on or off duty; alone, shows who is on duty", args="[on|off]", where=(DESK, SESSION)
+    "duty",
+    "go on or off duty (for all your teams, or for one: !duty on membership); alone, shows "
+    "who is on duty",
+    args="[on|off] [team]",
+    where=(DESK, SESSION),
 )
 async def duty(ctx: Context, args: str) -> str:
-    word = args.lower()
+    word, _, rest = args.lower().partition(" ")
+    queue = ctx.desk.queue
     if word in ("on", "off"):
-        changed = await ctx.desk.queue.set_duty(ctx.sender, word == "on")
+        team = None
+        if rest.strip():
+            team = queue.teams.find(rest)
+            if team is None:
+                known = ", ".join(t.id for t in queue.teams.teams) or "none"
+                return f"There is no team {rest.strip()!r} (teams: {known})."
+        changed = await queue.set_duty(ctx.sender, word == "on", team.id if team else None)
         state = "on duty: new chats ring you" if word == "on" else "off duty: no more rings"
+        if team is not None:
+            state = (
+                f"on duty for the team {team.name}: its chats ring you"
+                if word == "on"
+                else f"off duty for the team {team.name}: its chats no longer ring you"
+            )
         return f"{ctx.sender_name}, you are {state}." + ("" if changed else " (no change)")
     if word:
-        return "Usage: !duty on, !duty off, or !duty to see who is on duty."
-    names = [await ctx.names(user) for user in await ctx.desk.queue.on_duty()]
-    return "On duty: " + (", ".join(names) if names else "nobody")
+        return "Usage: !duty on [team], !duty off [team], or !duty to see who is on duty."
+    return await _on_duty(ctx)
+
+
+async def _on_duty(ctx: Context) -> str:
+    """Who is on duty (busy ones marked), and for each team its members on duty."""
+    queue = ctx.desk.queue
+    busy = await queue.busy()
+
+    async def names(users: list[UserID]) -> str:
+        shown = [await ctx.names(u) + (" (busy)" if u in busy else "") for u in users]
+        return ", ".join(shown) if shown else "nobody"
+
+    lines = ["On duty: " + await names(await queue.on_duty())]
+    for team in queue.teams.teams:
+        lines.append(f"  team {team.name}: " + await names(await queue.on_duty(team.id)))
+    return "\n".join(lines)
+
+
+@command(
+    "busy",
+    "no new chats offered or rung to you for now (you stay on duty); !available to resume",
+    where=(DESK, SESSION),
+)
+async def busy(ctx: Context, args: str) -> str:
+    changed = await ctx.desk.queue.set_busy(ctx.sender, True)
+    return f"{ctx.sender_name}, you are busy: no new chats ring you until !available." + (
+        "" if changed else " (no change)"
+    )
+
+
+@command("available", "new chats are offered and rung to you again", where=(DESK, SESSION))
+async def available(ctx: Context, args: str) -> str:
+    changed = await ctx.desk.queue.set_busy(ctx.sender, False)
+    return f"{ctx.sender_name}, you are available: new chats ring you again." + (
+        "" if changed else " (no change)"
+    )
 
 
 @command(
@@ -33,17 +86,21 @@ async def duty(ctx: Context, args: str) -> str:
 async def queue(ctx: Context, args: str) -> str:
     tz = ZoneInfo(ctx.timezone)
     view = await ctx.desk.live_view()
-    names = [await ctx.names(user) for user in view.on_duty]
-    lines = ["On duty: " + (", ".join(names) if names else "nobody")]
+    teams = ctx.desk.queue.teams
+    lines = (await _on_duty(ctx)).splitlines()
+    offers = await ctx.desk.queue.assignment.pending_offers() if teams.teams else {}
     lines.append(f"Waiting: {len(view.waiting)}")
     for position, (s, waited) in enumerate(view.waiting, start=1):
         since = s.queued_at or s.created_at
+        offered = f" · offered to {await ctx.names(offers[s.id])}" if s.id in offers else ""
         lines.append(
-            f"  {position}. {s.form.name} · {ctx.topic(s)} · waiting {minutes(waited)} min "
-            f"(since {since.astimezone(tz):%H:%M})"
+            f"  {position}. {s.form.name} · {ctx.topic(s)}{team_of(ctx, s)}{offered} · "
+            f"waiting {minutes(waited)} min (since {since.astimezone(tz):%H:%M})"
         )
     lines.append(f"Being served: {len(view.served)}")
-    lines.extend(f"  {s.form.name} · {ctx.topic(s)} · {s.owner_name}" for s in view.served)
+    lines.extend(
+        f"  {s.form.name} · {ctx.topic(s)}{team_of(ctx, s)} · {s.owner_name}" for s in view.served
+    )
     if view.visitors is None:
         lines.append("On the site: not known here (the widget runs in other processes).")
         return "\n".join(lines)
@@ -62,6 +119,16 @@ async def queue(ctx: Context, args: str) -> str:
 
 
 MAX_LISTED = 30
+
+
+def team_of(ctx: Context, session: Session) -> str:
+    """ " · team Membership" for a team's chat ("· team Membership → all" once it rings the
+    whole desk), else nothing."""
+    if session.team is None:
+        return ""
+    team = ctx.desk.queue.teams.team(session.team)
+    overflowed = " → all" if session.overflowed_at is not None and session.owner is None else ""
+    return f" · team {team.name if team else session.team}{overflowed}"
 
 
 def minutes(span: timedelta) -> int:

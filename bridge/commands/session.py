@@ -22,6 +22,8 @@ async def claim(ctx: Context, args: str) -> str | None:
     result = await ctx.desk.queue.claim(session.id, ctx.sender, ctx.sender_name)
     if result.won:
         return None  # the claim notice says it for everyone
+    if result.refused is not None:
+        return result.refused
     if result.session.owner == ctx.sender:
         return "You already serve this chat."
     if not result.session.is_open:
@@ -35,11 +37,21 @@ async def release(ctx: Context, args: str) -> str | None:
     return None
 
 
-@command("transfer", "hand the chat to another librarian (they are rung)", args="@user")
+@command(
+    "transfer",
+    "hand the chat to another librarian (they are rung), or to a team (it waits for them)",
+    args="@user|team",
+)
 async def transfer(ctx: Context, args: str) -> str | None:
     match = _MXID.search(args)
     if match is None:
-        return "Usage: !transfer @user:server"
+        teams = ctx.desk.queue.teams
+        team = teams.find(args) if args.strip() else None
+        if team is not None:
+            await ctx.desk.queue.transfer_to_team(ctx.need_session().id, ctx.sender, team.id)
+            return None  # the ring notice says it for everyone
+        known = "".join(f", !transfer {t.id}" for t in teams.teams)
+        return f"Usage: !transfer @user:server{known}"
     target = UserID(match.group(0).rstrip(".,;"))
     name = await ctx.names(target)
     await ctx.desk.queue.transfer(ctx.need_session().id, ctx.sender, target, name)

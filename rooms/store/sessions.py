@@ -39,6 +39,8 @@ def from_row(row: Row) -> Session:
         emailed_up_to=row["emailed_up_to"],
         client_key=row["client_key"],
         first_reply_at=moment(row["first_reply_at"]),
+        team=row["team"],
+        overflowed_at=moment(row["overflowed_at"]),
     )
 
 
@@ -169,7 +171,7 @@ async def requeue(tx: Tx, session_id: str, owner: str, at: datetime) -> Session 
         tx,
         """
         UPDATE sessions SET owner = NULL, owner_name = NULL, claimed_at = NULL,
-               queued_at = :at, escalated_at = NULL
+               queued_at = :at, escalated_at = NULL, overflowed_at = NULL
         WHERE id = :id AND state = 'open' AND owner = :owner
         """,
         {"id": session_id, "owner": owner, "at": at},
@@ -185,6 +187,49 @@ async def mark_escalated(tx: Tx, session_id: str, at: datetime) -> Session | Non
         """,
         {"id": session_id, "at": at},
     )
+
+
+async def set_team(tx: Tx, session_id: str, team: str | None) -> Session | None:
+    """The team the chat is routed to (None: the whole desk)."""
+    return await _update(
+        tx, "UPDATE sessions SET team = :t WHERE id = :id", {"id": session_id, "t": team}
+    )
+
+
+async def to_team(tx: Tx, session_id: str, team: str, at: datetime) -> Session | None:
+    """Back to waiting, for ``team`` (a transfer to a team): its clocks start again."""
+    return await _update(
+        tx,
+        """
+        UPDATE sessions SET owner = NULL, owner_name = NULL, claimed_at = NULL, team = :t,
+               queued_at = :at, escalated_at = NULL, overflowed_at = NULL
+        WHERE id = :id AND state = 'open'
+        """,
+        {"id": session_id, "t": team, "at": at},
+    )
+
+
+async def mark_overflowed(tx: Tx, session_id: str, at: datetime) -> Session | None:
+    """The team's time ran out (or it has nobody on duty): the whole desk is rung."""
+    return await _update(
+        tx,
+        """
+        UPDATE sessions SET overflowed_at = :at
+        WHERE id = :id AND state = 'open' AND owner IS NULL AND overflowed_at IS NULL
+        """,
+        {"id": session_id, "at": at},
+    )
+
+
+async def active_chats(tx: Tx) -> dict[str, int]:
+    """Open chats per owner."""
+    rows = await tx.fetchall(
+        """
+        SELECT owner, COUNT(*) AS n FROM sessions
+        WHERE state = 'open' AND owner IS NOT NULL GROUP BY owner
+        """
+    )
+    return {row["owner"]: int(row["n"]) for row in rows}
 
 
 async def raise_mark(tx: Tx, session_id: str, column: str, message_id: int) -> bool:
