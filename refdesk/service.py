@@ -144,6 +144,8 @@ class RefDesk:
         delays = [5.0, self.config.desk.escalate_after / 4]
         if self.config.offline.batch_delay:
             delays.append(self.config.offline.batch_delay / 2)
+        if self.config.cooperative.partners:  # rolled over to partners on time
+            delays.append(self.config.cooperative.after / 4)
         period = max(0.25, min(delays))
         while True:
             await asyncio.sleep(period)

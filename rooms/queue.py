@@ -67,11 +67,17 @@ class Queue:
         self.clock = clock
         self.outbox = outbox or Outbox(db, bus, clock)
         self.after_claim: Callable[[Session, UserID], Awaitable[None]] | None = None
+        # The partner library a user answers for (rooms/cooperative.py); None: not a partner.
+        self.library_of: Callable[[str], str | None] = lambda user_id: None
 
     # roster
 
     def is_librarian(self, user_id: str) -> bool:
         return user_id in self.rules.librarians or user_id in self.rules.supervisors
+
+    def may_serve(self, user_id: str) -> bool:
+        """One of our librarians, or a partner library's (they claim and answer too)."""
+        return self.is_librarian(user_id) or self.library_of(user_id) is not None
 
     async def on_duty(self) -> list[UserID]:
         """Librarians on duty now, in config order."""
@@ -123,15 +129,20 @@ class Queue:
     ) -> ClaimResult:
         """First come, first served: exactly one concurrent caller wins. ``invitation``: the
         chat starts from the librarian's invitation the visitor accepted (rooms/live.py)."""
-        if not self.is_librarian(user_id):
+        if not self.may_serve(user_id):
             raise QueueError("Only librarians can claim a chat.")
+        library = self.library_of(user_id)
 
         async def unit(tx: Tx) -> ClaimResult:
             await tx.lock_session(session_id)
             won = await sessions.claim(tx, session_id, user_id, name, self.clock())
             if won is None:
                 return ClaimResult(False, await self._session(tx, session_id))
-            if invitation is None:
+            if invitation is None and library is not None:  # a partner library answers
+                await self.outbox.add(
+                    session_id, IntentKind.CLAIMED, by=user_id, name=name, library=library
+                )
+            elif invitation is None:
                 await self.outbox.add(session_id, IntentKind.CLAIMED, by=user_id, name=name)
             else:  # the room is made for it (the visitor has not written yet)
                 await self.outbox.add(
@@ -144,7 +155,10 @@ class Queue:
                     text=invitation.text,
                 )
             self.bus.emit(SessionClaimed(won, user_id))
-            await self._tell_visitor(won, "claimed", librarian=name)
+            if library is not None:
+                await self._tell_visitor(won, "claimed_partner", librarian=name, library=library)
+            else:
+                await self._tell_visitor(won, "claimed", librarian=name)
             if self.after_claim is not None:
                 await self.after_claim(won, user_id)
             return ClaimResult(True, won)
