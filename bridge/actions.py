@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from bridge.cooperative import CooperativeActions
 from bridge.desk_room import DeskRooms
 from bridge.formatting import edit, notice
 from bridge.ghosts import GhostTemplate
@@ -94,6 +95,7 @@ class Actions:
         self._named_ghosts: set[str] = set()  # registered and named by this process
         self._joined: set[tuple[str, str]] = set()  # (room, ghost) joined, seen by this process
         self.reports = ReportSender(desk, client, rooms, topic_labels, dashboard_url)
+        self.cooperative = CooperativeActions(self)
 
     async def perform(self, attempt: Attempt) -> None:
         intent = attempt.intent
@@ -140,6 +142,9 @@ class Actions:
             IntentKind.READ: self._read,
             IntentKind.PURGE_ROOM: self._purge_room,
             IntentKind.PURGE_MEDIA: self._purge_media,
+            IntentKind.PARTNER_RING: self.cooperative.ring,
+            IntentKind.PARTNER_POLICY: self.cooperative.policy,
+            IntentKind.TAKEN_BACK: self.cooperative.taken_back,
         }[intent.kind]
         await handler(attempt, session)
 
@@ -480,6 +485,8 @@ class Actions:
         assert session.room_id is not None
         by, name = payload["by"], payload["name"]
         await self._invite_missing(session.room_id, [by])
+        if payload.get("library"):  # a partner library's librarian
+            name = f"{name} ({payload['library']})"
         team = f" for the team {payload['team_name']}" if payload.get("team_name") else ""
         body = f"{name} claimed this chat{team} and is serving {session.form.name}."
         if payload.get("invited"):

@@ -200,6 +200,13 @@ class EventHandler:
             if self.desk.queue.is_librarian(sender):
                 await self._once(event_id, lambda: self.desk.accept_invitation(room_id))
             return
+        if membership == "join" and self.desk.cooperative.is_partner(user_id):
+            # A partner library's librarian came in: the room gets that library's policy.
+            joined = await self.desk.session_for_room(room_id)
+            if joined is not None:
+                cooperative = self.desk.cooperative
+                await self._once(event_id, lambda: cooperative.partner_joined(joined.id, user_id))
+            return
         if membership not in ("leave", "ban") or self.ours(user_id) or self.ours(sender):
             return  # the bot's own withdrawals and removals are not a librarian leaving
         session = await self.desk.session_for_room(room_id)

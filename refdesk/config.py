@@ -20,10 +20,12 @@ import yaml
 
 from mailer.settings import MailSettings
 from refdesk.config_reader import PLACEHOLDER, ConfigError, Reader
+from refdesk.cooperative_config import parse_cooperative
 from refdesk.directory_config import DirectoryConfig, parse_directory
 from refdesk.hours_config import HoursConfig, parse_hours
 from refdesk.language_files import available
 from rooms.attachments import GROUPS, AttachmentRules
+from rooms.cooperative import CooperativeRules
 from rooms.knowledge import Entry
 from rooms.language import Languages
 from rooms.reporting import ReportRules
@@ -248,6 +250,7 @@ class Config:
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     reports: ReportRules = field(default_factory=ReportRules)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    cooperative: CooperativeRules = field(default_factory=CooperativeRules)  # no partners: off
 
     @property
     def bot_mxid(self) -> str:
@@ -889,7 +892,10 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
     privacy = _privacy(root.section("privacy", required=False), codes)
     reports = _reports(root.section("reports", required=False), target)
     metrics = _metrics(root.section("metrics", required=False), appservice, widget)
-    root.seen.update({"verification", "hours"})
+    root.seen.update({"verification", "hours", "cooperative"})
+    cooperative = parse_cooperative(
+        root.data.get("cooperative"), path="cooperative", local=(*librarians, *supervisors)
+    )
     verification = None
     if "verification" in root.data:
         base_dir = source.parent if source is not None else Path.cwd()
@@ -914,6 +920,7 @@ def parse_config(data: Any, source: Path | None = None) -> Config:
         privacy,
         reports,
         metrics=metrics,
+        cooperative=cooperative,
     )
 
 

@@ -146,6 +146,8 @@ class RefDesk:
             delays += [team.overflow_after / 4, team.accept_within / 4]
         if self.config.offline.batch_delay:
             delays.append(self.config.offline.batch_delay / 2)
+        if self.config.cooperative.partners:  # rolled over to partners on time
+            delays.append(self.config.cooperative.after / 4)
         period = max(0.25, min(delays))
         while True:
             await asyncio.sleep(period)

@@ -47,6 +47,7 @@ def desk_rules(config: Config) -> DeskRules:
         verify_after_claim=bool(config.verification and config.verification.auto_after_claim),
         retention=retention(config),
         reports=config.reports,
+        cooperative=config.cooperative,
         attachments=config.widget.attachments,
         offline=OfflineRules(
             batch_delay=config.offline.batch_delay,

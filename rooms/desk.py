@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from rooms.attachments import AttachmentRules, CheckedFile, check_in_thread
 from rooms.bans import Bans, secret
+from rooms.cooperative import Cooperative, CooperativeRules
 from rooms.errors import (
     BadLink,
     ClientBanned,
@@ -126,10 +127,11 @@ class Availability:
     open: bool
     staffed: bool
     status: HoursStatus | None
+    covered: bool = False  # this desk cannot serve now, but a partner library covers the hour
 
     @property
     def live(self) -> bool:
-        return self.open and self.staffed
+        return (self.open and self.staffed) or self.covered
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ class DeskRules:
     # How long a visitor may edit or delete their own message (seconds; 0: never).
     visitor_edit_window: int = 900
     reports: ReportRules = field(default_factory=ReportRules)
+    cooperative: CooperativeRules = field(default_factory=CooperativeRules)
 
 
 class Desk:
@@ -189,6 +192,18 @@ class Desk:
         self.search = Search(db, clock, rules.topic_labels)
         self.rights = VisitorRights(db, self.outbox, clock, rules.desk_name, self.end_session)
         self.queue = Queue(db, self.bus, rules.queue, clock, self.outbox)
+        self.cooperative = Cooperative(
+            db,
+            self.bus,
+            clock,
+            self.outbox,
+            rules.cooperative,
+            timezone=rules.timezone,
+            desk_name=rules.desk_name,
+            is_local=self.queue.is_librarian,
+            served_here=self._served_here,
+        )
+        self.queue.library_of = self.cooperative.library_of
         self.bans = Bans(db, clock, self.end_session)
         self.replies = EmailReplies(
             db,
@@ -210,6 +225,7 @@ class Desk:
             timezone=rules.timezone,
             supervisors=rules.queue.supervisors,
             open_seconds=hours.open_seconds if hours is not None else None,
+            partner_of=self.cooperative.is_partner,
         )
         self.reports.retagged = self.search.reindex
         # Visitors on the site now (memory only; per process: see rooms/live.py).
@@ -620,7 +636,13 @@ class Desk:
         status = self.hours.status(now) if self.hours is not None else None
         is_open = status.open if status is not None else True
         staffed = bool(await self.queue.on_duty())
-        return Availability(is_open, staffed, status)
+        covered = not (is_open and staffed) and self.cooperative.covers(now)
+        return Availability(is_open, staffed, status, covered)
+
+    async def _served_here(self) -> bool:
+        """This desk itself can serve now: open, and somebody on duty."""
+        available = await self.availability()
+        return available.open and available.staffed
 
     async def resume_link(self, session: Session) -> tuple[str, datetime]:
         return await self.replies.resume_link(session)
@@ -632,9 +654,11 @@ class Desk:
         return await self.replies.mail_replies()
 
     async def tick(self) -> None:
-        """The desk's clock: escalation, answers by email, the daily purge, indexing chats kept
-        from before the search index, telling the desk it opened."""
+        """The desk's clock: escalation, rolling chats over to partner libraries, answers by
+        email, the daily purge, indexing chats kept from before the search index, telling the
+        desk it opened."""
         await self.queue.tick()
+        await self.cooperative.tick()
         await self.mail_replies()
         await self.purger.run_if_due()
         await self.search.backfill()
@@ -773,7 +797,7 @@ class Desk:
             if await messages.by_remote_id(tx, remote_id) is not None:
                 return None
             assert current is not None
-            if current.is_open and current.owner is None and self.queue.is_librarian(sender_id):
+            if current.is_open and current.owner is None and self.queue.may_serve(sender_id):
                 claim = await self.queue.claim(session.id, sender_id, sender_name)
                 if claim.refused is not None and current.room_id is not None:
                     # At their cap: the answer reaches the visitor, the chat stays waiting.

@@ -43,6 +43,9 @@ class IntentKind(enum.StrEnum):
     PRIVACY_EXPORT = "privacy_export"  # a supervisor asked for a visitor's data: send the file
     REPORT = "report"  # a viewer asked for a report: summary, chart, and their dashboard link
     PIN_DASHBOARD = "pin_dashboard"  # pin (or unpin) the report dashboard in the desk room
+    PARTNER_RING = "partner_ring"  # rolled over to partner libraries: ring their librarians
+    PARTNER_POLICY = "partner_policy"  # a partner's librarian joined: post that library's policy
+    TAKEN_BACK = "taken_back"  # one of ours took the chat back from a partner's librarian
 
 
 @dataclass(frozen=True)

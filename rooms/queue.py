@@ -79,6 +79,8 @@ class Queue:
         self.assignment = Assigner(
             db, self.outbox, clock, rules.librarians, rules.teams, rules.default_on_duty
         )
+        # The partner library a user answers for (rooms/cooperative.py); None: not a partner.
+        self.library_of: Callable[[str], str | None] = lambda user_id: None
 
     @property
     def teams(self) -> TeamRules:
@@ -88,6 +90,10 @@ class Queue:
 
     def is_librarian(self, user_id: str) -> bool:
         return user_id in self.rules.librarians or user_id in self.rules.supervisors
+
+    def may_serve(self, user_id: str) -> bool:
+        """One of our librarians, or a partner library's (they claim and answer too)."""
+        return self.is_librarian(user_id) or self.library_of(user_id) is not None
 
     async def on_duty(self, team: str | None = None) -> list[UserID]:
         """Librarians on duty now, in config order; ``team``: its members on duty for it."""
@@ -212,8 +218,9 @@ class Queue:
     ) -> ClaimResult:
         """First come, first served: exactly one concurrent caller wins. ``invitation``: the
         chat starts from the librarian's invitation the visitor accepted (rooms/live.py)."""
-        if not self.is_librarian(user_id):
+        if not self.may_serve(user_id):
             raise QueueError("Only librarians can claim a chat.")
+        library = self.library_of(user_id)
 
         async def unit(tx: Tx) -> ClaimResult:
             current = await sessions.get_locked(tx, session_id)
@@ -228,6 +235,8 @@ class Queue:
                 return ClaimResult(False, await self._session(tx, session_id))
             await self.assignment.taken(session_id, user_id)
             team = self.assignment.team_payload(self.teams.team(won.team))
+            if library is not None:  # a partner library answers
+                team["library"] = library
             if invitation is None:
                 await self.outbox.add(session_id, IntentKind.CLAIMED, by=user_id, name=name, **team)
             else:  # the room is made for it (the visitor has not written yet)
@@ -242,7 +251,10 @@ class Queue:
                     text=invitation.text,
                 )
             self.bus.emit(SessionClaimed(won, user_id))
-            await self._tell_visitor(won, "claimed", librarian=name)
+            if library is not None:
+                await self._tell_visitor(won, "claimed_partner", librarian=name, library=library)
+            else:
+                await self._tell_visitor(won, "claimed", librarian=name)
             if self.after_claim is not None:
                 await self.after_claim(won, user_id)
             return ClaimResult(True, won)

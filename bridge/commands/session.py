@@ -28,6 +28,8 @@ async def claim(ctx: Context, args: str) -> str | None:
         return "You already serve this chat."
     if not result.session.is_open:
         return "This chat is closed."
+    if await ctx.desk.cooperative.take_back(session.id, ctx.sender, ctx.sender_name) is not None:
+        return None  # one of ours took it back from a partner library: the notice says so
     return f"{result.session.owner_name} already serves this chat. You can still help here."
 
 

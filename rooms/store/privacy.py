@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from rooms.store import search
+from rooms.store import cooperative, search
 from rooms.store.database import Tx
 from rooms.store.values import moment, required_moment
 
@@ -95,6 +95,7 @@ async def purge_chat(tx: Tx, session_id: str, at: datetime) -> int:
     await tx.execute("DELETE FROM attachments WHERE session_id = :id", params)
     await tx.execute("DELETE FROM notes WHERE session_id = :id", params)
     await search.forget(tx, session_id)  # the chat's words, stemmed, in the search index
+    await cooperative.forget(tx, session_id)  # partner libraries rung, policy notes posted
     await tx.execute("DELETE FROM mail_outbox WHERE session_id = :id", params)
     await tx.execute(
         "DELETE FROM intents WHERE lane = :id AND (done_at IS NOT NULL OR failed_at IS NOT NULL)",
