@@ -226,6 +226,13 @@ class Desk:
             supervisors=rules.queue.supervisors,
             open_seconds=hours.open_seconds if hours is not None else None,
             partner_of=self.cooperative.is_partner,
+            teams={
+                team.id: (
+                    team.name,
+                    team.first_response_target or rules.reports.first_response_target,
+                )
+                for team in rules.queue.teams.teams
+            },
         )
         self.reports.retagged = self.search.reindex
         # Visitors on the site now (memory only; per process: see rooms/live.py).

@@ -82,6 +82,15 @@ def summary(report: Report, topic_label: dict[str, str], link_note: str) -> tupl
     topics = [f"{topic_label.get(t, t)} {n}" for t, n in report.by_topic[:TOPICS_SHOWN]]
     if topics:
         facts.append("Topics: " + " · ".join(topics))
+    if report.teams:
+        facts.append(
+            "Teams: "
+            + " · ".join(
+                f"{t.name} {t.chats} (missed {t.missed}, first reply {duration(t.wait_median)}, "
+                f"{share(t.within_target)} within {duration(t.target).replace(' 00 s', '')})"
+                for t in report.teams
+            )
+        )
     if report.tags or any(report.read_scale):
         tags = " · ".join(f"{t} {n}" for t, n in report.tags[:TOPICS_SHOWN]) or "–"
         scale = " ".join(f"{i + 1}:{n}" for i, n in enumerate(report.read_scale) if n)

@@ -80,6 +80,7 @@ class Reports:
         supervisors: tuple[str, ...],
         open_seconds: Callable[[datetime, datetime], float] | None,
         partner_of: Callable[[str], bool] | None = None,
+        teams: dict[str, tuple[str, int]] | None = None,
     ) -> None:
         self.db = db
         self.outbox = outbox
@@ -90,6 +91,7 @@ class Reports:
         self.supervisors = supervisors
         self.clocking = Clocking(open_seconds)
         self.partner_of = partner_of
+        self.teams = teams or {}  # id → (name, first-reply target)
         self._secret: bytes | None = None
         # Called in the unit of work that changes a chat's tags (the search index finds tags).
         self.retagged: Callable[[Tx, str], Awaitable[object]] | None = None
@@ -125,6 +127,7 @@ class Reports:
             timezone=self.timezone,
             names=names,
             partner_of=self.partner_of,
+            teams=self.teams,
         )
 
     async def chats(self, period: Period, figure: str, value: str = "") -> list[ChatFacts]:
@@ -136,6 +139,7 @@ class Reports:
             clocking=self.clocking,
             target=self.rules.first_response_target,
             timezone=self.timezone,
+            partner_of=self.partner_of,
         )
 
     async def chat_facts(self, session_id: str) -> ChatFacts | None:

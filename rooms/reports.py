@@ -66,6 +66,7 @@ class ChatFacts:
     transfers: tuple[tuple[str | None, str], ...] = ()
     purged: bool = False
     room_id: str | None = None
+    team: str | None = None  # the team it was routed to (desk.teams), if any
 
     @property
     def answered(self) -> bool:
@@ -232,6 +233,20 @@ class LibrarianRow:
 
 
 @dataclass(frozen=True)
+class TeamRow:
+    """One team's chats: how many, answered, missed, and first replies against its target."""
+
+    team: str
+    name: str
+    target: int
+    chats: int
+    answered: int
+    missed: int
+    wait_median: float | None
+    within_target: float | None
+
+
+@dataclass(frozen=True)
 class Comment:
     session_id: SessionID
     at: datetime
@@ -263,6 +278,7 @@ class Report:
     verification: list[tuple[str, int]]
     partners: int = 0
     names: dict[str, str] = field(default_factory=dict)
+    teams: list[TeamRow] = field(default_factory=list)
 
     def trend(self, name: str) -> float | None:
         """This period's figure minus the previous period's (None if either is unknown)."""
@@ -341,6 +357,7 @@ def build(
     timezone: str,
     names: dict[str, str] | None = None,
     partner_of: Callable[[str], bool] | None = None,
+    teams: dict[str, tuple[str, int]] | None = None,
 ) -> Report:
     """The report of ``period`` from its chats; ``before``: the previous period's, for trends."""
     tz = ZoneInfo(timezone)
@@ -406,7 +423,35 @@ def build(
         verification=_ranked(Counter(c.verification for c in chats if c.verification)),
         partners=sum(1 for c in chats if partner_of and c.owner and partner_of(c.owner)),
         names=known,
+        teams=_teams(chats, clocking, target, teams or {}),
     )
+
+
+def _teams(
+    chats: Sequence[ChatFacts],
+    clocking: Clocking,
+    target: int,
+    teams: dict[str, tuple[str, int]],
+) -> list[TeamRow]:
+    """Per team (``teams``: id → name and first-reply target), its live chats of the period."""
+    rows = []
+    for team in sorted({c.team for c in chats if c.team}):
+        name, own_target = teams.get(team, (team, target))
+        live = [c for c in chats if c.team == team and not c.offline]
+        waits = [w for c in live if (w := clocking.wait(c)) is not None]
+        rows.append(
+            TeamRow(
+                team=team,
+                name=name,
+                target=own_target,
+                chats=len(live),
+                answered=len(waits),
+                missed=sum(c.missed for c in live),
+                wait_median=median(waits),
+                within_target=(sum(w <= own_target for w in waits) / len(waits)) if waits else None,
+            )
+        )
+    return rows
 
 
 def _librarians(
@@ -449,7 +494,7 @@ def _librarians(
 FILTERS = (
     "started answered missed waiting offline offline_answered within_target over_target rated "
     "commented transferred untagged topic language page librarian rating tag read verification "
-    "hour day wait"
+    "hour day wait team partner"
 ).split()
 
 
@@ -461,6 +506,7 @@ def select(
     clocking: Clocking,
     target: int,
     timezone: str,
+    partner_of: Callable[[str], bool] | None = None,
 ) -> list[ChatFacts]:
     """The chats behind one figure: ``name`` is one of :data:`FILTERS`, ``value`` its argument
     where it takes one (a topic, a librarian's id, a rating, ``weekday-hour`` such as ``0-9``,
@@ -523,6 +569,10 @@ def select(
             case "wait":
                 w = wait(c)
                 return w is not None and str(_bucket(w)) == value
+            case "team":
+                return c.team == value
+            case "partner":
+                return c.owner is not None and partner_of is not None and partner_of(c.owner)
         return False  # pragma: no cover - every name in FILTERS is matched above
 
     return [c for c in chats if keep(c)]
@@ -569,6 +619,7 @@ CSV_COLUMNS = (
     "kind",
     "outcome",
     "topic",
+    "team",
     "language",
     "page",
     "first_reply_seconds",
@@ -623,6 +674,7 @@ def csv_text(chats: Iterable[ChatFacts], *, clocking: Clocking, target: int, tim
             "offline" if c.offline else "chat",
             outcome(c),
             c.topic,
+            c.team,
             c.language,
             c.page,
             None if wait is None else round(wait),

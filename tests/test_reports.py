@@ -31,6 +31,7 @@ from rooms.reports import (
 )
 from rooms.session import Session
 from rooms.store import Database
+from rooms.teams import Route, Team, TeamRules
 
 WIB = ZoneInfo("Asia/Jakarta")
 ANI, BUDI, HEAD = UserID("@ani:lib"), UserID("@budi:lib"), UserID("@kepala:lib")
@@ -439,3 +440,41 @@ async def test_report_command_refuses_non_viewers_and_bad_periods(store: Databas
     assert len(pending) == 1 and '"period": "2026-11"' in pending[0]["payload"].replace(
         '":"', '": "'
     )
+
+
+async def test_reports_count_by_team_against_its_own_target(store: Database) -> None:
+    """Issue 15's teams in the reports: a membership chat routed to its team is counted there,
+    against the team's 3-minute target, behind its figure, and in the CSV."""
+    clock = Clock()
+    team = Team("keanggotaan", "Keanggotaan", (BUDI,), first_response_target=180)
+    rules = TeamRules(teams=(team,), routes=(Route("keanggotaan", topics=("membership",)),))
+    desk = Desk(
+        store,
+        DeskRules(
+            topics=("literature", "membership"),
+            queue=QueueRules(librarians=(ANI, BUDI), supervisors=(HEAD,), teams=rules),
+        ),
+        clock=clock,
+        hours=ServiceHours(Schedule(WIB, OFFICE, holidays_country=None)),
+    )
+    m = Month(desk, clock, {})
+    clock.now = wib(1, 8)
+    await desk.queue.set_duty(ANI, True)
+    await desk.queue.set_duty(BUDI, True)
+    await ask(m, "k", wib(2, 10), topic="membership")
+    await reply(m, "k", BUDI, wib(2, 10, 4))  # 240 s: within the desk's 5 min, not the team's 3
+    await ask(m, "l", wib(2, 11))
+    await reply(m, "l", ANI, wib(2, 11, 1))
+    report = await desk.reports.report(desk.reports.period("2026-11"))
+    assert [(t.team, t.name, t.chats, t.answered, t.wait_median, t.within_target) for t in
+            report.teams] == [("keanggotaan", "Keanggotaan", 1, 1, 240, 0.0)]  # fmt: skip
+    assert report.figures.within_target == 1.0  # the desk's own target: both within
+    text, _ = summary(report, {}, "")
+    assert "Teams: Keanggotaan 1 (missed 0, first reply 4 min 00 s, 0% within 3 min)" in text
+    behind = await desk.reports.chats(desk.reports.period("2026-11"), "team", "keanggotaan")
+    assert [c.session_id for c in behind] == [m.chats["k"].id]
+    rows = list(csv.DictReader(io.StringIO(await desk.reports.csv(desk.reports.period("2026-11")))))
+    assert {r["chat_id"]: r["team"] for r in rows} == {
+        m.chats["k"].id: "keanggotaan",
+        m.chats["l"].id: "",
+    }

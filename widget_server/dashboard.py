@@ -231,7 +231,7 @@ class Dashboard:
             "</section></div>"
             f"<section><h2>When visitors ask</h2>{svgs['heatmap']}{self._busiest(report, links)}"
             "</section>"
-            f"{self._librarians(report, links)}"
+            f"{self._librarians(report, links)}{self._teams(report, links)}"
             '<div class="grid2">'
             + self._counts("Topics", report.by_topic, "topic", links, self.topic_labels)
             + self._counts("Languages", report.by_language, "language", links)
@@ -297,7 +297,7 @@ class Dashboard:
             ),
         ]
         if report.partners:
-            cards.append(card("Answered by partners", str(report.partners), "started"))
+            cards.append(card("Answered by partners", str(report.partners), "partner"))
         return '<div class="cards">' + "".join(cards) + "</div>"
 
     def _waits(self, report: Report, links: _Links) -> str:
@@ -347,6 +347,25 @@ class Dashboard:
             '<th class="n">Chats served</th><th class="n">First reply (median)</th>'
             '<th class="n">Length (median)</th><th class="n">Rating (count)</th>'
             f'<th class="n">Transfers out / in</th></tr>{rows}</table></section>'
+        )
+
+    def _teams(self, report: Report, links: _Links) -> str:
+        if not report.teams:
+            return ""
+        rows = "".join(
+            f'<tr><td><a href="{links.chats("team", t.team)}">{html.escape(t.name)}</a></td>'
+            f'<td class="n">{t.chats}</td><td class="n">{t.answered}</td>'
+            f'<td class="n">{t.missed}</td>'
+            f'<td class="n">{html.escape(duration(t.wait_median))}</td>'
+            f'<td class="n">{html.escape(share(t.within_target))} '
+            f"({html.escape(duration(t.target).replace(' 00 s', ''))})</td></tr>"
+            for t in report.teams
+        )
+        return (
+            "<section><h2>Per team</h2><table><tr><th>Team</th>"
+            '<th class="n">Chats</th><th class="n">Answered</th><th class="n">Missed</th>'
+            '<th class="n">First reply (median)</th><th class="n">Within its target</th></tr>'
+            f"{rows}</table></section>"
         )
 
     def _counts(

@@ -86,7 +86,7 @@ async def _facts(tx: Tx, where: str, params: dict[str, object]) -> list[ChatFact
         f"""
         SELECT s.id, s.created_at, s.closed_at, s.closed_by, s.offline, s.topic, s.language,
                s.page_url, s.owner, s.owner_name, s.first_reply_at, s.first_reply_by,
-               s.read_scale, s.verification, s.purged_at, s.room_id,
+               s.read_scale, s.verification, s.purged_at, s.room_id, s.team,
                f.rating, f.comment, f.librarian AS rated_librarian
         FROM sessions s LEFT JOIN feedback f ON f.session_id = s.id
         WHERE s.{where.replace(" AND ", " AND s.")}
@@ -132,6 +132,7 @@ async def _facts(tx: Tx, where: str, params: dict[str, object]) -> list[ChatFact
             transfers=tuple(transfers.get(row["id"], ())),
             purged=row["purged_at"] is not None,
             room_id=row["room_id"],
+            team=row["team"],
         )
         for row in rows
     ]
