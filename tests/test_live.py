@@ -177,6 +177,22 @@ async def open_demo(chromium: Browser, stack: Stack) -> Page:
     return page
 
 
+async def invited(
+    stack: Stack, chromium: Browser, lib: Librarian, room_id: str, text: str
+) -> tuple[Page, int]:
+    """A visitor opens the demo page and ``lib`` invites them with ``text``; the page shows it."""
+    known = {v.number for v in stack.desk.desk.live.visitors()}
+    page = await open_demo(chromium, stack)
+    try:
+        number = await arrived(stack, known)
+        await lib.send(room_id, f"!invite-visitor {number} {text}")
+        await expect(page.locator("[data-refdesk=live-invitation]")).to_contain_text(text)
+    except BaseException:
+        await page.context.close()
+        raise
+    return page, number
+
+
 async def test_the_visitor_list_shows_who_is_on_the_site(
     stack: Stack,
     browser: Browser,  # noqa: F811
@@ -215,14 +231,10 @@ async def test_a_declined_invitation_disappears(
     in_desk_room: str,  # noqa: F811
 ) -> None:
     dewi = librarians["dewi"]
-    known = {v.number for v in stack.desk.desk.live.visitors()}
-    page = await open_demo(browser, stack)
+    page, number = await invited(stack, browser, dewi, in_desk_room, "Need a hand?")
+    invitation = page.locator("[data-refdesk=live-invitation]")
     try:
-        number = await arrived(stack, known)
-        await dewi.send(in_desk_room, f"!invite-visitor {number} Need a hand?")
-        invitation = page.locator("[data-refdesk=live-invitation]")
         await expect(invitation).to_contain_text("Dewi Librarian")
-        await expect(invitation).to_contain_text("Need a hand?")
         await page.locator("[data-refdesk=live-invitation-decline]").click()
         await expect(invitation).to_have_count(0)
         await told(dewi, in_desk_room, f"Visitor #{number} declined your invitation.")
@@ -237,14 +249,10 @@ async def test_an_invitation_accepted_in_the_widget(
     in_desk_room: str,  # noqa: F811
 ) -> None:
     sari = librarians["sari"]
-    known = {v.number for v in stack.desk.desk.live.visitors()}
-    page = await open_demo(browser, stack)
+    page, number = await invited(stack, browser, sari, in_desk_room, "Can I help?")
+    invitation = page.locator("[data-refdesk=live-invitation]")
     try:
-        number = await arrived(stack, known)
-        await sari.send(in_desk_room, f"!invite-visitor {number} Can I help?")
-        invitation = page.locator("[data-refdesk=live-invitation]")
         await expect(invitation).to_contain_text("Sari Librarian, a librarian, invites you")
-        await expect(invitation).to_contain_text("Can I help?")
         await page.locator("[data-refdesk=live-invitation-accept]").click()
         await expect(invitation).to_have_count(0)
         form = page.locator("[data-refdesk=form]")
