@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from typing import TYPE_CHECKING
 
 from rooms.reports import WAIT_BUCKETS, WEEKDAYS, Report
+
+if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn: not at start, not in memory
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 ANSWERED = "#009E73"
 MISSED = "#D55E00"
@@ -23,6 +24,18 @@ OFFLINE = "#56B4E9"
 OVER = "#E69F00"
 INK = "#222222"
 GRID = "#DDDDDD"
+
+
+def _integers():  # type: ignore[no-untyped-def]
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size, layout="constrained")
 
 
 def _style(ax: Axes, title: str, ylabel: str = "") -> None:
@@ -47,7 +60,7 @@ def volume(ax: Axes, report: Report) -> None:
            color=OFFLINE, label="offline")  # fmt: skip
     step = max(1, len(days) // 10)
     ax.set_xticks(list(x)[::step], [f"{d:%d %b}" for d in days][::step])
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(_integers())
     ax.legend(frameon=False, ncols=3, fontsize=9, loc="lower right", bbox_to_anchor=(1, 1))
     _style(ax, "Chats per day", "chats")
 
@@ -57,7 +70,7 @@ def waits(ax: Axes, report: Report) -> None:
     colours = [ANSWERED if bound <= report.target else OVER for _, bound in WAIT_BUCKETS]
     bars = ax.bar(labels, report.wait_distribution, color=colours)
     ax.bar_label(bars, fontsize=9, color=INK)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(_integers())
     _style(ax, f"Wait for the first reply (target {report.target // 60} min)", "chats")
 
 
@@ -83,7 +96,7 @@ def ratings(ax: Axes, report: Report) -> None:
     bars = ax.bar(range(1, 6), report.ratings, color=ANSWERED)
     ax.set_xticks(range(1, 6), [str(n) for n in range(1, 6)])
     ax.bar_label(bars, fontsize=9, color=INK)
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_locator(_integers())
     _style(ax, "Ratings (1–5)", "chats")
     ax.set_xlabel("rating", color=INK)
 
@@ -92,7 +105,7 @@ def topics(ax: Axes, report: Report, labels: dict[str, str]) -> None:
     shown = report.by_topic[:8][::-1]
     bars = ax.barh([labels.get(t, t) for t, _ in shown], [n for _, n in shown], color=OFFLINE)
     ax.bar_label(bars, fontsize=9, color=INK, padding=2)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(_integers())
     ax.spines[["top", "right"]].set_visible(False)
     ax.set_title("Topics", loc="left", fontsize=12, fontweight="bold", color=INK)
     ax.tick_params(colors=INK, labelsize=9)
@@ -106,7 +119,7 @@ def _render(fig: Figure, fmt: str) -> bytes:
 
 def summary_png(report: Report) -> bytes:
     """The chart for ``!report``: chats per day, the first-reply waits, when visitors ask."""
-    fig = Figure(figsize=(8, 10), layout="constrained")
+    fig = _figure((8, 10))
     fig.suptitle(f"{report.period.label}", fontsize=14, fontweight="bold", color=INK)
     top, middle, bottom = fig.subplots(3, 1)
     volume(top, report)
@@ -117,7 +130,7 @@ def summary_png(report: Report) -> bytes:
 
 def svg(draw: Callable[[Axes], None], size: tuple[float, float] = (7.0, 3.2)) -> str:
     """One chart for the dashboard as inline SVG (its XML declaration removed)."""
-    fig = Figure(figsize=size, layout="constrained")
+    fig = _figure(size)
     ax = fig.subplots()
     draw(ax)
     ax.set_title("", loc="left")  # the page's heading names the chart
