@@ -45,6 +45,7 @@ class Site:
     desk: Desk
     pass_token: str
     chat_id: str
+    dashboard: Dashboard
 
 
 async def never(token: str, server: str) -> str | None:
@@ -69,12 +70,13 @@ async def site(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Site]:
     await desk.visitor_message(session, "Halo <script>alert(1)</script>", "c1")
     await desk.end_session(session.id, by="visitor")
     app = web.Application()
-    app.add_routes(Dashboard(desk, "Desk", {}, never).routes())
+    dashboard = Dashboard(desk, "Desk", {}, never)
+    app.add_routes(dashboard.routes())
     client: TestClient[web.Request, web.Application] = TestClient(TestServer(app))
     await client.start_server()
     token, _ = await desk.reports.sign(HEAD, PASS)
     try:
-        yield Site(client, desk, token, session.id)
+        yield Site(client, desk, token, session.id, dashboard)
     finally:
         await client.close()
         await db.close()
@@ -143,7 +145,19 @@ async def test_fuzz_chat_pages_and_links(site: Site, chat: str, token: str) -> N
 )
 async def test_fuzz_openid_sign_in(site: Site, body: bytes) -> None:
     resp = await site.client.post("/reports/openid", data=body)
-    assert resp.status in (400, 403), resp.status
+    assert resp.status in (400, 403, 429), resp.status
     answer = await resp.json()
     assert set(answer) == {"error", "message"}
-    assert answer["error"] in ("bad_request", "invalid_token")
+    assert answer["error"] in ("bad_request", "invalid_token", "too_many_requests")
+
+
+async def test_openid_checks_are_limited_per_address(site: Site) -> None:
+    """Each check asks the homeserver: ten a minute from one address, then 429."""
+    site.dashboard._checks.clear()
+    body = {"access_token": "made-up", "matrix_server_name": "lib"}
+    statuses = []
+    for _ in range(12):
+        resp = await site.client.post("/reports/openid", json=body)
+        statuses.append(resp.status)
+    assert statuses == [403] * 10 + [429] * 2
+    assert int(resp.headers["Retry-After"]) > 0

@@ -17,6 +17,7 @@ from widget_server.api import (
     RateLimiter,
     WidgetContext,
     attachments,
+    client_address,
     closing,
     faq,
     messages,
@@ -185,7 +186,9 @@ def create_app(settings: WidgetSettings, desk: Desk) -> web.Application:
         labels = {
             t: names.get(settings.default_language, t) for t, names in settings.topics.items()
         }
-        dashboard = Dashboard(desk, settings.desk_name, labels, settings.verify_openid)
+        dashboard = Dashboard(
+            desk, settings.desk_name, labels, settings.verify_openid, client_address
+        )
         app.add_routes(dashboard.routes())
     app.router.add_get("/demo", _demo)
     app.router.add_get("/", _root)

@@ -14,6 +14,8 @@ import asyncio
 import html
 import logging
 import secrets
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from urllib.parse import urlencode
@@ -118,11 +120,15 @@ class Dashboard:
         desk_name: str,
         topic_labels: dict[str, str],
         verify_openid: OpenIDCheck | None,
+        address: Callable[[web.Request], str] = lambda request: request.remote or "",
     ) -> None:
         self.desk = desk
         self.desk_name = desk_name
         self.topic_labels = topic_labels
         self.verify_openid = verify_openid
+        self.address = address
+        # OpenID checks per client address in the last minute: each asks the homeserver.
+        self._checks: dict[str, deque[float]] = {}
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -551,6 +557,19 @@ class Dashboard:
             },
         )
 
+    def _throttled(self, address: str) -> int:
+        """Seconds to wait when ``address`` asked for more than its OpenID checks a minute."""
+        now = time.monotonic()
+        window = self._checks.setdefault(address, deque())
+        _prune(window, now)
+        if len(window) >= OPENID_PER_MINUTE:
+            return int(60 - (now - window[0])) + 1
+        window.append(now)
+        if len(self._checks) > 10_000:  # forget quiet addresses
+            for key in [k for k, w in self._checks.items() if not w or now - w[-1] > 60]:
+                del self._checks[key]
+        return 0
+
     # Element widget
 
     async def widget(self, request: web.Request) -> web.StreamResponse:
@@ -581,6 +600,13 @@ class Dashboard:
                 {"error": "bad_request", "message": "Send access_token and matrix_server_name."},
                 status=400,
             )
+        wait = self._throttled(self.address(request))
+        if wait:
+            return web.json_response(
+                {"error": "too_many_requests", "message": "Too many sign-ins; wait a minute."},
+                status=429,
+                headers={"Retry-After": str(wait)},
+            )
         if self.verify_openid is None:
             return web.json_response(
                 {"error": "unavailable", "message": "Sign-in from Element is not set up."},
@@ -601,6 +627,14 @@ class Dashboard:
         pass_token, _ = await self.desk.reports.sign(user_id, PASS)
         url = "/reports/?" + urlencode({"s": pass_token, "embed": "1"})
         return web.json_response({"url": url}, headers={"Cache-Control": "no-store"})
+
+
+OPENID_PER_MINUTE = 10
+
+
+def _prune(window: deque[float], now: float) -> None:
+    while window and now - window[0] > 60:
+        window.popleft()
 
 
 class _Refused(Exception):
