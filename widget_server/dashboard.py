@@ -716,7 +716,9 @@ _WIDGET_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
     if (m.api === "toWidget") {
       var reply = {};
       if (m.action === "capabilities") reply = {capabilities: []};
-      if (m.action === "supported_api_versions") reply = {supported_versions: ["0.0.2"]};
+      if (m.action === "supported_api_versions") {
+        reply = {supported_versions: ["0.0.1", "0.0.2", "org.matrix.msc1960"]};
+      }
       post(Object.assign({}, m, {response: reply}));
       if (m.action === "openid_credentials") signIn(m.data);
       else if (m.action === "capabilities" || m.action === "notify_capabilities") ask();
